@@ -1,0 +1,3 @@
+//! Wire types for `agents`.
+//!
+//! STUB: owned by the types work.

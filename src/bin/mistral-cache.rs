@@ -1,0 +1,2 @@
+//! `mistral-cache`: the caching proxy. STUB.
+fn main() {}

@@ -1,0 +1,300 @@
+//! The storage contract behind [`CacheLayer`](super::CacheLayer): get and set of bytes.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::BoxError;
+
+/// What went wrong in a [`CacheEngine`] call.
+///
+/// [`CacheError::Miss`] is not a failure: it is how an engine says "no entry under
+/// this key". Every other variant is a failure, which the cache layer treats as a
+/// miss on read (fail-open) and logs and counts on write.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// No entry is stored under the key (or it has expired).
+    #[error("cache miss")]
+    Miss,
+    /// The backend failed (I/O, network, protocol, ...).
+    #[error("cache backend error: {0}")]
+    Backend(#[source] BoxError),
+    /// The backend did not answer within the engine's operation timeout.
+    #[error("cache backend timed out after {0:?}")]
+    Timeout(Duration),
+    /// The key is not acceptable to this engine (for example it could escape a directory).
+    #[error("invalid cache key: {0}")]
+    InvalidKey(String),
+    /// The engine does not support this operation.
+    #[error("operation not supported by this cache engine: {0}")]
+    Unsupported(&'static str),
+    /// The engine could not be configured (bad URL, missing option, ...).
+    #[error("cache engine configuration error: {0}")]
+    Config(String),
+}
+
+impl CacheError {
+    /// Wraps any error as [`CacheError::Backend`].
+    pub fn backend(err: impl Into<BoxError>) -> Self {
+        CacheError::Backend(err.into())
+    }
+
+    /// `true` for [`CacheError::Miss`].
+    pub fn is_miss(&self) -> bool {
+        matches!(self, CacheError::Miss)
+    }
+}
+
+/// A byte store for cache entries.
+///
+/// This mirrors the Go library's `CacheEngine`: `get` and `set` of bytes under a
+/// string key. **`get` must return [`CacheError::Miss`] when no entry exists** (or
+/// the entry expired); any other error means the backend failed. Keys handed to an
+/// engine by the cache layer are lowercase hex SHA-256 digests (64 characters), but
+/// engines should accept any key made of `[A-Za-z0-9._-]` and may reject others
+/// with [`CacheError::InvalidKey`].
+///
+/// Implementors write plain `async fn`s:
+///
+/// ```
+/// use bytes::Bytes;
+/// use mistral_tower::cache::{CacheEngine, CacheError};
+/// use std::{collections::HashMap, sync::Mutex};
+///
+/// #[derive(Default)]
+/// struct MapEngine(Mutex<HashMap<String, Bytes>>);
+///
+/// impl CacheEngine for MapEngine {
+///     async fn get(&self, key: &str) -> Result<Bytes, CacheError> {
+///         self.0.lock().unwrap().get(key).cloned().ok_or(CacheError::Miss)
+///     }
+///     async fn set(&self, key: &str, data: Bytes) -> Result<(), CacheError> {
+///         self.0.lock().unwrap().insert(key.to_owned(), data);
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// The provided methods have defaults, so a custom engine needs only `get` and
+/// `set`. Entries written by the cache layer carry their own expiry time and are
+/// checked on read, so an engine without native TTL support stays correct; native
+/// TTL (`set_with_ttl`) only frees space sooner.
+pub trait CacheEngine: Send + Sync + 'static {
+    /// Reads the value stored under `key`, or [`CacheError::Miss`].
+    fn get(&self, key: &str) -> impl Future<Output = Result<Bytes, CacheError>> + Send;
+
+    /// Stores `data` under `key`, replacing any previous value.
+    fn set(&self, key: &str, data: Bytes) -> impl Future<Output = Result<(), CacheError>> + Send;
+
+    /// Stores `data` under `key` and lets the backend drop it after `ttl` (if it can).
+    ///
+    /// The default ignores `ttl` and calls [`set`](CacheEngine::set).
+    fn set_with_ttl(
+        &self,
+        key: &str,
+        data: Bytes,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<(), CacheError>> + Send {
+        let _ = ttl;
+        self.set(key, data)
+    }
+
+    /// Removes the entry under `key`. Removing an absent key is not an error.
+    ///
+    /// The default returns [`CacheError::Unsupported`].
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), CacheError>> + Send {
+        let _ = key;
+        async { Err(CacheError::Unsupported("delete")) }
+    }
+
+    /// Lists the stored keys (for administration: stats, purge). Engines that
+    /// cannot enumerate return [`CacheError::Unsupported`], the default.
+    fn keys(&self) -> impl Future<Output = Result<Vec<String>, CacheError>> + Send {
+        async { Err(CacheError::Unsupported("keys")) }
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe form of [`CacheEngine`], implemented for every engine.
+///
+/// You rarely name this trait: use [`BoxEngine`] to hold an engine chosen at run time.
+pub trait DynCacheEngine: Send + Sync + 'static {
+    /// See [`CacheEngine::get`].
+    fn dyn_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes, CacheError>>;
+    /// See [`CacheEngine::set_with_ttl`].
+    fn dyn_set<'a>(
+        &'a self,
+        key: &'a str,
+        data: Bytes,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), CacheError>>;
+    /// See [`CacheEngine::delete`].
+    fn dyn_delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), CacheError>>;
+    /// See [`CacheEngine::keys`].
+    fn dyn_keys(&self) -> BoxFuture<'_, Result<Vec<String>, CacheError>>;
+    /// A short description for `Debug` (never credentials).
+    fn describe(&self) -> String;
+}
+
+impl<E: CacheEngine> DynCacheEngine for E {
+    fn dyn_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes, CacheError>> {
+        Box::pin(self.get(key))
+    }
+    fn dyn_set<'a>(
+        &'a self,
+        key: &'a str,
+        data: Bytes,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(self.set_with_ttl(key, data, ttl))
+    }
+    fn dyn_delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(self.delete(key))
+    }
+    fn dyn_keys(&self) -> BoxFuture<'_, Result<Vec<String>, CacheError>> {
+        Box::pin(self.keys())
+    }
+    fn describe(&self) -> String {
+        std::any::type_name::<E>().to_owned()
+    }
+}
+
+/// An engine chosen at run time: a cheap-to-clone `Arc<dyn DynCacheEngine>` that is
+/// itself a [`CacheEngine`].
+///
+/// ```
+/// use mistral_tower::cache::{BoxEngine, CacheLayer, MemoryEngine};
+/// let engine = BoxEngine::new(MemoryEngine::new(1 << 20));
+/// let _layer = CacheLayer::new(engine);
+/// ```
+#[derive(Clone)]
+pub struct BoxEngine {
+    inner: Arc<dyn DynCacheEngine>,
+}
+
+impl BoxEngine {
+    /// Erases the engine's type.
+    pub fn new<E: CacheEngine>(engine: E) -> Self {
+        BoxEngine {
+            inner: Arc::new(engine),
+        }
+    }
+
+    /// Wraps an engine that is already shared.
+    pub fn from_arc(engine: Arc<dyn DynCacheEngine>) -> Self {
+        BoxEngine { inner: engine }
+    }
+}
+
+impl fmt::Debug for BoxEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("BoxEngine")
+            .field(&self.inner.describe())
+            .finish()
+    }
+}
+
+impl CacheEngine for BoxEngine {
+    async fn get(&self, key: &str) -> Result<Bytes, CacheError> {
+        self.inner.dyn_get(key).await
+    }
+    async fn set(&self, key: &str, data: Bytes) -> Result<(), CacheError> {
+        self.inner.dyn_set(key, data, None).await
+    }
+    async fn set_with_ttl(
+        &self,
+        key: &str,
+        data: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        self.inner.dyn_set(key, data, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        self.inner.dyn_delete(key).await
+    }
+    async fn keys(&self) -> Result<Vec<String>, CacheError> {
+        self.inner.dyn_keys().await
+    }
+}
+
+impl<E: CacheEngine> CacheEngine for Arc<E> {
+    fn get(&self, key: &str) -> impl Future<Output = Result<Bytes, CacheError>> + Send {
+        (**self).get(key)
+    }
+    fn set(&self, key: &str, data: Bytes) -> impl Future<Output = Result<(), CacheError>> + Send {
+        (**self).set(key, data)
+    }
+    fn set_with_ttl(
+        &self,
+        key: &str,
+        data: Bytes,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<(), CacheError>> + Send {
+        (**self).set_with_ttl(key, data, ttl)
+    }
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), CacheError>> + Send {
+        (**self).delete(key)
+    }
+    fn keys(&self) -> impl Future<Output = Result<Vec<String>, CacheError>> + Send {
+        (**self).keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync_static<T: Send + Sync + 'static>() {}
+
+    #[derive(Default)]
+    struct Map(std::sync::Mutex<std::collections::HashMap<String, Bytes>>);
+
+    impl CacheEngine for Map {
+        async fn get(&self, key: &str) -> Result<Bytes, CacheError> {
+            self.0
+                .lock()
+                .unwrap()
+                .get(key)
+                .cloned()
+                .ok_or(CacheError::Miss)
+        }
+        async fn set(&self, key: &str, data: Bytes) -> Result<(), CacheError> {
+            self.0.lock().unwrap().insert(key.to_owned(), data);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn engines_are_send_sync_static() {
+        assert_send_sync_static::<BoxEngine>();
+        assert_send_sync_static::<Arc<Map>>();
+        fn future_is_send<E: CacheEngine>(e: &E) {
+            fn is_send<T: Send>(_: T) {}
+            is_send(e.get("k"));
+            is_send(e.set("k", Bytes::new()));
+        }
+        future_is_send(&Map::default());
+        future_is_send(&BoxEngine::new(Map::default()));
+    }
+
+    #[tokio::test]
+    async fn erased_engine_forwards_and_defaults_apply() {
+        let e = BoxEngine::new(Map::default());
+        assert!(e.get("a").await.unwrap_err().is_miss());
+        e.set_with_ttl("a", Bytes::from_static(b"1"), Some(Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert_eq!(e.get("a").await.unwrap(), "1");
+        assert!(matches!(
+            e.delete("a").await,
+            Err(CacheError::Unsupported("delete"))
+        ));
+        assert!(format!("{e:?}").contains("Map"));
+    }
+}

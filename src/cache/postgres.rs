@@ -1,0 +1,5 @@
+//! STUB: owned by the engines work.
+
+/// Stub.
+#[derive(Debug)]
+pub struct PostgresEngine;

@@ -1,0 +1,3 @@
+//! Wire types for `classifiers`.
+//!
+//! STUB: owned by the types work.

@@ -1,0 +1,3 @@
+//! Wire types for `common`.
+//!
+//! STUB: owned by the types work.

@@ -1,0 +1,3 @@
+//! Wire types for `fim`.
+//!
+//! STUB: owned by the types work.

@@ -1,0 +1,33 @@
+//! A Mistral AI API client built as a [`tower::Service`] stack, and a response
+//! cache for LLM APIs as tower middleware.
+//!
+//! TODO(crate docs): filled in by the integration step.
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod body;
+pub mod cache;
+pub mod client;
+pub mod error;
+pub mod layers;
+pub mod sse;
+pub mod transport;
+
+pub mod agents;
+pub mod chat;
+pub mod classifiers;
+pub mod common;
+pub mod embeddings;
+pub mod fim;
+pub mod models;
+pub mod ocr;
+
+#[cfg(feature = "server")]
+pub mod server;
+
+pub use body::Body;
+pub use client::{ApiResponse, Client, ClientBuilder};
+pub use error::Error;
+
+/// A boxed, type-erased error, the error type of every service in the stack.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,3 @@
+//! Wire types for `models`.
+//!
+//! STUB: owned by the types work.

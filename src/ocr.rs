@@ -1,0 +1,3 @@
+//! Wire types for `ocr`.
+//!
+//! STUB: owned by the types work.

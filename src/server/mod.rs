@@ -1,0 +1,1 @@
+//! STUB: the caching proxy, owned by the proxy work.

@@ -1,0 +1,3 @@
+//! Server-sent events: a spec-compliant incremental parser.
+//!
+//! STUB: owned by the client work.
