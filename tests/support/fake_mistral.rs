@@ -627,6 +627,8 @@ fn sse_response(shared: &Arc<Shared>, scenario: &str) -> Response {
         "stream-truncated" => push_events(&mut steps, &events[..2]),
         "stream-abort" => {
             push_events(&mut steps, &events[..2]);
+            // let hyper flush the events before the connection is cut
+            steps.push(Step::Sleep(Duration::from_millis(100)));
             steps.push(Step::Abort);
         }
         "stream-stall" => {
