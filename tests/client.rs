@@ -287,7 +287,15 @@ async fn every_error_shape_is_typed() {
         .no_retry()
         .build()
         .unwrap();
-    let cases: &[(&str, u16, &str, Option<&str>, Option<&str>)] = &[
+    // (scenario, status, message, type, code)
+    type Case = (
+        &'static str,
+        u16,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+    let cases: &[Case] = &[
         (
             "error-05a",
             400,
