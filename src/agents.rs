@@ -17,8 +17,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use crate::chat::{ChatCompletionChunk, ChatCompletionResponse};
 use crate::chat::ChatMessage;
+pub use crate::chat::{ChatCompletionChunk, ChatCompletionResponse};
 use crate::common::{
     GuardrailConfig, Prediction, PromptMode, ReasoningEffort, ResponseFormat, ServiceTier, Stop,
     Tool, ToolChoice, setters,

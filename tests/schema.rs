@@ -30,7 +30,10 @@ use mistral_tower::ocr::{
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/mistral/openapi.yaml");
+const SPEC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/mistral/openapi.yaml"
+);
 
 fn spec() -> &'static Value {
     static SPEC_VALUE: OnceLock<Value> = OnceLock::new();
@@ -153,7 +156,9 @@ fn all_messages() -> Vec<ChatMessage> {
                 ContentChunk::text("You are terse."),
                 ContentChunk::Thinking(ThinkChunk {
                     thinking: vec![
-                        ThinkingPart::Text(TextChunk { text: "plan".into() }),
+                        ThinkingPart::Text(TextChunk {
+                            text: "plan".into(),
+                        }),
                         ThinkingPart::ToolReference(ToolReferenceChunk {
                             tool: "web_search".into(),
                             title: "t".into(),
@@ -162,7 +167,10 @@ fn all_messages() -> Vec<ChatMessage> {
                             description: Some("d".into()),
                         }),
                         ThinkingPart::Reference(ReferenceChunk {
-                            reference_ids: vec![ReferenceId::Int(1), ReferenceId::String("a".into())],
+                            reference_ids: vec![
+                                ReferenceId::Int(1),
+                                ReferenceId::String("a".into()),
+                            ],
                         }),
                     ],
                     signature: Some("sig".into()),
@@ -223,22 +231,34 @@ fn all_tools() -> Vec<Tool> {
             .description("Weather of a city")
             .strict(true),
         ),
-        Tool::WebSearch { tool_configuration: config() },
-        Tool::WebSearchPremium { tool_configuration: None },
-        Tool::CodeInterpreter { tool_configuration: None },
-        Tool::ImageGeneration { tool_configuration: None },
+        Tool::WebSearch {
+            tool_configuration: config(),
+        },
+        Tool::WebSearchPremium {
+            tool_configuration: None,
+        },
+        Tool::CodeInterpreter {
+            tool_configuration: None,
+        },
+        Tool::ImageGeneration {
+            tool_configuration: None,
+        },
         Tool::DocumentLibrary {
             library_ids: vec!["lib".into()],
             tool_configuration: None,
         },
         Tool::Connector {
             connector_id: "conn".into(),
-            authorization: Some(ConnectorAuth::OAuth2Token { value: "tok".into() }),
+            authorization: Some(ConnectorAuth::OAuth2Token {
+                value: "tok".into(),
+            }),
             tool_configuration: config(),
         },
         Tool::Connector {
             connector_id: "conn2".into(),
-            authorization: Some(ConnectorAuth::ApiKey { value: "key".into() }),
+            authorization: Some(ConnectorAuth::ApiKey {
+                value: "key".into(),
+            }),
             tool_configuration: None,
         },
     ]
@@ -286,9 +306,12 @@ fn all_guardrails() -> Vec<GuardrailConfig> {
 
 fn json_schema_format() -> ResponseFormat {
     ResponseFormat::json_schema(
-        JsonSchema::new("book", json!({"type": "object", "properties": {"name": {"type": "string"}}}))
-            .description("A book")
-            .strict(true),
+        JsonSchema::new(
+            "book",
+            json!({"type": "object", "properties": {"name": {"type": "string"}}}),
+        )
+        .description("A book")
+        .strict(true),
     )
 }
 
@@ -375,30 +398,46 @@ fn chat_request_fully_populated_validates_and_covers_the_spec() {
         validate("ChatCompletionRequest", &req.clone().tool_choice(choice));
     }
     for format in [ResponseFormat::text(), ResponseFormat::json_object()] {
-        validate("ChatCompletionRequest", &req.clone().response_format(format));
+        validate(
+            "ChatCompletionRequest",
+            &req.clone().response_format(format),
+        );
     }
     validate("ChatCompletionRequest", &req.clone().stop("END"));
 }
 
 #[test]
 fn a_misspelt_or_unknown_field_fails_validation() {
-    let req = ChatCompletionRequest::new("m", vec![ChatMessage::user("Hi")]).guardrails(all_guardrails());
+    let req =
+        ChatCompletionRequest::new("m", vec![ChatMessage::user("Hi")]).guardrails(all_guardrails());
     let good = validate("ChatCompletionRequest", &req);
     let mut bad = good.clone();
     bad["temprature"] = json!(0.1);
-    assert!(!is_valid("ChatCompletionRequest", &bad), "top-level typo accepted");
+    assert!(
+        !is_valid("ChatCompletionRequest", &bad),
+        "top-level typo accepted"
+    );
     let mut bad = good.clone();
     bad["messages"][0]["contents"] = json!("x");
-    assert!(!is_valid("ChatCompletionRequest", &bad), "message typo accepted");
+    assert!(
+        !is_valid("ChatCompletionRequest", &bad),
+        "message typo accepted"
+    );
     // GuardrailConfig has no `additionalProperties: false` in the spec; the strict copy does.
     let mut bad = good;
     bad["guardrails"][0]["moderation_llm_v1"]["actoin"] = json!("block");
-    assert!(!is_valid("ChatCompletionRequest", &bad), "nested typo accepted");
+    assert!(
+        !is_valid("ChatCompletionRequest", &bad),
+        "nested typo accepted"
+    );
 }
 
 #[test]
 fn fim_requests_validate() {
-    validate("FIMCompletionRequest", &FimCompletionRequest::new("codestral-latest", "def"));
+    validate(
+        "FIMCompletionRequest",
+        &FimCompletionRequest::new("codestral-latest", "def"),
+    );
     let full = FimCompletionRequest::new("codestral-latest", "def add(a, b):")
         .suffix("return a + b")
         .temperature(0.0)
@@ -447,7 +486,10 @@ fn agents_requests_validate() {
 
 #[test]
 fn embedding_requests_validate() {
-    validate("EmbeddingRequest", &EmbeddingRequest::new("mistral-embed", ["a", "b"]));
+    validate(
+        "EmbeddingRequest",
+        &EmbeddingRequest::new("mistral-embed", ["a", "b"]),
+    );
     for (dtype, format) in [
         (EmbeddingDtype::Float, EncodingFormat::Float),
         (EmbeddingDtype::Int8, EncodingFormat::Base64),
@@ -478,7 +520,10 @@ fn classifier_requests_validate() {
     assert_covers(&instance, &["ChatModerationRequest"]);
     let many = ChatModerationRequest::batch(
         "mistral-moderation-latest",
-        vec![vec![ChatMessage::user("a")], vec![ChatMessage::system("s"), ChatMessage::user("b")]],
+        vec![
+            vec![ChatMessage::user("a")],
+            vec![ChatMessage::system("s"), ChatMessage::user("b")],
+        ],
     );
     validate("ChatModerationRequest", &many);
 
@@ -499,7 +544,10 @@ fn ocr_requests_validate() {
         OcrDocument::image_url("data:image/png;base64,iVBORw0"),
         OcrDocument::file("0b6bfb5b-3d2c-4b1a-9d3e-6f1f5b7c8d9e"),
     ] {
-        validate("OCRRequest", &OcrRequest::new("mistral-ocr-latest", document));
+        validate(
+            "OCRRequest",
+            &OcrRequest::new("mistral-ocr-latest", document),
+        );
     }
     let full = OcrRequest::new(
         "mistral-ocr-latest",
