@@ -273,7 +273,7 @@ fn unset_fields_are_omitted_and_zero_false_are_sent() {
     let req = req
         .temperature(0.0)
         .top_p(1.0)
-        .max_tokens(0u32)
+        .max_tokens(0)
         .random_seed(0u64)
         .presence_penalty(0.0)
         .frequency_penalty(0.0)
@@ -705,10 +705,31 @@ fn requests_round_trip() {
     round_trip::<ChatCompletionRequest>(&serde_json::to_string(&req).unwrap());
     let fim = FimCompletionRequest::new("c", "p").suffix("s").stop("x");
     round_trip::<FimCompletionRequest>(&serde_json::to_string(&fim).unwrap());
-    let agents = AgentsCompletionRequest::new("a", vec![ChatMessage::user("u")]).n(1u32);
+    let agents = AgentsCompletionRequest::new("a", vec![ChatMessage::user("u")]).n(1);
     round_trip::<AgentsCompletionRequest>(&serde_json::to_string(&agents).unwrap());
     let emb = EmbeddingRequest::new("e", ["x"]);
     round_trip::<EmbeddingRequest>(&serde_json::to_string(&emb).unwrap());
     let ocr = OcrRequest::new("o", OcrDocument::file("f")).pages(vec![0, 1]);
     round_trip::<OcrRequest>(&serde_json::to_string(&ocr).unwrap());
+}
+
+#[test]
+fn builder_setters_take_plain_literals_and_strings() {
+    let req = ChatCompletionRequest::new("m", vec![ChatMessage::user("x")])
+        .max_tokens(64)
+        .n(2)
+        .random_seed(7)
+        .temperature(0.2)
+        .stop("END")
+        .reasoning_effort("high")
+        .tool_choice(mistral_tower::common::ToolChoiceMode::Auto)
+        .prompt_cache_key(String::from("k"));
+    assert_eq!(req.max_tokens, Some(64));
+    assert_eq!(req.reasoning_effort, Some(ReasoningEffort::High));
+    assert_eq!(req.tool_choice, Some(ToolChoice::auto()));
+    let chunk: ChatCompletionChunk = serde_json::from_value(
+        json!({"id": "a", "model": "m", "choices": [{"index": 0, "delta": {"content": [{"type": "text", "text": "hi"}]}}]}),
+    )
+    .unwrap();
+    assert_eq!(chunk.text(), "hi");
 }
