@@ -733,3 +733,57 @@ fn builder_setters_take_plain_literals_and_strings() {
     .unwrap();
     assert_eq!(chunk.text(), "hi");
 }
+
+mod accumulator_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// However content and tool-call arguments are split across chunks (strings or chunk
+        /// arrays, arguments in pieces), the accumulated text and arguments are the originals.
+        #[test]
+        fn splitting_does_not_change_the_result(
+            text in "[a-zA-Z0-9 .,!{}\"]{0,40}",
+            args in "[a-z0-9:{}\",]{0,30}",
+            text_cuts in proptest::collection::vec((0usize..41, any::<bool>()), 0..6),
+            arg_cuts in proptest::collection::vec(0usize..31, 0..5),
+        ) {
+            let mut acc = ChatCompletionAccumulator::new();
+            let mut cuts: Vec<(usize, bool)> = text_cuts.into_iter().map(|(c, a)| (c.min(text.len()), a)).collect();
+            cuts.sort();
+            let mut start = 0;
+            for (cut, as_chunks) in cuts.into_iter().chain([(text.len(), false)]) {
+                let piece = &text[start..cut.max(start)];
+                start = cut.max(start);
+                let content = if as_chunks {
+                    json!([{"type": "text", "text": piece}])
+                } else {
+                    json!(piece)
+                };
+                acc.push(&chunk(json!({"id": "x", "model": "m", "choices": [
+                    {"index": 0, "delta": {"content": content}, "finish_reason": null}]})));
+            }
+            let mut cuts: Vec<usize> = arg_cuts.into_iter().map(|c| c.min(args.len())).collect();
+            cuts.sort();
+            let mut start = 0;
+            for (i, cut) in cuts.into_iter().chain([args.len()]).enumerate() {
+                let piece = &args[start..cut.max(start)];
+                start = cut.max(start);
+                let call = if i == 0 {
+                    json!({"id": "c", "type": "function", "index": 0, "function": {"name": "f", "arguments": piece}})
+                } else {
+                    json!({"index": 0, "function": {"arguments": piece}})
+                };
+                acc.push(&chunk(json!({"id": "x", "model": "m", "choices": [
+                    {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": null}]})));
+            }
+            let res = acc.finish();
+            let message = &res.choices[0].message;
+            prop_assert_eq!(message.text(), text);
+            let calls = message.tool_calls();
+            prop_assert_eq!(calls.len(), 1);
+            prop_assert_eq!(&calls[0].function.name, "f");
+            prop_assert_eq!(calls[0].function.arguments.to_json_string(), args);
+        }
+    }
+}
