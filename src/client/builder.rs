@@ -23,7 +23,8 @@ use crate::{Body, BoxError, Error};
 pub const DEFAULT_BASE_URL: &str = "https://api.mistral.ai";
 
 type BoxLayerFn = Box<dyn FnOnce(HttpService) -> HttpService + Send + Sync>;
-/// Builds the cache slot's service; gets the API key to scope cache entries.
+/// Builds the cache slot's service; gets the API key to scope cache entries by
+/// (`None` when callers' own `Authorization` headers reach the cache).
 type BoxCacheFn = Box<dyn FnOnce(HttpService, Option<&str>) -> HttpService + Send + Sync>;
 
 /// Configures a [`Client`](crate::Client).
@@ -266,11 +267,10 @@ impl ClientBuilder {
     /// [`CacheLayer::tenant_secret`]. To choose the scope yourself, use
     /// [`cache_slot_layer`](Self::cache_slot_layer).
     pub fn cache_layer<E: CacheEngine>(mut self, layer: CacheLayer<E>) -> Self {
-        let keep = self.keep_request_authorization;
         self.cache = Some(Box::new(move |inner, key| {
             let layer = match key {
-                Some(key) if !keep => layer.tenant_secret(key.trim()),
-                _ => layer,
+                Some(key) => layer.tenant_secret(key.trim()),
+                None => layer,
             };
             erase(layer.layer(MapRequest::new(
                 inner,
@@ -329,7 +329,14 @@ impl ClientBuilder {
             .service(transport);
         let mut service: HttpService = BoxCloneSyncService::new(core);
         if let Some(cache) = self.cache {
-            service = cache(service, self.api_key.as_deref());
+            // With keep_request_authorization the callers' own Authorization reaches
+            // the cache, which then scopes entries by it (its default).
+            let key = if self.keep_request_authorization {
+                None
+            } else {
+                self.api_key.as_deref()
+            };
+            service = cache(service, key);
         }
         for layer in self.layers.into_iter().rev() {
             service = layer(service);
