@@ -260,7 +260,12 @@ fn hit_response<ResBody>(
     let age = now_ms.saturating_sub(entry.created_ms()) / 1000;
     let (status, mut headers, frames) = entry.into_parts();
     headers.insert(X_CACHE, CacheStatus::Hit.header_value());
-    headers.insert(header::AGE, HeaderValue::from(age));
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    let age = match SMALL.get(age as usize) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(age),
+    };
+    headers.insert(header::AGE, age);
     Metrics::inc(&m.hits);
     Metrics::add(&m.bytes_served, frames.iter().map(|f| f.len() as u64).sum());
     let mut res = Response::new(ResponseBody::replay(frames));
