@@ -185,8 +185,9 @@ impl ClientBuilder {
         self
     }
 
-    /// At most `n` requests in flight (until their response headers arrive),
-    /// shared by every clone of the client.
+    /// At most `n` requests in flight, shared by every clone of the client; a
+    /// request counts until its response body ends or is dropped (a stream for its
+    /// whole life).
     pub fn concurrency_limit(mut self, n: usize) -> Self {
         self.concurrency_limit = Some(n);
         self
@@ -319,7 +320,6 @@ impl ClientBuilder {
             .set_total(self.timeout)
             .set_stream_idle(self.stream_idle_timeout);
         let core = ServiceBuilder::new()
-            .option_layer(self.concurrency_limit.map(ConcurrencyLimitLayer::new))
             .option_layer(self.rate_limit.map(|(n, per)| RateLimitLayer::new(n, per)))
             .layer(RetryLayer::new(self.retry))
             .layer(TraceLayer::new())
@@ -328,6 +328,10 @@ impl ClientBuilder {
             .layer(auth)
             .service(transport);
         let mut service: HttpService = BoxCloneSyncService::new(core);
+        if let Some(n) = self.concurrency_limit {
+            // outermost of the built-in layers; its body holds the permit
+            service = erase(ConcurrencyLimitLayer::new(n).layer(service));
+        }
         if let Some(cache) = self.cache {
             // With keep_request_authorization the callers' own Authorization reaches
             // the cache, which then scopes entries by it (its default).
