@@ -587,6 +587,43 @@ async fn concurrent_identical_sse_misses_share_one_live_stream() {
     assert_eq!(frames(res.into_body()).await.unwrap(), expected);
 }
 
+#[tokio::test]
+async fn a_leader_dropping_its_stream_midway_does_not_cut_the_followers() {
+    let (up, mut senders) = streaming("text/event-stream");
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(up.clone());
+    let leader = svc.clone().oneshot(post("/v1/chat", "{}")).await.unwrap();
+    let tx = senders.recv().await.unwrap();
+    let follower = tokio::spawn(svc.clone().oneshot(post("/v1/chat", "{}")));
+    tx.send(Ok(Bytes::from_static(EVENTS[0].as_bytes())))
+        .unwrap();
+    let mut leader_body = leader.into_body();
+    leader_body.frame().await.unwrap().unwrap();
+    let follower = tokio::time::timeout(Duration::from_secs(10), follower)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(x_cache(&follower), "COALESCED");
+    drop(leader_body); // the leader's caller goes away mid-stream
+    for ev in &EVENTS[1..] {
+        tx.send(Ok(Bytes::from_static(ev.as_bytes()))).unwrap();
+    }
+    drop(tx);
+    let got = tokio::time::timeout(Duration::from_secs(10), frames(follower.into_body()))
+        .await
+        .unwrap()
+        .unwrap();
+    let expected: Vec<Bytes> = EVENTS
+        .iter()
+        .map(|e| Bytes::from_static(e.as_bytes()))
+        .collect();
+    assert_eq!(got, expected);
+    let res = svc.oneshot(post("/v1/chat", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT", "the completed stream was stored");
+    assert_eq!(frames(res.into_body()).await.unwrap(), expected);
+    assert_eq!(up.calls.load(SeqCst), 1);
+}
+
 async fn futures_join<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     let mut out = Vec::new();
     for h in handles {
@@ -1156,7 +1193,7 @@ fn public_types_are_send_and_sync() {
         >,
     >();
     send_sync::<RequestBody<Full<Bytes>>>();
-    send_sync::<mistral_tower::cache::ResponseBody<Full<Bytes>>>();
+    send::<mistral_tower::cache::ResponseBody<Full<Bytes>>>();
     send::<mistral_tower::cache::ResponseFuture<Full<Bytes>>>();
     send_sync::<CacheEntry>();
     send_sync::<MemoryEngine>();
