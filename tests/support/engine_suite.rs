@@ -138,10 +138,17 @@ pub async fn allowed_key_characters<E: CacheEngine>(e: &E) {
     // Keys starting with '.' (including "." and ".."): an engine may refuse
     // them (the file engine does, as they name hidden or parent entries), but
     // only with InvalidKey on both set and get, never by storing elsewhere.
-    for k in [format!(".{t}"), format!("..{t}"), ".".to_owned(), "..".to_owned()] {
+    for k in [
+        format!(".{t}"),
+        format!("..{t}"),
+        ".".to_owned(),
+        "..".to_owned(),
+    ] {
         match e.set(&k, Bytes::from_static(b"dot")).await {
             Ok(()) => assert_eq!(
-                e.get(&k).await.unwrap_or_else(|err| panic!("get {k:?}: {err}")),
+                e.get(&k)
+                    .await
+                    .unwrap_or_else(|err| panic!("get {k:?}: {err}")),
                 "dot",
                 "key {k:?}"
             ),
