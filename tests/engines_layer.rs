@@ -14,13 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use engine_suite::{add_path, add_query, env_or_skip, reachable_or_skip, unique};
+use engine_suite::unique;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use mistral_tower::Body;
-use mistral_tower::cache::{
-    CacheEngine, CacheLayer, FileEngine, MemoryEngine, TieredEngine, engine_from_url,
-};
+use mistral_tower::cache::{CacheEngine, CacheLayer, FileEngine, MemoryEngine, TieredEngine};
 use tower::{Layer, Service, ServiceExt};
 
 const CHAT_REQUEST: &str = include_str!(concat!(
@@ -210,7 +208,9 @@ async fn layer_over_tiered_memory_engines() {
 #[cfg(feature = "redis")]
 mod redis_layer {
     use super::*;
+    use engine_suite::{add_query, env_or_skip, reachable_or_skip};
     use mistral_tower::cache::RedisEngine;
+    use mistral_tower::cache::engine_from_url;
     use std::net::{SocketAddr, TcpListener, TcpStream};
     use std::process::{Child, Command, Stdio};
 
@@ -406,6 +406,8 @@ mod redis_layer {
 #[cfg(feature = "postgres")]
 mod postgres_layer {
     use super::*;
+    use engine_suite::{add_query, env_or_skip, reachable_or_skip};
+    use mistral_tower::cache::engine_from_url;
 
     #[tokio::test]
     async fn layer_over_postgres() {
@@ -475,7 +477,9 @@ mod postgres_layer {
 #[cfg(feature = "s3")]
 mod object_store_layer {
     use super::*;
+    use engine_suite::{add_path, add_query, env_or_skip, reachable_or_skip};
     use mistral_tower::cache::ObjectStoreEngine;
+    use mistral_tower::cache::engine_from_url;
 
     #[tokio::test]
     async fn layer_over_object_store_in_memory() {
