@@ -379,7 +379,7 @@ mod postgres_engine {
 mod object_store_engine {
     use super::*;
     use bytes::Bytes;
-    use engine_suite::{add_path, add_query, env_or_skip, reachable_or_skip, unique};
+    use engine_suite::{add_path, add_query, reachable_or_skip, unique};
     use mistral_tower::cache::ObjectStoreEngine;
     use mistral_tower::cache::{BoxEngine, CacheEngine, CacheError};
     use object_store::ObjectStore;
@@ -403,7 +403,7 @@ mod object_store_engine {
 
     #[tokio::test]
     async fn s3_contract_via_url() {
-        let Some(url) = env_or_skip("MISTRAL_TOWER_S3_URL") else {
+        let Some(url) = engine_suite::s3_url_or_skip() else {
             return;
         };
         let url = add_query(&add_path(&url, &unique("s3")), "timeout", "30s");
@@ -417,7 +417,7 @@ mod object_store_engine {
 
     #[tokio::test]
     async fn s3_objects_carry_the_expiry_header() {
-        let Some(url) = env_or_skip("MISTRAL_TOWER_S3_URL") else {
+        let Some(url) = engine_suite::s3_url_or_skip() else {
             return;
         };
         let url = add_query(&add_path(&url, &unique("s3_header")), "timeout", "30s");
@@ -483,7 +483,7 @@ mod object_store_engine {
 
     #[tokio::test]
     async fn tiered_memory_over_s3_contract() {
-        let Some(url) = env_or_skip("MISTRAL_TOWER_S3_URL") else {
+        let Some(url) = engine_suite::s3_url_or_skip() else {
             return;
         };
         let url = add_query(&add_path(&url, &unique("s3_tiered")), "timeout", "30s");

@@ -477,7 +477,7 @@ mod postgres_layer {
 #[cfg(feature = "s3")]
 mod object_store_layer {
     use super::*;
-    use engine_suite::{add_path, add_query, env_or_skip, reachable_or_skip};
+    use engine_suite::{add_path, add_query, reachable_or_skip};
     use mistral_tower::cache::ObjectStoreEngine;
     use mistral_tower::cache::engine_from_url;
 
@@ -493,7 +493,7 @@ mod object_store_layer {
 
     #[tokio::test]
     async fn layer_over_s3() {
-        let Some(url) = env_or_skip("MISTRAL_TOWER_S3_URL") else {
+        let Some(url) = engine_suite::s3_url_or_skip() else {
             return;
         };
         let url = add_query(&add_path(&url, &unique("layer_s3")), "timeout", "30s");

@@ -285,6 +285,17 @@ pub fn env_or_skip(var: &str) -> Option<String> {
     }
 }
 
+/// `MISTRAL_TOWER_S3_URL`, provided credentials are set too (`AWS_ACCESS_KEY_ID`,
+/// or `anonymous=true` in the URL): without them the AWS client would ask the
+/// instance-metadata endpoint, which tests must never contact.
+pub fn s3_url_or_skip() -> Option<String> {
+    let url = env_or_skip("MISTRAL_TOWER_S3_URL")?;
+    if !url.contains("anonymous=true") {
+        env_or_skip("AWS_ACCESS_KEY_ID")?;
+    }
+    Some(url)
+}
+
 /// Checks that `engine` answers (a miss on a random key counts); otherwise
 /// prints `skipped: cannot reach WHAT: ERR` and returns `false` (panics when
 /// services are required).
