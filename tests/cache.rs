@@ -857,7 +857,53 @@ async fn only_if_cached_no_cache_and_no_store() {
         "{\"call\":3}",
         "refresh was stored"
     );
-    assert_eq!(calls.load(SeqCst), 3);
+    // A refresh right after a refresh still calls upstream.
+    let res = send(with_header(post("/x", "{}"), "cache-control", "no-cache"))
+        .await
+        .unwrap();
+    assert_eq!(x_cache(&res), "REFRESH");
+    assert_eq!(body_string(res.into_body()).await, "{\"call\":4}");
+    assert_eq!(calls.load(SeqCst), 4);
+}
+
+/// An engine whose writes take a (paused-time) second, so completed flights linger.
+#[derive(Debug, Clone)]
+struct SlowWrites(MemoryEngine);
+
+impl CacheEngine for SlowWrites {
+    async fn get(&self, key: &str) -> Result<Bytes, CacheError> {
+        self.0.get(key).await
+    }
+    async fn set(&self, key: &str, data: Bytes) -> Result<(), CacheError> {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.0.set(key, data).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn answers_are_shared_while_the_entry_is_written_but_not_for_refreshes() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = CacheLayer::new(SlowWrites(MemoryEngine::new(1 << 20)));
+    let svc = layer.layer(counting(calls.clone(), StatusCode::OK));
+    drain(svc.clone().oneshot(post("/x", "{}")).await.unwrap()).await;
+    // The write is still pending: the completed answer is served from the flight.
+    let res = svc.clone().oneshot(post("/x", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+    assert_eq!(body_string(res.into_body()).await, "{\"call\":1}");
+    // Still within the first write (so the refresh's write surely lands last).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let res = svc
+        .clone()
+        .oneshot(with_header(post("/x", "{}"), "cache-control", "no-cache"))
+        .await
+        .unwrap();
+    assert_eq!(x_cache(&res), "REFRESH");
+    assert_eq!(body_string(res.into_body()).await, "{\"call\":2}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(layer.metrics().stores, 2);
+    let res = svc.oneshot(post("/x", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+    assert_eq!(body_string(res.into_body()).await, "{\"call\":2}");
 }
 
 #[tokio::test]

@@ -602,7 +602,9 @@ where
     let ttl = ctl.ttl.or(cfg.ttl);
     for _attempt in 0..3 {
         let role = match cfg.flight_wait {
-            Some(_) => shared.flights.join_or_lead(&key),
+            Some(_) => shared
+                .flights
+                .join_or_lead(&key, status != CacheStatus::Refresh),
             None => Role::Leader(Arc::new(Flight::default())),
         };
         match role {
