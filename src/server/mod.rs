@@ -197,6 +197,7 @@ impl Proxy {
             direct,
             routes: config.cached_routes.clone(),
             metrics,
+            upstream: config.upstream.trim_end_matches('/').to_owned(),
         });
         Ok(Proxy {
             config: Arc::new(config),

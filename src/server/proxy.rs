@@ -31,6 +31,14 @@ pub(crate) struct ProxyState {
     pub(crate) direct: HttpService,
     pub(crate) routes: CachedRoutes,
     pub(crate) metrics: Arc<Metrics>,
+    /// The upstream base URL, without a trailing `/`.
+    pub(crate) upstream: String,
+}
+
+/// The upstream URL of a request: the base URL followed by the request's path and query.
+pub(crate) fn upstream_uri(base: &str, uri: &http::Uri) -> Result<http::Uri, http::Error> {
+    let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    Ok(http::Uri::try_from(format!("{base}{path_and_query}"))?)
 }
 
 /// Headers that belong to one connection and are never forwarded (RFC 9110 §7.6.1).
@@ -73,6 +81,16 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
     // identity encoding so stored entries can be served to any client.
     parts.headers.remove(header::HOST);
     parts.headers.remove(header::ACCEPT_ENCODING);
+    parts.uri = match upstream_uri(&state.upstream, &parts.uri) {
+        Ok(uri) => uri,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &format!("cannot forward this request URI: {e}"),
+            );
+        }
+    };
     let upstream_req = http::Request::from_parts(parts, Body::new(body));
 
     let service = if cached_route {
@@ -257,8 +275,8 @@ impl Drop for RequestLog {
             path = %self.path,
             status = self.status.as_u16(),
             cache = self.cache.as_str(),
-            latency_ms = latency.as_secs_f64() * 1e3,
-            headers_ms = self.headers_after.as_secs_f64() * 1e3,
+            latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            headers_ms = u64::try_from(self.headers_after.as_millis()).unwrap_or(u64::MAX),
             bytes = self.bytes,
             complete = self.complete,
             correlation_id = self.correlation_id.as_deref().unwrap_or("-"),
@@ -289,7 +307,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        match this.inner.poll_frame(cx) {
+        match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.log.bytes += data.len() as u64;
@@ -300,6 +318,9 @@ where
                             this.log.capture = None;
                         }
                     }
+                }
+                if this.inner.is_end_stream() {
+                    this.log.complete = true;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -345,6 +366,19 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::AUTHORIZATION));
+    }
+
+    #[test]
+    fn upstream_uri_joins_base_and_path() {
+        let uri: http::Uri = "/v1/models?x=1".parse().unwrap();
+        assert_eq!(
+            upstream_uri("http://127.0.0.1:7000", &uri).unwrap(),
+            "http://127.0.0.1:7000/v1/models?x=1"
+        );
+        assert_eq!(
+            upstream_uri("https://gw.example/mistral", &uri).unwrap(),
+            "https://gw.example/mistral/v1/models?x=1"
+        );
     }
 
     #[test]
