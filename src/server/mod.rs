@@ -170,6 +170,10 @@ impl Proxy {
         let mut builder = crate::Client::builder()
             .base_url(&config.upstream)
             .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .stream_idle_timeout(config.stream_idle_timeout)
+            .max_retries(config.max_retries)
+            .user_agent(concat!("mistral-cache/", env!("CARGO_PKG_VERSION")))
             .keep_request_authorization(true);
         if let Some(key) = &config.api_key {
             builder = builder.api_key(key.clone());
@@ -197,7 +201,6 @@ impl Proxy {
             direct,
             routes: config.cached_routes.clone(),
             metrics,
-            upstream: config.upstream.trim_end_matches('/').to_owned(),
         });
         Ok(Proxy {
             config: Arc::new(config),

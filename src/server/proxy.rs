@@ -31,14 +31,13 @@ pub(crate) struct ProxyState {
     pub(crate) direct: HttpService,
     pub(crate) routes: CachedRoutes,
     pub(crate) metrics: Arc<Metrics>,
-    /// The upstream base URL, without a trailing `/`.
-    pub(crate) upstream: String,
 }
 
-/// The upstream URL of a request: the base URL followed by the request's path and query.
-pub(crate) fn upstream_uri(base: &str, uri: &http::Uri) -> Result<http::Uri, http::Error> {
+/// The URI handed to the client stack: the request's path and query only (the
+/// stack's base URL layer adds the upstream scheme, host and path prefix).
+pub(crate) fn upstream_uri(uri: &http::Uri) -> Result<http::Uri, http::Error> {
     let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    Ok(http::Uri::try_from(format!("{base}{path_and_query}"))?)
+    Ok(http::Uri::try_from(path_and_query)?)
 }
 
 /// Headers that belong to one connection and are never forwarded (RFC 9110 §7.6.1).
@@ -81,7 +80,7 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
     // identity encoding so stored entries can be served to any client.
     parts.headers.remove(header::HOST);
     parts.headers.remove(header::ACCEPT_ENCODING);
-    parts.uri = match upstream_uri(&state.upstream, &parts.uri) {
+    parts.uri = match upstream_uri(&parts.uri) {
         Ok(uri) => uri,
         Err(e) => {
             return error_response(
@@ -134,9 +133,9 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
             Response::from_parts(parts, axum::body::Body::new(body))
         }
         Err(err) => {
-            let (status, kind, message) = classify_error(&*err);
+            let (status, kind, message) = classify_error(err);
             state.metrics.record_upstream_error(kind);
-            tracing::warn!(error = %error_chain(&*err), "upstream request failed");
+            tracing::warn!(error = %message, "upstream request failed");
             log.headers_after = start.elapsed();
             log.status = status;
             if cached_route {
@@ -175,14 +174,14 @@ pub(crate) fn error_response(status: StatusCode, kind: &str, message: &str) -> R
     res
 }
 
-/// Maps a stack error to the status the client gets: 504 for timeouts, 502 for
-/// everything else (connection refused, reset, DNS, TLS...).
-pub(crate) fn classify_error(
-    err: &(dyn std::error::Error + 'static),
-) -> (StatusCode, UpstreamErrorKind, String) {
-    let mut timeout = false;
-    let mut connect = false;
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+/// Maps a stack error to the status the client gets: 504 when a timeout elapsed
+/// (connect, total or stream idle), 502 for everything else (connection refused,
+/// reset, DNS, TLS...).
+pub(crate) fn classify_error(err: BoxError) -> (StatusCode, UpstreamErrorKind, String) {
+    let err = crate::Error::from_service_error(err);
+    let mut timeout = err.is_timeout();
+    let mut connect = err.is_connect();
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = current {
         if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
             timeout = true;
@@ -203,7 +202,7 @@ pub(crate) fn classify_error(
         }
         current = e.source();
     }
-    let detail = error_chain(err);
+    let detail = error_chain(&err);
     if timeout {
         (
             StatusCode::GATEWAY_TIMEOUT,
@@ -369,16 +368,11 @@ mod tests {
     }
 
     #[test]
-    fn upstream_uri_joins_base_and_path() {
-        let uri: http::Uri = "/v1/models?x=1".parse().unwrap();
-        assert_eq!(
-            upstream_uri("http://127.0.0.1:7000", &uri).unwrap(),
-            "http://127.0.0.1:7000/v1/models?x=1"
-        );
-        assert_eq!(
-            upstream_uri("https://gw.example/mistral", &uri).unwrap(),
-            "https://gw.example/mistral/v1/models?x=1"
-        );
+    fn upstream_uri_keeps_path_and_query_only() {
+        let uri: http::Uri = "http://proxy:8080/v1/models?x=1".parse().unwrap();
+        assert_eq!(upstream_uri(&uri).unwrap(), "/v1/models?x=1");
+        let uri: http::Uri = "/v1/chat/completions".parse().unwrap();
+        assert_eq!(upstream_uri(&uri).unwrap(), "/v1/chat/completions");
     }
 
     #[test]
