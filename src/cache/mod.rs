@@ -24,7 +24,7 @@ pub use self::object_store::ObjectStoreEngine;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresEngine;
+pub use postgres::{PostgresEngine, SweeperHandle};
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
