@@ -88,11 +88,7 @@ async fn calls(State(fake): State<Fake>) -> Response {
 }
 
 fn json(v: serde_json::Value) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        v.to_string(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
 
 fn bad_request(msg: &str) -> Response {
@@ -111,7 +107,11 @@ async fn chat(State(fake): State<Fake>, body: Bytes) -> Response {
         return bad_request("Missing required property: messages");
     }
     if req.get("stream").and_then(serde_json::Value::as_bool) != Some(true) {
-        return ([(header::CONTENT_TYPE, "application/json")], fake.chat.clone()).into_response();
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            fake.chat.clone(),
+        )
+            .into_response();
     }
     // One SSE event per frame, 20 ms apart, as the real API streams them.
     let text = String::from_utf8_lossy(&fake.stream).replace("\r\n", "\n");
@@ -152,14 +152,19 @@ async fn embeddings(body: Bytes) -> Response {
         .enumerate()
         .map(|(index, text)| {
             // A deterministic vector derived from the text.
-            let seed = text.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+            let seed = text
+                .bytes()
+                .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
             let embedding: Vec<f64> = (0..8)
                 .map(|i| f64::from((seed.rotate_left(i * 4) % 2000) as u16) / 1000.0 - 1.0)
                 .collect();
             serde_json::json!({ "object": "embedding", "embedding": embedding, "index": index })
         })
         .collect();
-    let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count().max(1)).sum();
+    let tokens: usize = inputs
+        .iter()
+        .map(|t| t.split_whitespace().count().max(1))
+        .sum();
     json(serde_json::json!({
         "id": format!("emb-{:08x}", fastrand::u32(..)),
         "object": "list",
