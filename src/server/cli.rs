@@ -39,6 +39,7 @@ pub struct Cli {
 
 /// The sub-commands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Serve the Mistral API on a local port, answering repeated requests from the cache.
     Serve(ServeArgs),
@@ -130,25 +131,26 @@ impl ServeArgs {
             .clone()
             .or_else(|| std::env::var("MISTRAL_API_KEY").ok())
             .filter(|k| !k.is_empty());
-        let mut config = Config::default();
-        config.listen = self.listen;
-        config.admin_listen = self.admin_listen;
-        config.upstream = self.upstream.trim_end_matches('/').to_owned();
-        config.engine = self.engine.clone();
-        config.engine_optional = self.engine_optional;
-        config.api_key = api_key;
-        config.ttl = self.ttl;
-        config.namespace = self.namespace.clone();
-        config.share_across_keys = self.share_across_keys;
-        config.cached_routes = cached_routes;
-        config.mode = self.mode;
-        config.max_request_body = self.max_request_body;
-        config.max_entry_size = self.max_entry_size;
-        config.timeout = self.timeout;
-        config.connect_timeout = self.connect_timeout;
-        config.stream_idle_timeout = self.stream_idle_timeout;
-        config.max_retries = self.max_retries;
-        config.shutdown_timeout = self.shutdown_timeout;
+        let config = Config {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            upstream: self.upstream.trim_end_matches('/').to_owned(),
+            engine: self.engine.clone(),
+            engine_optional: self.engine_optional,
+            api_key,
+            ttl: self.ttl,
+            namespace: self.namespace.clone(),
+            share_across_keys: self.share_across_keys,
+            cached_routes,
+            mode: self.mode,
+            max_request_body: self.max_request_body,
+            max_entry_size: self.max_entry_size,
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+            stream_idle_timeout: self.stream_idle_timeout,
+            max_retries: self.max_retries,
+            shutdown_timeout: self.shutdown_timeout,
+        };
         config.validate()?;
         Ok(config)
     }

@@ -267,30 +267,29 @@ impl Config {
                 redact_url(&self.engine)
             )));
         }
-        if let Some(admin) = self.admin_listen {
-            if admin == self.listen {
-                return Err(ServerError::Config(format!(
-                    "--admin-listen {admin} is the same address as --listen"
-                )));
-            }
+        if let Some(admin) = self.admin_listen
+            && admin == self.listen
+        {
+            return Err(ServerError::Config(format!(
+                "--admin-listen {admin} is the same address as --listen"
+            )));
         }
-        if let Some(key) = &self.api_key {
-            if key.trim().is_empty() || key.contains(['\r', '\n']) {
-                return Err(ServerError::Config(
-                    "the API key is empty or malformed".into(),
-                ));
-            }
+        if let Some(key) = &self.api_key
+            && (key.trim().is_empty() || key.contains(['\r', '\n']))
+        {
+            return Err(ServerError::Config(
+                "the API key is empty or malformed".into(),
+            ));
         }
-        if let Some(ns) = &self.namespace {
-            if ns.is_empty()
+        if let Some(ns) = &self.namespace
+            && (ns.is_empty()
                 || !ns
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b))
-            {
-                return Err(ServerError::Config(format!(
-                    "invalid namespace {ns:?}: use letters, digits and . _ - : /"
-                )));
-            }
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b)))
+        {
+            return Err(ServerError::Config(format!(
+                "invalid namespace {ns:?}: use letters, digits and . _ - : /"
+            )));
         }
         if self.ttl == Some(Duration::ZERO) {
             return Err(ServerError::Config(

@@ -354,10 +354,10 @@ pub fn usage_from_body(body: &[u8]) -> Option<Usage> {
         if data == "[DONE]" || !data.contains("\"usage\"") {
             continue;
         }
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(data) {
-            if let Some(u) = from_value(&v) {
-                found = Some(u);
-            }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
+            && let Some(u) = from_value(&v)
+        {
+            found = Some(u);
         }
     }
     found

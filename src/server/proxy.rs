@@ -262,10 +262,11 @@ impl Drop for RequestLog {
         m.record_request(self.cache);
         let from_cache = self.cache == CacheState::Hit;
         m.record_bytes(self.bytes, from_cache);
-        if from_cache && self.complete {
-            if let Some(usage) = self.capture.as_deref().and_then(usage_from_body) {
-                m.record_cached_usage(usage);
-            }
+        if from_cache
+            && self.complete
+            && let Some(usage) = self.capture.as_deref().and_then(usage_from_body)
+        {
+            m.record_cached_usage(usage);
         }
         let latency = self.start.elapsed();
         tracing::info!(
