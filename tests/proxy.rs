@@ -712,7 +712,11 @@ async fn admin_endpoints_on_the_api_port_and_on_a_separate_port() {
 // ---------------------------------------------------------------------------
 // The binary.
 
-const BIN: &str = env!("CARGO_BIN_EXE_mistral-cache");
+/// The binary under test; `MISTRAL_CACHE_BIN` may point at another build of it.
+fn bin() -> String {
+    std::env::var("MISTRAL_CACHE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mistral-cache").to_owned())
+}
 
 /// A running `mistral-cache serve`, its stderr lines on a channel.
 struct Binary {
@@ -723,7 +727,7 @@ struct Binary {
 
 impl Binary {
     fn start(args: &[&str]) -> Binary {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
@@ -808,7 +812,7 @@ fn spawn_line_reader(
 }
 
 fn run_bin(args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -936,7 +940,7 @@ fn unreachable_engine_is_refused_unless_optional() {
 fn env_variables_configure_serve() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .arg("serve")
         .env("MISTRAL_CACHE_LISTEN", &addr)
         .env("MISTRAL_CACHE_ENGINE", "memory://")

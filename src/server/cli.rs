@@ -23,7 +23,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::{CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS, ServerError, parse_duration};
+use super::{
+    CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS, ServerError, parse_cache_mode,
+    parse_duration,
+};
 
 /// `mistral-cache`: a caching proxy for the Mistral API.
 #[derive(Debug, Parser)]
@@ -93,7 +96,7 @@ pub struct ServeArgs {
     #[arg(long, env = "MISTRAL_CACHE_PATHS", value_delimiter = ',', default_values_t = DEFAULT_CACHED_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())]
     pub cache_paths: Vec<String>,
     /// Cache mode: read-write, read-only, write-only or replay-only.
-    #[arg(long, env = "MISTRAL_CACHE_MODE", default_value = "read-write")]
+    #[arg(long, env = "MISTRAL_CACHE_MODE", default_value = "read-write", value_parser = parse_cache_mode)]
     pub mode: CacheMode,
     /// Largest request body considered for caching (bigger ones are forwarded uncached), e.g. 8MiB.
     #[arg(long, env = "MISTRAL_CACHE_MAX_REQUEST_BODY", default_value = "8MiB", value_parser = parse_size)]

@@ -44,6 +44,7 @@ mod config;
 mod duration;
 mod metrics;
 mod proxy;
+mod stack;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -57,7 +58,9 @@ use http::{HeaderValue, header};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
-pub use config::{ADMIN_PREFIX, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS};
+pub use config::{
+    ADMIN_PREFIX, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS, parse_cache_mode,
+};
 pub use duration::parse_duration;
 pub use metrics::{CacheState, Metrics, MetricsSnapshot, Usage, usage_from_body};
 
@@ -156,7 +159,7 @@ async fn probe_engine(engine: &BoxEngine) -> Result<(), CacheError> {
 pub struct Proxy {
     config: Arc<Config>,
     state: Arc<ProxyState>,
-    cache: Option<cache_glue::CacheHandle>,
+    cache: Option<stack::CacheHandle>,
 }
 
 impl Proxy {
@@ -191,7 +194,7 @@ impl Proxy {
         };
         let (cached, cache) = match engine {
             Some(engine) => {
-                let (svc, handle) = cache_glue::cached_service(engine, &config, direct.clone());
+                let (svc, handle) = stack::cached_service(engine, &config, direct.clone());
                 (svc, Some(handle))
             }
             None => (direct.clone(), None),
@@ -219,14 +222,11 @@ impl Proxy {
         self.state.metrics.clone()
     }
 
-    /// The Prometheus text of [`Proxy::metrics`], including the cache layer's
-    /// engine error count.
+    /// The Prometheus text of [`Proxy::metrics`], with the cache layer's own
+    /// counters (stores, engine errors, corrupt entries).
     pub fn render_metrics(&self) -> String {
-        let engine_errors = self
-            .cache
-            .as_ref()
-            .map_or(0, cache_glue::CacheHandle::engine_errors);
-        self.state.metrics.render(engine_errors)
+        let cache = self.cache.as_ref().map(stack::CacheHandle::metrics);
+        self.state.metrics.render(cache)
     }
 
     /// The router of the API port: forwards everything, and serves
@@ -367,11 +367,19 @@ impl Proxy {
         }
         if let Some(cache) = &self.cache {
             let started = Instant::now();
-            cache.flush(grace).await;
-            tracing::debug!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "cache writes flushed"
-            );
+            let pending = cache.pending_writes();
+            if cache.flush(grace).await {
+                tracing::info!(
+                    pending,
+                    elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "cache writes flushed"
+                );
+            } else {
+                tracing::warn!(
+                    pending = cache.pending_writes(),
+                    "cache writes still pending after the shutdown grace period"
+                );
+            }
         }
         tracing::info!("mistral-cache stopped");
         Ok(())
@@ -422,34 +430,4 @@ fn timed(http: HttpService, metrics: Arc<Metrics>) -> HttpService {
         })
         .service(http);
     BoxCloneSyncService::new(svc)
-}
-
-/// The seam between the proxy and the cache layer.
-mod cache_glue {
-    use super::*;
-
-    /// What the proxy keeps of the cache layer: counters and pending writes.
-    #[derive(Debug, Clone)]
-    pub(super) struct CacheHandle {
-        engine: BoxEngine,
-    }
-
-    impl CacheHandle {
-        pub(super) fn engine_errors(&self) -> u64 {
-            0
-        }
-
-        pub(super) async fn flush(&self, _within: Duration) {
-            let _ = &self.engine;
-        }
-    }
-
-    /// The cached stack: the cache layer over `inner`.
-    pub(super) fn cached_service(
-        engine: BoxEngine,
-        _config: &Config,
-        inner: HttpService,
-    ) -> (HttpService, CacheHandle) {
-        (inner, CacheHandle { engine })
-    }
 }
