@@ -53,7 +53,7 @@ use crate::{Body, BoxError, Error};
 
 pub use crate::sse::EventStream;
 pub use builder::{ClientBuilder, DEFAULT_BASE_URL};
-pub use resources::{Chat, Embeddings};
+pub use resources::{Agents, Chat, Classifiers, Embeddings, Fim, Models, Ocr};
 
 /// The erased service at the heart of a [`Client`]: every layer plus the transport.
 pub type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
