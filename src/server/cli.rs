@@ -47,7 +47,7 @@ pub enum Command {
     /// Serve the Mistral API on a local port, answering repeated requests from the cache.
     Serve(ServeArgs),
     /// Show the entries of an engine: count, bytes, oldest and newest.
-    Stats(EngineArgs),
+    Stats(StatsArgs),
     /// Delete entries of an engine (all of them unless filtered).
     Purge(PurgeArgs),
     /// Print one stored entry: kind, status, headers and body.
@@ -171,13 +171,24 @@ pub struct EngineArgs {
     pub engine: String,
 }
 
+/// Flags of `stats`.
+#[derive(Debug, Clone, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    /// The engine.
+    pub engine: EngineArgs,
+    /// Print the numbers as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Flags of `purge`.
 #[derive(Debug, Clone, Args)]
 pub struct PurgeArgs {
     #[command(flatten)]
     /// The engine.
     pub engine: EngineArgs,
-    /// Only entries stored under this namespace.
+    /// Only entries stored under this namespace (`default` for the default one).
     #[arg(long)]
     pub namespace: Option<String>,
     /// Only entries stored longer ago than this, e.g. 7d, 12h, 3600.

@@ -110,6 +110,9 @@ pub enum ServerError {
     /// The client stack could not be built.
     #[error("cannot build the upstream client: {0}")]
     Client(#[source] crate::Error),
+    /// An administration command failed (no such entry, unsupported operation...).
+    #[error("{0}")]
+    Admin(String),
     /// Serving failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
