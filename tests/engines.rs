@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use engine_suite::{Caps, add_path, add_query, contract, env_or_skip, reachable_or_skip, unique};
 use mistral_tower::cache::{
-    BoxEngine, CacheEngine, CacheError, MemoryEngine, TieredEngine, engine_from_url,
+    BoxEngine, CacheEngine, CacheError, FileEngine, MemoryEngine, TieredEngine, engine_from_url,
 };
 
 /// Guards against hangs only; never an assertion on speed.
@@ -36,15 +36,13 @@ async fn memory_engine_contract() {
     guarded(contract("memory", &MemoryEngine::new(64 << 20), Caps::ALL)).await;
 }
 
-#[cfg(any())] // TEMP-UNTIL-CACHE-MERGE
 #[tokio::test]
 async fn file_engine_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = mistral_tower::cache::FileEngine::new(dir.path().join("cache")).unwrap();
+    let engine = FileEngine::new(dir.path().join("cache")).unwrap();
     guarded(contract("file", &engine, Caps::ALL)).await;
 }
 
-#[cfg(any())] // TEMP-UNTIL-CACHE-MERGE
 #[tokio::test]
 async fn engines_from_memory_and_file_urls_pass_the_contract() {
     let dir = tempfile::tempdir().unwrap();

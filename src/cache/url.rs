@@ -111,9 +111,7 @@ pub async fn engine_from_url(url: &str) -> Result<BoxEngine, CacheError> {
             }
             let engine = FileEngine::new(path.as_str())
                 .map_err(|e| config(format!("cannot open cache directory {path:?}: {e}")))?;
-            // TEMPORARY until the cache branch's FileEngine (with its CacheEngine impl) is merged.
-            let _ = engine;
-            Err(config("file:// engine: FileEngine not merged yet".into()))
+            Ok(BoxEngine::new(engine))
         }
         "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => redis_from_url(&scheme, rest),
         "postgres" | "postgresql" => postgres_from_url(&scheme, rest),
