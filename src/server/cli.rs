@@ -287,7 +287,6 @@ pub async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "mistral-cache failed");
             eprintln!("mistral-cache: {e}");
             match e {
                 ServerError::Config(_)
