@@ -1162,7 +1162,6 @@ async fn stats_purge_and_inspect_work_on_the_file_engine() {
 // ---------------------------------------------------------------------------
 // Against the shared fake Mistral server.
 
-#[allow(dead_code)]
 mod support;
 
 use support::fake_mistral::FakeMistral;
@@ -1392,5 +1391,33 @@ async fn request_cache_headers_pass_through_to_the_cache_layer() {
 
     let snap = proxy.metrics.snapshot();
     assert_eq!(snap.bypasses, 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_body_over_the_limit_is_forwarded_uncached() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |c| c.max_request_body = 64).await;
+    let url = format!("{}/v1/embeddings", proxy.url);
+    let big = format!(
+        r#"{{"model":"mistral-embed","input":["{}"]}}"#,
+        "x".repeat(200)
+    );
+    for _ in 0..2 {
+        let (parts, _) =
+            read_all(send("POST", &url, Some("Bearer k"), Some(&big), &[]).await).await;
+        assert_eq!(parts.status, 200);
+        assert!(
+            x_cache(&parts.headers).starts_with("BYPASS"),
+            "{:?}",
+            parts.headers
+        );
+        assert_eq!(
+            fake.last_request().unwrap().body,
+            big.as_bytes(),
+            "forwarded whole"
+        );
+    }
+    assert_eq!(fake.calls("/v1/embeddings"), 2);
     proxy.shutdown().await;
 }

@@ -9,25 +9,25 @@
 //!
 //! # Example
 //!
-//! Run the proxy in-process on a free port, in front of an upstream, with an
-//! in-memory cache:
+//! Build the proxy in front of an upstream, with an in-memory cache, and use its
+//! router like any axum app (here for the health endpoint; [`Proxy::run`] serves
+//! it on a listener, and [`serve`] binds [`Config::listen`] itself):
 //!
-//! ```no_run
+//! ```
 //! use mistral_tower::server::{Config, Proxy};
+//! use tower::ServiceExt;
 //!
-//! # async fn run() -> Result<(), mistral_tower::server::ServerError> {
-//! let mut config = Config::default();
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let mut config = Config::default(); // 127.0.0.1:8080 -> https://api.mistral.ai, file engine
 //! config.upstream = "http://127.0.0.1:7000".into();
 //! config.engine = "memory://".into();
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let proxy = Proxy::new(config).await?;
-//! let metrics = proxy.metrics();
-//! proxy
-//!     .run(listener, None, async { let _ = tokio::signal::ctrl_c().await; })
-//!     .await?;
-//! println!("{:?}", metrics.snapshot());
-//! # Ok(())
-//! # }
+//!
+//! let req = http::Request::get("/_mistral-cache/healthz").body(axum::body::Body::empty())?;
+//! let res = proxy.router().oneshot(req).await?;
+//! assert_eq!(res.status(), 200);
+//! assert!(proxy.render_metrics().contains("mistral_cache_hits_total 0"));
+//! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 //!
 //! # Endpoints

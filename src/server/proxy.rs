@@ -80,6 +80,8 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
     // identity encoding so stored entries can be served to any client.
     parts.headers.remove(header::HOST);
     parts.headers.remove(header::ACCEPT_ENCODING);
+    // `Expect: 100-continue` was answered by this server already.
+    parts.headers.remove(header::EXPECT);
     parts.uri = match upstream_uri(&parts.uri) {
         Ok(uri) => uri,
         Err(e) => {
