@@ -862,9 +862,13 @@ async fn sigterm_during_a_stream_lets_it_finish() {
     bin.signal("-TERM");
     bin.wait_for_line("SIGTERM received");
     bin.wait_for_line("shutting down");
-    // No new connections once shutting down.
-    let refused = tokio::net::TcpStream::connect(bin.addr).await;
-    assert!(refused.is_err(), "the proxy still accepts connections");
+    // No new connections once shutting down (the listener closes right after the signal).
+    guard(async {
+        while tokio::net::TcpStream::connect(bin.addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 
     up.release_stream();
     while let Some(frame) = guard(body.frame()).await {

@@ -311,8 +311,13 @@ impl Proxy {
         F: Future<Output = ()> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let grace = self.config.shutdown_timeout;
         tokio::spawn(async move {
             shutdown.await;
+            tracing::info!(
+                grace_secs = grace.as_secs_f64(),
+                "shutting down: no new connections, waiting for in-flight requests"
+            );
             let _ = tx.send(true);
         });
         let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -353,13 +358,8 @@ impl Proxy {
                 None => api.await,
             }
         };
-        let grace = self.config.shutdown_timeout;
         let deadline = async {
             signalled(rx.clone()).await;
-            tracing::info!(
-                grace_secs = grace.as_secs_f64(),
-                "shutting down: no new connections, waiting for in-flight requests"
-            );
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
