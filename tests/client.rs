@@ -287,7 +287,15 @@ async fn every_error_shape_is_typed() {
         .no_retry()
         .build()
         .unwrap();
-    let cases: &[(&str, u16, &str, Option<&str>, Option<&str>)] = &[
+    // (scenario, status, message, type, code)
+    type Case = (
+        &'static str,
+        u16,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+    let cases: &[Case] = &[
         (
             "error-05a",
             400,
@@ -628,4 +636,49 @@ async fn invalid_configuration_is_a_config_error() {
     let err = Client::builder().api_key("bad\nkey").build().unwrap_err();
     assert!(err.is_config());
     let _: Error = err;
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn tracing_span_per_request_without_the_key_or_bodies() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // current-thread runtime: the thread-local default covers the whole test
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let fake = FakeMistral::start().await;
+    let c = client(&fake);
+    c.chat()
+        .create(chat_req("mistral-large-latest"))
+        .await
+        .unwrap();
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("mistral.request"), "{logs}");
+    assert!(logs.contains("method=POST"), "{logs}");
+    assert!(logs.contains("path=/v1/chat/completions"), "{logs}");
+    assert!(logs.contains("status=200"), "{logs}");
+    assert!(logs.contains("correlation_id=\"fake-1\""), "{logs}");
+    assert!(logs.contains("latency_ms="), "{logs}");
+    assert!(!logs.contains(KEY), "the key leaked into the logs");
+    assert!(
+        !logs.contains("How far is the Moon"),
+        "a body leaked into the logs"
+    );
 }

@@ -104,11 +104,7 @@ impl<L1: CacheEngine, L2: CacheEngine> CacheEngine for TieredEngine<L1, L2> {
             let _ = self.l1.delete(key).await;
             return Err(e);
         }
-        if let Err(e) = self
-            .l1
-            .set_with_ttl(key, data, self.l1_ttl_for(ttl))
-            .await
-        {
+        if let Err(e) = self.l1.set_with_ttl(key, data, self.l1_ttl_for(ttl)).await {
             tracing::debug!(error = %e, "tiered cache: L1 set failed");
         }
         Ok(())
