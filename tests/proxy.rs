@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use mistral_tower::server::{Config, Metrics, Proxy};
+use mistral_tower::server::{Config, Metrics, MetricsSnapshot, Proxy};
 use tokio::sync::{Semaphore, oneshot};
 
 const GUARD: Duration = Duration::from_secs(10);
@@ -269,6 +269,21 @@ async fn read_all(res: http::Response<hyper::body::Incoming>) -> (http::response
     (parts, bytes)
 }
 
+/// The proxy's counters once `n` requests are fully accounted for (a request is
+/// counted when the server drops its response body, just after the client got it).
+async fn settled(metrics: &Metrics, n: u64) -> MetricsSnapshot {
+    guard(async {
+        loop {
+            let snap = metrics.snapshot();
+            if snap.requests >= n {
+                return snap;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
 fn x_cache(headers: &HeaderMap) -> String {
     headers
         .get("x-cache")
@@ -319,7 +334,7 @@ async fn repeated_chat_completion_is_served_from_cache() {
     let v: serde_json::Value = serde_json::from_slice(&second_body).unwrap();
     assert_eq!(v["id"], "upstream-call-1");
 
-    let snap = proxy.metrics.snapshot();
+    let snap = settled(&proxy.metrics, 2).await;
     assert_eq!((snap.hits, snap.misses), (1, 1));
     assert_eq!(snap.bytes_served_from_cache, second_body.len() as u64);
     assert_eq!(
@@ -408,7 +423,7 @@ async fn stream_is_forwarded_event_by_event_then_replayed_byte_identical() {
     );
     assert_eq!(replay.as_ref(), received.as_slice());
     assert_eq!(up.calls(), 1);
-    assert_eq!(proxy.metrics.snapshot().total_tokens_from_cache, 26);
+    assert_eq!(settled(&proxy.metrics, 2).await.total_tokens_from_cache, 26);
     proxy.shutdown().await;
 }
 
@@ -503,7 +518,7 @@ async fn unknown_paths_and_methods_are_forwarded_uncached() {
     .await;
     assert_eq!(parts.status, 404);
     assert_eq!(up.last_call().method, "DELETE");
-    let snap = proxy.metrics.snapshot();
+    let snap = settled(&proxy.metrics, 3).await;
     assert_eq!((snap.hits, snap.uncached), (0, 3));
     proxy.shutdown().await;
 }
@@ -1311,8 +1326,8 @@ async fn errors_truncated_streams_and_malformed_requests_are_never_cached() {
         assert_eq!(fake.last_request().unwrap().body, malformed.as_bytes());
     }
     assert_eq!(fake.calls("/v1/chat/completions"), 6);
-    let snap = proxy.metrics.snapshot();
-    assert_eq!(snap.hits, 0);
+    let snap = settled(&proxy.metrics, 6).await;
+    assert_eq!((snap.hits, snap.requests), (0, 6));
     proxy.shutdown().await;
 }
 
@@ -1393,8 +1408,8 @@ async fn request_cache_headers_pass_through_to_the_cache_layer() {
     assert!(x_cache(&parts.headers).starts_with("HIT"));
     assert_eq!(fake.total_calls(), 4);
 
-    let snap = proxy.metrics.snapshot();
-    assert_eq!(snap.bypasses, 1);
+    let snap = settled(&proxy.metrics, 6).await;
+    assert_eq!((snap.bypasses, snap.hits), (1, 1));
     proxy.shutdown().await;
 }
 
