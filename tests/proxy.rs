@@ -955,6 +955,62 @@ fn unreachable_engine_is_refused_unless_optional() {
     assert!(bin.wait().success());
 }
 
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn an_optional_unreachable_engine_fails_open() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let engine = format!("redis://127.0.0.1:{port}/0?timeout=200ms");
+    let up = start_upstream().await;
+    let mut config = Config::default();
+    config.upstream = up.url.clone();
+    config.engine = engine.clone();
+    assert!(matches!(
+        Proxy::new(config).await,
+        Err(mistral_tower::server::ServerError::EngineUnreachable { .. })
+    ));
+    let proxy = start_proxy(&up.url, |c| {
+        c.engine = engine;
+        c.engine_optional = true;
+    })
+    .await;
+    let url = format!("{}/v1/chat/completions", proxy.url);
+    for _ in 0..2 {
+        let (parts, body) =
+            read_all(send("POST", &url, Some("Bearer k"), Some(CHAT_BODY), &[]).await).await;
+        assert_eq!(parts.status, 200);
+        assert!(!x_cache(&parts.headers).starts_with("HIT"));
+        assert!(String::from_utf8_lossy(&body).contains("chat.completion"));
+    }
+    assert_eq!(
+        up.calls(),
+        2,
+        "both answered by upstream while the engine is down"
+    );
+    let (_, text) = read_all(
+        send(
+            "GET",
+            &format!("{}/_mistral-cache/metrics", proxy.url),
+            None,
+            None,
+            &[],
+        )
+        .await,
+    )
+    .await;
+    let text = String::from_utf8_lossy(&text);
+    let errors: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("mistral_cache_engine_errors_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(errors >= 2, "engine errors are counted: {text}");
+    proxy.shutdown().await;
+}
+
 #[test]
 fn env_variables_configure_serve() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

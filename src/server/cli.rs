@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use super::{
@@ -30,7 +31,13 @@ use super::{
 
 /// `mistral-cache`: a caching proxy for the Mistral API.
 #[derive(Debug, Parser)]
-#[command(name = "mistral-cache", version, about, long_about = None)]
+#[command(
+    name = "mistral-cache",
+    bin_name = "mistral-cache",
+    version,
+    about = "A caching proxy for the Mistral API: serves the API on a local port and answers repeated requests from a cache.",
+    long_about = None
+)]
 pub struct Cli {
     /// Log format on stderr (`RUST_LOG` sets the level, default `info`).
     #[arg(long, global = true, env = "MISTRAL_CACHE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -78,7 +85,7 @@ pub struct ServeArgs {
     )]
     pub engine: String,
     /// Start even if the engine is unreachable (requests are then forwarded uncached).
-    #[arg(long, env = "MISTRAL_CACHE_ENGINE_OPTIONAL")]
+    #[arg(long, env = "MISTRAL_CACHE_ENGINE_OPTIONAL", value_parser = BoolishValueParser::new())]
     pub engine_optional: bool,
     /// API key used when a client sends no Authorization header (also read from MISTRAL_API_KEY).
     #[arg(long, env = "MISTRAL_CACHE_API_KEY", hide_env_values = true)]
@@ -90,7 +97,7 @@ pub struct ServeArgs {
     #[arg(long, env = "MISTRAL_CACHE_NAMESPACE")]
     pub namespace: Option<String>,
     /// Share entries across API keys (by default each Authorization value has its own entries).
-    #[arg(long, env = "MISTRAL_CACHE_SHARE_ACROSS_KEYS")]
+    #[arg(long, env = "MISTRAL_CACHE_SHARE_ACROSS_KEYS", value_parser = BoolishValueParser::new())]
     pub share_across_keys: bool,
     /// Comma-separated POST paths to cache (a trailing * matches a prefix; "none" caches nothing).
     #[arg(long, env = "MISTRAL_CACHE_PATHS", value_delimiter = ',', default_values_t = DEFAULT_CACHED_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())]

@@ -187,13 +187,31 @@ impl Proxy {
         let http = builder.build_service().map_err(ServerError::Client)?;
         let direct = timed(http, metrics.clone());
 
-        let engine = match open_engine(&config.engine).await {
-            Ok(engine) => Some(engine),
-            Err(e) if config.engine_optional => {
-                tracing::warn!(error = %e, "running without a cache (--engine-optional)");
+        let url = redact_url(&config.engine);
+        let engine = match crate::cache::engine_from_url(&config.engine).await {
+            Ok(engine) => match probe_engine(&engine).await {
+                Ok(()) => Some(engine),
+                Err(source) if config.engine_optional => {
+                    // Keep it: the cache layer fails open, and uses the engine again
+                    // as soon as it answers.
+                    tracing::warn!(
+                        engine = %url,
+                        error = %source,
+                        "the cache engine is unreachable; starting anyway (--engine-optional), requests are forwarded uncached until it answers"
+                    );
+                    Some(engine)
+                }
+                Err(source) => return Err(ServerError::EngineUnreachable { url, source }),
+            },
+            Err(source) if config.engine_optional => {
+                tracing::warn!(
+                    engine = %url,
+                    error = %source,
+                    "cannot open the cache engine; running without a cache (--engine-optional)"
+                );
                 None
             }
-            Err(e) => return Err(e),
+            Err(source) => return Err(ServerError::Engine { url, source }),
         };
         let (cached, cache) = match engine {
             Some(engine) => {
