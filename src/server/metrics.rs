@@ -27,6 +27,8 @@ pub enum CacheState {
     Other,
     /// The route is not cached by the proxy at all.
     Uncached,
+    /// The upstream could not be reached or timed out (answered 502/504 by the proxy).
+    Error,
 }
 
 impl CacheState {
@@ -63,6 +65,7 @@ impl CacheState {
             CacheState::Bypass => "bypass",
             CacheState::Other => "other",
             CacheState::Uncached => "uncached",
+            CacheState::Error => "error",
         }
     }
 }
@@ -78,6 +81,7 @@ pub struct Metrics {
     refreshes: AtomicU64,
     bypasses: AtomicU64,
     uncached: AtomicU64,
+    errors: AtomicU64,
     other: AtomicU64,
     engine_errors: AtomicU64,
     upstream_errors_connect: AtomicU64,
@@ -135,6 +139,7 @@ impl Metrics {
             CacheState::Refresh => &self.refreshes,
             CacheState::Bypass => &self.bypasses,
             CacheState::Uncached => &self.uncached,
+            CacheState::Error => &self.errors,
             CacheState::Other => &self.other,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -237,6 +242,7 @@ impl Metrics {
                 (r#"{cache="refresh"}"#, load(&self.refreshes)),
                 (r#"{cache="bypass"}"#, load(&self.bypasses)),
                 (r#"{cache="uncached"}"#, load(&self.uncached)),
+                (r#"{cache="error"}"#, load(&self.errors)),
                 (r#"{cache="other"}"#, load(&self.other)),
             ],
         );

@@ -131,6 +131,8 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
             log.capture = cache.is_from_cache().then(Vec::new);
+            // An empty body is complete before it is polled (hyper may never poll it).
+            log.complete = http_body::Body::is_end_stream(&body);
             let body = ObservedBody { inner: body, log };
             Response::from_parts(parts, axum::body::Body::new(body))
         }
@@ -140,9 +142,7 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
             tracing::warn!(error = %message, "upstream request failed");
             log.headers_after = start.elapsed();
             log.status = status;
-            if cached_route {
-                log.cache = CacheState::Miss;
-            }
+            log.cache = CacheState::Error;
             log.complete = true;
             drop(log);
             error_response(status, kind_type(kind), &message)
