@@ -152,3 +152,41 @@ async fn cache_layer_with_settings() {
     let m = layer.metrics();
     assert_eq!((m.hits, m.misses), (1, 1));
 }
+
+#[tokio::test]
+async fn proxy_style_cache_scopes_by_the_callers_authorization() {
+    use http::Request;
+    use mistral_tower::Body;
+    use tower::ServiceExt;
+    let fake = FakeMistral::start().await;
+    // `.cache` before `.keep_request_authorization`: the order does not matter
+    let svc = Client::builder()
+        .api_key("proxy-key")
+        .base_url(fake.base_url())
+        .cache(MemoryEngine::new(16 << 20))
+        .keep_request_authorization(true)
+        .build_service()
+        .unwrap();
+    let send = |auth: &'static str| {
+        let svc = svc.clone();
+        async move {
+            let req = Request::get("/v1/models")
+                .header("authorization", auth)
+                .body(Body::empty())
+                .unwrap();
+            let res = svc.oneshot(req).await.unwrap();
+            let x_cache = res.headers()["x-cache"].to_str().unwrap().to_owned();
+            // the cache stores an answer once its body was read to the end
+            res.into_body().collect_bytes().await.unwrap();
+            x_cache
+        }
+    };
+    assert_eq!(send("Bearer caller-a").await, "MISS");
+    assert_eq!(send("Bearer caller-b").await, "MISS");
+    assert_eq!(send("Bearer caller-a").await, "HIT");
+    assert_eq!(fake.calls("/v1/models"), 2);
+    assert_eq!(
+        fake.last_headers().unwrap()["authorization"],
+        "Bearer caller-b"
+    );
+}

@@ -367,3 +367,17 @@ async fn concurrency_limit_queues_requests() {
     within_10s(c.models().list()).await.unwrap();
     assert_eq!(fake.calls("/v1/models"), 1);
 }
+
+#[tokio::test]
+async fn an_open_stream_holds_its_concurrency_slot() {
+    let fake = FakeMistral::start().await;
+    let c = builder(&fake).concurrency_limit(1).build().unwrap();
+    let mut stream = c.chat().create_stream(req("stream-endless")).await.unwrap();
+    within_10s(stream.next()).await.unwrap().unwrap();
+    let queued = tokio::time::timeout(Duration::from_millis(300), c.models().list()).await;
+    assert!(queued.is_err(), "the stream still holds the only slot");
+    assert_eq!(fake.calls("/v1/models"), 0);
+    drop(stream);
+    within_10s(c.models().list()).await.unwrap();
+    assert_eq!(fake.calls("/v1/models"), 1);
+}

@@ -154,8 +154,23 @@ where
 /// completion from cache, byte-identical, without calling upstream again.
 async fn serves_chat_and_stream_from_cache<E: CacheEngine>(name: &str, engine: E) {
     let upstream = Upstream::default();
-    let svc = CacheLayer::new(engine).layer(upstream.service());
+    let layer = CacheLayer::new(engine);
+    let svc = layer.layer(upstream.service());
     let marker = unique("layer");
+    // The store finishes after the response body ends: wait for it through the
+    // layer's counters (bounded), so every later request must be a hit.
+    let stored = async |n: u64| {
+        for _ in 0..200 {
+            if layer.metrics().stores >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "{name}: entry {n} was not stored (metrics: {:?})",
+            layer.metrics()
+        );
+    };
     tokio::time::timeout(GUARD, async {
         // JSON
         let (status, x_cache, body) = send(&svc, chat_request(false, &marker)).await;
@@ -166,7 +181,13 @@ async fn serves_chat_and_stream_from_cache<E: CacheEngine>(name: &str, engine: E
         );
         assert_eq!(body, CHAT_RESPONSE.as_bytes());
         assert_eq!(upstream.calls(), 1);
-        let hit = until_hit(&svc, || chat_request(false, &marker)).await;
+        stored(1).await;
+        let (status, x_cache, hit) = send(&svc, chat_request(false, &marker)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            x_cache.eq_ignore_ascii_case("HIT"),
+            "{name}: x-cache {x_cache}"
+        );
         assert_eq!(hit, CHAT_RESPONSE.as_bytes(), "{name}: JSON hit differs");
         assert_eq!(upstream.calls(), 1, "{name}: a hit called upstream");
 
@@ -175,7 +196,13 @@ async fn serves_chat_and_stream_from_cache<E: CacheEngine>(name: &str, engine: E
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, CHAT_STREAM.as_bytes());
         assert_eq!(upstream.calls(), 2);
-        let hit = until_hit(&svc, || chat_request(true, &marker)).await;
+        stored(2).await;
+        let (status, x_cache, hit) = send(&svc, chat_request(true, &marker)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            x_cache.eq_ignore_ascii_case("HIT"),
+            "{name}: stream x-cache {x_cache}"
+        );
         assert_eq!(
             hit,
             CHAT_STREAM.as_bytes(),

@@ -29,15 +29,15 @@
 
 use std::time::Duration;
 
-use http::HeaderMap;
 use http::request::Parts;
+use http::{HeaderMap, HeaderName};
 
 /// The request header setting the TTL of the stored answer, in seconds.
-pub const X_CACHE_TTL: &str = "x-cache-ttl";
+pub const X_CACHE_TTL: HeaderName = HeaderName::from_static("x-cache-ttl");
 /// The request header choosing the namespace.
-pub const X_CACHE_NAMESPACE: &str = "x-cache-namespace";
+pub const X_CACHE_NAMESPACE: HeaderName = HeaderName::from_static("x-cache-namespace");
 /// The response header reporting what the cache did ([`CacheStatus`]).
-pub const X_CACHE: &str = "x-cache";
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// What the layer may do with the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

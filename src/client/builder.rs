@@ -23,7 +23,8 @@ use crate::{Body, BoxError, Error};
 pub const DEFAULT_BASE_URL: &str = "https://api.mistral.ai";
 
 type BoxLayerFn = Box<dyn FnOnce(HttpService) -> HttpService + Send + Sync>;
-/// Builds the cache slot's service; gets the API key to scope cache entries.
+/// Builds the cache slot's service; gets the API key to scope cache entries by
+/// (`None` when callers' own `Authorization` headers reach the cache).
 type BoxCacheFn = Box<dyn FnOnce(HttpService, Option<&str>) -> HttpService + Send + Sync>;
 
 /// Configures a [`Client`](crate::Client).
@@ -184,8 +185,9 @@ impl ClientBuilder {
         self
     }
 
-    /// At most `n` requests in flight (until their response headers arrive),
-    /// shared by every clone of the client.
+    /// At most `n` requests in flight, shared by every clone of the client; a
+    /// request counts until its response body ends or is dropped (a stream for its
+    /// whole life).
     pub fn concurrency_limit(mut self, n: usize) -> Self {
         self.concurrency_limit = Some(n);
         self
@@ -266,11 +268,10 @@ impl ClientBuilder {
     /// [`CacheLayer::tenant_secret`]. To choose the scope yourself, use
     /// [`cache_slot_layer`](Self::cache_slot_layer).
     pub fn cache_layer<E: CacheEngine>(mut self, layer: CacheLayer<E>) -> Self {
-        let keep = self.keep_request_authorization;
         self.cache = Some(Box::new(move |inner, key| {
             let layer = match key {
-                Some(key) if !keep => layer.tenant_secret(key.trim()),
-                _ => layer,
+                Some(key) => layer.tenant_secret(key.trim()),
+                None => layer,
             };
             erase(layer.layer(MapRequest::new(
                 inner,
@@ -319,7 +320,6 @@ impl ClientBuilder {
             .set_total(self.timeout)
             .set_stream_idle(self.stream_idle_timeout);
         let core = ServiceBuilder::new()
-            .option_layer(self.concurrency_limit.map(ConcurrencyLimitLayer::new))
             .option_layer(self.rate_limit.map(|(n, per)| RateLimitLayer::new(n, per)))
             .layer(RetryLayer::new(self.retry))
             .layer(TraceLayer::new())
@@ -328,8 +328,19 @@ impl ClientBuilder {
             .layer(auth)
             .service(transport);
         let mut service: HttpService = BoxCloneSyncService::new(core);
+        if let Some(n) = self.concurrency_limit {
+            // outermost of the built-in layers; its body holds the permit
+            service = erase(ConcurrencyLimitLayer::new(n).layer(service));
+        }
         if let Some(cache) = self.cache {
-            service = cache(service, self.api_key.as_deref());
+            // With keep_request_authorization the callers' own Authorization reaches
+            // the cache, which then scopes entries by it (its default).
+            let key = if self.keep_request_authorization {
+                None
+            } else {
+                self.api_key.as_deref()
+            };
+            service = cache(service, key);
         }
         for layer in self.layers.into_iter().rev() {
             service = layer(service);

@@ -3,8 +3,9 @@
 //!
 //! tower's own `RateLimit` keeps its window per service instance, so each clone of
 //! an erased stack would get its own budget; [`RateLimitLayer`] keeps one window
-//! behind an `Arc` instead. [`ConcurrencyLimitLayer`] is tower's, whose semaphore is
-//! already shared by clones.
+//! behind an `Arc` instead. [`ConcurrencyLimitLayer`] shares one semaphore between
+//! clones like tower's, but holds the permit until the response *body* ends or is
+//! dropped, so a long stream counts as in flight for its whole life.
 //!
 //! # Example
 //!
@@ -19,16 +20,19 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::Response;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tower_layer::Layer;
 use tower_service::Service;
-
-pub use tower::limit::{ConcurrencyLimit, ConcurrencyLimitLayer};
 
 #[derive(Debug)]
 struct Window {
@@ -164,7 +168,183 @@ where
     }
 }
 
-use std::future::Future as _;
+type AcquireFuture = Pin<Box<dyn Future<Output = OwnedSemaphorePermit> + Send>>;
+
+/// Allows at most `n` requests in flight across every clone of the stack; a
+/// request is in flight from `poll_ready` until its response body ends or is
+/// dropped (or until it fails).
+#[derive(Debug, Clone)]
+pub struct ConcurrencyLimitLayer {
+    semaphore: Arc<Semaphore>,
+}
+
+impl ConcurrencyLimitLayer {
+    /// At most `n` requests in flight (`n` of 0 is treated as 1).
+    pub fn new(n: usize) -> Self {
+        ConcurrencyLimitLayer {
+            semaphore: Arc::new(Semaphore::new(n.max(1))),
+        }
+    }
+}
+
+impl<S> Layer<S> for ConcurrencyLimitLayer {
+    type Service = ConcurrencyLimit<S>;
+    fn layer(&self, inner: S) -> ConcurrencyLimit<S> {
+        ConcurrencyLimit {
+            inner,
+            semaphore: self.semaphore.clone(),
+            permit: None,
+            acquire: Mutex::new(None),
+        }
+    }
+}
+
+/// The service built by [`ConcurrencyLimitLayer`].
+pub struct ConcurrencyLimit<S> {
+    inner: S,
+    semaphore: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+    // A Mutex only to make the service `Sync`; it is reached through `&mut self`.
+    acquire: Mutex<Option<AcquireFuture>>,
+}
+
+impl<S: Clone> Clone for ConcurrencyLimit<S> {
+    /// A clone shares the semaphore but not a permit acquired by `poll_ready`.
+    fn clone(&self) -> Self {
+        ConcurrencyLimit {
+            inner: self.inner.clone(),
+            semaphore: self.semaphore.clone(),
+            permit: None,
+            acquire: Mutex::new(None),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ConcurrencyLimit<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConcurrencyLimit")
+            .field("available", &self.semaphore.available_permits())
+            .field("has_permit", &self.permit.is_some())
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<S, Req, B> Service<Req> for ConcurrencyLimit<S>
+where
+    S: Service<Req, Response = Response<B>>,
+    B: HttpBody,
+{
+    type Response = Response<PermitBody<B>>;
+    type Error = S::Error;
+    type Future = PermitFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        if self.permit.is_none() {
+            let slot = self.acquire.get_mut().unwrap_or_else(|p| p.into_inner());
+            let fut = slot.get_or_insert_with(|| Box::pin(acquire(self.semaphore.clone())));
+            match fut.as_mut().poll(cx) {
+                Poll::Ready(permit) => {
+                    *slot = None;
+                    self.permit = Some(permit);
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        PermitFuture {
+            inner: self.inner.call(req),
+            permit: self.permit.take(),
+        }
+    }
+}
+
+async fn acquire(semaphore: Arc<Semaphore>) -> OwnedSemaphorePermit {
+    match semaphore.acquire_owned().await {
+        Ok(permit) => permit,
+        Err(_) => unreachable!("the concurrency semaphore is never closed"),
+    }
+}
+
+pin_project! {
+    /// The response future of [`ConcurrencyLimit`]: hands the permit to the body.
+    pub struct PermitFuture<F> {
+        #[pin]
+        inner: F,
+        permit: Option<OwnedSemaphorePermit>,
+    }
+}
+
+impl<F> fmt::Debug for PermitFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PermitFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for PermitFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: HttpBody,
+{
+    type Output = Result<Response<PermitBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = std::task::ready!(this.inner.poll(cx));
+        let permit = this.permit.take();
+        Poll::Ready(res.map(|r| {
+            r.map(|inner| {
+                let permit = if inner.is_end_stream() { None } else { permit };
+                PermitBody { inner, permit }
+            })
+        }))
+    }
+}
+
+pin_project! {
+    /// A response body holding a concurrency permit until it ends or is dropped.
+    pub struct PermitBody<B> {
+        #[pin]
+        inner: B,
+        permit: Option<OwnedSemaphorePermit>,
+    }
+}
+
+impl<B> fmt::Debug for PermitBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PermitBody")
+            .field("holds_permit", &self.permit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: HttpBody> HttpBody for PermitBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let mut this = self.project();
+        let res = std::task::ready!(this.inner.as_mut().poll_frame(cx));
+        if res.is_none() || matches!(res, Some(Err(_))) || this.inner.is_end_stream() {
+            this.permit.take();
+        }
+        Poll::Ready(res)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -209,7 +389,7 @@ mod tests {
                 m.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 f.fetch_sub(1, Ordering::SeqCst);
-                Ok::<_, Infallible>(())
+                Ok::<_, Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
             }
         }));
         let tasks: Vec<_> = (0..8)
@@ -219,5 +399,28 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         assert_eq!(max_seen.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permit_is_held_until_the_body_ends_or_is_dropped() {
+        use http_body_util::BodyExt;
+        let svc = ConcurrencyLimitLayer::new(1).layer(service_fn(|_: ()| async {
+            let body = http_body_util::Full::new(bytes::Bytes::from_static(b"data"));
+            Ok::<_, Infallible>(Response::new(body))
+        }));
+        let res = svc.clone().oneshot(()).await.unwrap();
+        // the body is still unread: the only permit is taken
+        let blocked = tokio::time::timeout(Duration::from_secs(5), svc.clone().oneshot(())).await;
+        assert!(blocked.is_err());
+        res.into_body().collect().await.unwrap();
+        let res = tokio::time::timeout(Duration::from_secs(5), svc.clone().oneshot(()))
+            .await
+            .expect("permit released at end of body")
+            .unwrap();
+        drop(res);
+        tokio::time::timeout(Duration::from_secs(5), svc.oneshot(()))
+            .await
+            .expect("permit released when the body is dropped")
+            .unwrap();
     }
 }

@@ -16,7 +16,7 @@ use crate::BoxError;
 use crate::error::{TimeoutError, TimeoutKind};
 
 pin_project! {
-    /// The response future of [`Timeout`].
+    /// The response future of [`Timeout`](super::Timeout).
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,

@@ -6,7 +6,7 @@ use tower_layer::Layer;
 
 use super::Timeout;
 
-/// Applies the total and stream idle timeouts (see the [module docs](self)).
+/// Applies the total and stream idle timeouts (see the [module docs](super)).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TimeoutLayer {
     total: Option<Duration>,

@@ -9,7 +9,7 @@ use tower_service::Service;
 use super::{ResponseFuture, TimeoutBody};
 use crate::BoxError;
 
-/// The service built by [`TimeoutLayer`].
+/// The service built by [`TimeoutLayer`](super::TimeoutLayer).
 #[derive(Debug, Clone)]
 pub struct Timeout<S> {
     inner: S,
