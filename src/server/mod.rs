@@ -62,7 +62,9 @@ pub use config::{
     ADMIN_PREFIX, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS, parse_cache_mode,
 };
 pub use duration::parse_duration;
-pub use metrics::{CacheState, Metrics, MetricsSnapshot, Usage, usage_from_body};
+pub use metrics::{
+    CacheState, Metrics, MetricsSnapshot, UpstreamErrorKind, Usage, usage_from_body,
+};
 
 use crate::cache::{BoxEngine, CacheEngine, CacheError};
 use crate::client::HttpService;
