@@ -936,6 +936,24 @@ async fn max_age_and_ttl_use_the_clock() {
     assert_eq!(x_cache(&res), "MISS", "expired entry was served");
     body_string(res.into_body()).await;
 
+    // Absurd values neither overflow nor expire anything.
+    let res = send(with_header(
+        post("/z", "{}"),
+        "x-cache-ttl",
+        "18446744073709551615",
+    ))
+    .await
+    .unwrap();
+    body_string(res.into_body()).await;
+    let res = send(with_header(
+        post("/z", "{}"),
+        "cache-control",
+        "max-age=18446744073709551615",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+
     // x-cache-ttl overrides the layer TTL.
     let res = send(with_header(post("/y", "{}"), "x-cache-ttl", "5"))
         .await

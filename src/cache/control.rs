@@ -209,6 +209,19 @@ mod tests {
     }
 
     #[test]
+    fn huge_values_do_not_overflow() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "cache-control",
+            "max-age=18446744073709551615".parse().unwrap(),
+        );
+        h.insert("x-cache-ttl", "18446744073709551615".parse().unwrap());
+        let c = RequestControl::take(&mut h);
+        assert_eq!(c.max_age, Some(u64::MAX));
+        assert_eq!(c.ttl, Some(Duration::from_secs(u64::MAX)));
+    }
+
+    #[test]
     fn upstream_no_store() {
         let mut h = HeaderMap::new();
         h.insert("cache-control", "private, No-Store".parse().unwrap());

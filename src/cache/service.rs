@@ -351,7 +351,7 @@ impl<E: CacheEngine> Commit for CommitCtx<E> {
         let created = self.config.clock.now_ms();
         let expires = self
             .ttl
-            .map(|t| created.saturating_add(t.as_millis() as u64));
+            .map(|t| created.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
         let data = CacheEntry::new(head.kind, head.status, headers)
             .with_frames(frames)
             .with_times(created, expires)
@@ -576,9 +576,9 @@ where
     if read && let Some(entry) = lookup(&shared, &cfg, &key).await {
         let now = cfg.clock.now_ms();
         let fresh = !entry.is_expired(now)
-            && ctl
-                .max_age
-                .is_none_or(|max| now.saturating_sub(entry.created_ms()) <= max * 1000);
+            && ctl.max_age.is_none_or(|max| {
+                now.saturating_sub(entry.created_ms()) <= max.saturating_mul(1000)
+            });
         if fresh {
             tracing::debug!(key, "cache hit");
             return Ok(hit_response(entry, now, m));
