@@ -8,5 +8,5 @@ venv="$here/.venv-sdk"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/python" -c 'import mistralai' 2>/dev/null || "$venv/bin/pip" install --quiet --disable-pip-version-check mistralai
+"$venv/bin/python" -c 'import mistralai' 2>/dev/null || "$venv/bin/pip" install --quiet --disable-pip-version-check 'mistralai==3.7.0'
 exec "$venv/bin/python" "$here/python_sdk_test.py" "$1" "$2"
