@@ -1,8 +1,4 @@
-//! A Mistral AI API client built as a [`tower::Service`] stack, and a response
-//! cache for LLM APIs as tower middleware.
-//!
-//! TODO(crate docs): filled in by the integration step.
-
+#![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod body;

@@ -53,7 +53,7 @@ async fn chat_create_end_to_end() {
         .create(chat_req("mistral-large-latest"))
         .await
         .unwrap();
-    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.id, "bed9481e857e40fab7c7eea4232f294a");
     assert!(res.text().contains("384,400 km"));
     assert_eq!(res.choices[0].finish_reason, Some(FinishReason::Stop));
@@ -157,9 +157,9 @@ async fn embeddings_float_and_base64() {
         .create(EmbeddingRequest::new("mistral-embed", ["a", "b"]))
         .await
         .unwrap();
-    assert_eq!(res.data.data.len(), 2);
+    assert_eq!(res.data.len(), 2);
     assert_eq!(
-        res.data.data[1]
+        res.data[1]
             .embedding
             .to_f32(&EmbeddingDtype::Float)
             .unwrap(),
@@ -170,7 +170,7 @@ async fn embeddings_float_and_base64() {
         .output_dimension(3u32);
     let res = c.embeddings().create(req).await.unwrap();
     assert_eq!(
-        res.data.data[0]
+        res.data[0]
             .embedding
             .to_f32(&EmbeddingDtype::Float)
             .unwrap(),
@@ -186,7 +186,7 @@ async fn models_list_get_delete_search() {
     let fake = FakeMistral::start().await;
     let c = client(&fake);
     let list = c.models().list().await.unwrap();
-    assert_eq!(list.data.data.len(), 4);
+    assert_eq!(list.data.len(), 4);
     let m = c.models().get("codestral-latest").await.unwrap();
     assert!(m.capabilities.completion_fim);
     let ft = "ft:open-mistral-7b:abc123:20240101:def";
@@ -393,9 +393,9 @@ async fn unknown_fields_and_enum_values_tolerated() {
         .create(EmbeddingRequest::new("unknown-fields", ["a"]))
         .await
         .unwrap();
-    assert_eq!(res.data.data.len(), 1);
+    assert_eq!(res.data.len(), 1);
     // models carry an unknown `future_field`
-    assert_eq!(c.models().list().await.unwrap().data.data.len(), 4);
+    assert_eq!(c.models().list().await.unwrap().data.len(), 4);
 }
 
 #[tokio::test]

@@ -32,10 +32,10 @@ async fn chat_stream_and_embeddings_served_from_cache() {
     let c = cached(&fake, "k1", Arc::new(MemoryEngine::new(16 << 20)));
 
     let first = c.chat().create(req("mistral-large-latest")).await.unwrap();
-    assert_eq!(first.headers["x-cache"], "MISS");
+    assert_eq!(first.headers()["x-cache"], "MISS");
     let second = c.chat().create(req("mistral-large-latest")).await.unwrap();
-    assert_eq!(second.headers["x-cache"], "HIT");
-    assert_eq!(first.data, second.data);
+    assert_eq!(second.headers()["x-cache"], "HIT");
+    assert_eq!(*first, *second);
     assert_eq!(fake.calls("/v1/chat/completions"), 1);
 
     let collect = |c: Client| async move {
@@ -65,8 +65,8 @@ async fn chat_stream_and_embeddings_served_from_cache() {
             .create(EmbeddingRequest::new("mistral-embed", ["a", "b"]))
             .await
             .unwrap();
-        assert_eq!(res.headers["x-cache"], expected);
-        assert_eq!(res.data.data.len(), 2);
+        assert_eq!(res.headers()["x-cache"], expected);
+        assert_eq!(res.data.len(), 2);
     }
     assert_eq!(fake.calls("/v1/embeddings"), 1);
 }
@@ -79,12 +79,12 @@ async fn two_api_keys_do_not_share_entries() {
     let b = cached(&fake, "key-b", engine.clone());
     a.chat().create(req("m")).await.unwrap();
     let res = b.chat().create(req("m")).await.unwrap();
-    assert_eq!(res.headers["x-cache"], "MISS");
+    assert_eq!(res.headers()["x-cache"], "MISS");
     assert_eq!(fake.calls("/v1/chat/completions"), 2);
     // the same key in another client shares them
     let a2 = cached(&fake, "key-a", engine);
     assert_eq!(
-        a2.chat().create(req("m")).await.unwrap().headers["x-cache"],
+        a2.chat().create(req("m")).await.unwrap().headers()["x-cache"],
         "HIT"
     );
     assert_eq!(fake.calls("/v1/chat/completions"), 2);
@@ -96,7 +96,7 @@ async fn retries_run_inside_the_cache_and_errors_are_not_stored() {
     let c = cached(&fake, "k", Arc::new(MemoryEngine::new(16 << 20)));
     // 503 once, retried with the buffered body, then stored
     let res = c.chat().create(req("fail-503-1")).await.unwrap();
-    assert_eq!(res.headers["x-cache"], "MISS");
+    assert_eq!(res.headers()["x-cache"], "MISS");
     assert_eq!(fake.calls("/v1/chat/completions"), 2);
     assert_eq!(
         fake.requests()[0].body,
@@ -104,7 +104,7 @@ async fn retries_run_inside_the_cache_and_errors_are_not_stored() {
         "the retry replays the same body"
     );
     let res = c.chat().create(req("fail-503-1")).await.unwrap();
-    assert_eq!(res.headers["x-cache"], "HIT");
+    assert_eq!(res.headers()["x-cache"], "HIT");
     assert_eq!(fake.calls("/v1/chat/completions"), 2);
     // an error is never stored
     let c = Client::builder()

@@ -36,7 +36,7 @@ async fn retries_503_then_succeeds() {
     let fake = FakeMistral::start().await;
     let c = builder(&fake).max_retries(2).build().unwrap();
     let res = c.chat().create(req("fail-503-2")).await.unwrap();
-    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(fake.calls("/v1/chat/completions"), 3);
 }
 

@@ -56,8 +56,10 @@ impl CacheError {
 /// string key. **`get` must return [`CacheError::Miss`] when no entry exists** (or
 /// the entry expired); any other error means the backend failed. Keys handed to an
 /// engine by the cache layer are lowercase hex SHA-256 digests (64 characters), but
-/// engines should accept any key made of `[A-Za-z0-9._-]` and may reject others
-/// with [`CacheError::InvalidKey`].
+/// engines should accept any key made of `[A-Za-z0-9._-]` that does not start with
+/// a dot (file-like engines reject `.`-leading keys, which could name hidden or
+/// parent entries), and may reject others with [`CacheError::InvalidKey`] on both
+/// `get` and `set`.
 ///
 /// Implementors write plain `async fn`s:
 ///

@@ -21,7 +21,7 @@
 //!     .build()?;
 //! let req = ChatCompletionRequest::new("mistral-small-latest", vec![ChatMessage::user("Hi")]);
 //! let res = client.chat().create(req).await?;
-//! println!("{:?} (correlation id {:?})", res.data, res.correlation_id());
+//! println!("{} (status {}, correlation id {:?})", res.text(), res.status(), res.correlation_id());
 //! # Ok(()) }
 //! ```
 //!
@@ -66,17 +66,43 @@ const MAX_ERROR_BODY: usize = 1024 * 1024;
 const MAX_JSON_BODY: usize = 512 * 1024 * 1024;
 
 /// A typed API answer plus its HTTP metadata. Derefs to the data.
+///
+/// The fields are private so that the data's own fields are reached directly through
+/// `Deref`: `res.data` on an `ApiResponse<EmbeddingResponse>` is the embeddings list.
+/// The metadata is read with [`status`](ApiResponse::status),
+/// [`headers`](ApiResponse::headers) and [`correlation_id`](ApiResponse::correlation_id).
 #[derive(Debug, Clone)]
 pub struct ApiResponse<T> {
-    /// The decoded body.
-    pub data: T,
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// The response headers.
-    pub headers: HeaderMap,
+    data: T,
+    status: StatusCode,
+    headers: HeaderMap,
 }
 
 impl<T> ApiResponse<T> {
+    /// Bundles decoded data with the status and headers it came with.
+    pub fn new(data: T, status: StatusCode, headers: HeaderMap) -> Self {
+        ApiResponse {
+            data,
+            status,
+            headers,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The response headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The data, the status and the headers.
+    pub fn into_parts(self) -> (T, StatusCode, HeaderMap) {
+        (self.data, self.status, self.headers)
+    }
+
     /// The `mistral-correlation-id` response header, to quote to Mistral support.
     pub fn correlation_id(&self) -> Option<&str> {
         self.headers.get(CORRELATION_ID_HEADER)?.to_str().ok()
