@@ -97,7 +97,8 @@ pub trait Cacheable: Send + Sync + 'static {
 }
 
 /// The default predicate: `GET`, `HEAD` and `POST` requests are cacheable (LLM APIs are
-/// POST-heavy); every other method is bypassed.
+/// POST-heavy); every other method is bypassed, and so is a request carrying `Range`
+/// (the key does not include it, so a stored full answer must not answer it).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultCacheable;
 
@@ -106,7 +107,7 @@ impl Cacheable for DefaultCacheable {
         matches!(
             parts.method,
             http::Method::GET | http::Method::HEAD | http::Method::POST
-        )
+        ) && !parts.headers.contains_key(http::header::RANGE)
     }
 }
 
@@ -175,14 +176,33 @@ impl RequestControl {
     }
 }
 
-/// `true` when a response's `Cache-Control` forbids storing it.
+/// Request headers a stored answer may vary on: `Authorization` is the default tenant
+/// scope, and an answer without a content encoding suits every `Accept-Encoding`.
+const VARY_ALLOWED: [&str; 2] = ["authorization", "accept-encoding"];
+
+/// `true` when a response must not be stored, because the key cannot tell which
+/// requests it answers: `Cache-Control: no-store`; a partial answer (`Content-Range`,
+/// as in a `206`); a content-encoded body (the key does not include the request's
+/// `Accept-Encoding`, so a client that cannot decode it could get it); or a `Vary`
+/// naming `*` or any request header outside the key (only `Authorization` and
+/// `Accept-Encoding` are accepted).
 pub(crate) fn response_forbids_store(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(http::header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|d| d.trim().eq_ignore_ascii_case("no-store"))
+    let tokens = |name: http::header::HeaderName| {
+        headers
+            .get_all(name)
+            .into_iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty())
+    };
+    tokens(http::header::CACHE_CONTROL).any(|d| d.eq_ignore_ascii_case(b"no-store"))
+        || headers.contains_key(http::header::CONTENT_RANGE)
+        || tokens(http::header::CONTENT_ENCODING).any(|e| !e.eq_ignore_ascii_case(b"identity"))
+        || tokens(http::header::VARY).any(|h| {
+            !VARY_ALLOWED
+                .iter()
+                .any(|allowed| h.eq_ignore_ascii_case(allowed.as_bytes()))
+        })
 }
 
 #[cfg(test)]
@@ -228,5 +248,27 @@ mod tests {
         assert!(response_forbids_store(&h));
         h.insert("cache-control", "max-age=0".parse().unwrap());
         assert!(!response_forbids_store(&h));
+    }
+
+    #[test]
+    fn answers_the_key_cannot_tell_apart_are_not_stored() {
+        let forbids = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, v.parse().unwrap());
+            }
+            response_forbids_store(&h)
+        };
+        assert!(!forbids(&[]));
+        assert!(forbids(&[("content-range", "bytes 0-1/2")]));
+        assert!(forbids(&[("content-encoding", "gzip")]));
+        assert!(!forbids(&[("content-encoding", "identity")]));
+        assert!(forbids(&[("vary", "*")]));
+        assert!(forbids(&[("vary", "Accept-Encoding, Origin")]));
+        assert!(!forbids(&[
+            ("vary", "Accept-Encoding"),
+            ("vary", "authorization")
+        ]));
+        assert!(!forbids(&[("vary", "")]));
     }
 }
