@@ -209,3 +209,97 @@ async fn vary_on_headers_the_key_covers_is_still_cached() {
     assert_eq!(x, "HIT");
     assert_eq!(calls.load(SeqCst), 1);
 }
+
+// ------------------------------------------------------------------------------
+// Defects in src/cache/service.rs (owned by another helper): these tests fail
+// today and are ignored so the suite stays green; run them with `--ignored`.
+
+fn sse(body: &'static str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
+
+async fn stored_after_one_call(res: fn() -> Response<Full<Bytes>>) -> bool {
+    let (calls, svc) = inner(move |_, _| res());
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(svc);
+    send(&svc, request("POST", &[])).await;
+    let (_, x, _, _) = send(&svc, request("POST", &[])).await;
+    let stored = x == "HIT";
+    assert_eq!(calls.load(SeqCst), if stored { 1 } else { 2 });
+    stored
+}
+
+#[tokio::test]
+#[ignore = "defect: src/cache/service.rs stores an SSE stream with an error event before [DONE]"]
+async fn a_stream_with_an_error_event_before_done_is_not_stored() {
+    let stored = stored_after_one_call(|| {
+        sse(concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+            "event: error\ndata: {\"object\":\"error\",\"message\":\"Internal server error\",\"type\":\"internal_server_error\",\"param\":null,\"code\":\"3000\"}\n\n",
+            "data: [DONE]\n\n",
+        ))
+    })
+    .await;
+    assert!(!stored, "an errored stream was stored and will be replayed");
+}
+
+#[tokio::test]
+#[ignore = "defect: src/cache/service.rs stores a stream whose last chunk has finish_reason \"error\""]
+async fn a_stream_that_finished_with_reason_error_is_not_stored() {
+    let stored = stored_after_one_call(|| {
+        sse(concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"error\"}]}\n\n",
+            "data: [DONE]\n\n",
+        ))
+    })
+    .await;
+    assert!(
+        !stored,
+        "a stream that ended in finish_reason=error was stored"
+    );
+}
+
+#[tokio::test]
+#[ignore = "defect: src/cache/service.rs sse_done_seen matches `data: [DONE]` inside an event's JSON"]
+async fn done_inside_content_is_not_the_end_of_the_stream() {
+    // The model wrote the text `data: [DONE]`; the stream was then cut cleanly
+    // (no [DONE] event of its own).
+    let stored = stored_after_one_call(|| {
+        sse("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"data: [DONE]\"}}]}\n\n")
+    })
+    .await;
+    assert!(!stored, "a stream without its own [DONE] event was stored");
+}
+
+#[tokio::test]
+#[ignore = "defect: src/cache/service.rs stores a body shorter than its Content-Length (and rewrites the length)"]
+async fn a_body_shorter_than_its_content_length_is_not_stored() {
+    let stored = stored_after_one_call(|| {
+        Response::builder()
+            .header("content-length", "100")
+            .body(Full::new(Bytes::from_static(b"{\"truncated\":")))
+            .unwrap()
+    })
+    .await;
+    assert!(!stored, "a truncated body was stored as complete");
+}
+
+#[tokio::test]
+#[ignore = "defect: src/cache/service.rs stores HEAD answers with content-length: 0"]
+async fn a_head_hit_keeps_the_content_length_of_the_resource() {
+    let (_, svc) = inner(|_, _| {
+        Response::builder()
+            .header("content-length", "10")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    });
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(svc);
+    send(&svc, request("HEAD", &[])).await;
+    let (_, x, h, _) = send(&svc, request("HEAD", &[])).await;
+    if x == "HIT" {
+        assert_eq!(h["content-length"], "10", "HEAD hit changed the length");
+    }
+}
