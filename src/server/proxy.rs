@@ -82,6 +82,10 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
     parts.headers.remove(header::ACCEPT_ENCODING);
     // `Expect: 100-continue` was answered by this server already.
     parts.headers.remove(header::EXPECT);
+    // The client's HTTP version belongs to its own connection (an HTTP/2 or HTTP/1.0
+    // client); the upstream connection negotiates its own, which hyper refuses when
+    // the request demands HTTP/2 over an HTTP/1 connection.
+    parts.version = http::Version::HTTP_11;
     parts.uri = match upstream_uri(&parts.uri) {
         Ok(uri) => uri,
         Err(e) => {

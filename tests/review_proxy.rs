@@ -1,0 +1,205 @@
+//! Adversarial review of the `mistral-cache` proxy: disconnects, HTTP/2 clients,
+//! hop-by-hop headers, chunked bodies over the limit, retried bodies.
+#![cfg(feature = "server")]
+
+mod support;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+use mistral_tower::server::{Config, Proxy};
+use support::fake_mistral::FakeMistral;
+use tokio::sync::oneshot;
+
+async fn guard<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("did not finish within 10 s")
+}
+
+struct RunningProxy {
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), mistral_tower::server::ServerError>>,
+}
+
+impl RunningProxy {
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        guard(self.task).await.unwrap().unwrap();
+    }
+}
+
+async fn start_proxy(upstream: &str, tweak: impl FnOnce(&mut Config)) -> RunningProxy {
+    let mut config = Config::default();
+    config.upstream = upstream.to_owned();
+    config.engine = "memory://".to_owned();
+    config.max_retries = 0;
+    config.shutdown_timeout = Duration::from_secs(2);
+    tweak(&mut config);
+    let proxy = Proxy::new(config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(proxy.run(listener, None, async move {
+        let _ = rx.await;
+    }));
+    RunningProxy {
+        url,
+        stop: Some(tx),
+        task,
+    }
+}
+
+fn post(url: &str, body: &str, extra: &[(&str, &str)]) -> http::Request<Full<Bytes>> {
+    let mut req = http::Request::post(url)
+        .header(header::AUTHORIZATION, "Bearer k")
+        .header(header::CONTENT_TYPE, "application/json");
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    req.body(Full::new(Bytes::from(body.to_owned()))).unwrap()
+}
+
+const STREAM_ENDLESS: &str =
+    r#"{"model":"stream-endless","stream":true,"messages":[{"role":"user","content":"go"}]}"#;
+
+#[tokio::test]
+async fn a_client_leaving_mid_stream_drops_the_upstream_call() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+    let url = format!("{}/v1/chat/completions", proxy.url);
+    let client = HyperClient::builder(TokioExecutor::new()).build_http();
+    // Cached route (the cache tees the stream, no follower) and a bypass.
+    for (i, extra) in [vec![], vec![("cache-control", "no-store")]]
+        .into_iter()
+        .enumerate()
+    {
+        let res = guard(client.request(post(&url, STREAM_ENDLESS, &extra)))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let mut body = res.into_body();
+        let first = guard(body.frame()).await.unwrap().unwrap();
+        assert!(first.is_data());
+        drop(body);
+        assert_eq!(
+            guard(fake.wait_for_dropped_streams(i + 1)).await,
+            i + 1,
+            "the upstream stream kept running after the client left ({extra:?})"
+        );
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http2_client_is_served_and_cached() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+    let url = format!("{}/v1/embeddings", proxy.url);
+    let client = HyperClient::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let body = r#"{"model":"mistral-embed","input":["a"]}"#;
+    let mut states = Vec::new();
+    for _ in 0..2 {
+        let res = guard(client.request(post(&url, body, &[]))).await.unwrap();
+        assert_eq!(res.version(), http::Version::HTTP_2);
+        let status = res.status();
+        let cache = res.headers().get("x-cache").cloned();
+        let bytes = guard(res.into_body().collect()).await.unwrap().to_bytes();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+        states.push(cache.unwrap().to_str().unwrap().to_owned());
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["object"], "list");
+    }
+    assert_eq!(states, ["MISS", "HIT"]);
+    assert_eq!(fake.calls("/v1/embeddings"), 1);
+    // The upstream got an HTTP/1.1 request for its own host.
+    let headers = fake.last_headers().unwrap();
+    assert_eq!(headers[header::HOST], fake.addr().to_string());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn hop_by_hop_and_proxy_headers_are_not_forwarded() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+    let url = format!("{}/v1/models", proxy.url);
+    let client = HyperClient::builder(TokioExecutor::new()).build_http();
+    let req = http::Request::get(&url)
+        .header(header::AUTHORIZATION, "Bearer k")
+        .header(header::CONNECTION, "keep-alive, x-hop")
+        .header("x-hop", "secret")
+        .header(header::PROXY_AUTHORIZATION, "Basic cHJveHk6c2VjcmV0")
+        .header("keep-alive", "timeout=5")
+        .header(header::TE, "trailers")
+        .header("x-end-to-end", "kept")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = guard(client.request(req)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let h = fake.last_headers().unwrap();
+    for name in ["x-hop", "proxy-authorization", "keep-alive", "te"] {
+        assert!(!h.contains_key(name), "{name} was forwarded: {h:?}");
+    }
+    assert_eq!(h["x-end-to-end"], "kept");
+    assert_eq!(h[header::AUTHORIZATION], "Bearer k");
+    assert_eq!(h[header::HOST], fake.addr().to_string());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_forwarded_whole_and_uncached() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |c| c.max_request_body = 100).await;
+    let url = format!("{}/v1/embeddings", proxy.url);
+    let client = HyperClient::builder(TokioExecutor::new()).build_http();
+    let big = format!(
+        r#"{{"model":"mistral-embed","input":["{}"]}}"#,
+        "y".repeat(1000)
+    );
+    for _ in 0..2 {
+        // No Content-Length: a chunked body, in small pieces.
+        let pieces: Vec<Result<http_body::Frame<Bytes>, Infallible>> = big
+            .as_bytes()
+            .chunks(37)
+            .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        let body = StreamBody::new(futures_util::stream::iter(pieces));
+        let req = http::Request::post(&url)
+            .header(header::AUTHORIZATION, "Bearer k")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .unwrap();
+        let res = guard(client.request(req)).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-cache"], "BYPASS");
+        assert_eq!(fake.last_request().unwrap().body, big.as_bytes());
+    }
+    assert_eq!(fake.calls("/v1/embeddings"), 2);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_retried_request_replays_the_body_byte_identical() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |c| c.max_retries = 2).await;
+    let url = format!("{}/v1/chat/completions", proxy.url);
+    let client = HyperClient::builder(TokioExecutor::new()).build_http();
+    // Odd formatting that canonicalization would change.
+    let body = "{ \"model\" : \"fail-503-1-after-0\",\n  \"messages\":[{\"content\":\"\\u0041\",\"role\":\"user\"}] }";
+    let res = guard(client.request(post(&url, body, &[]))).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 2, "one failure, one retry");
+    for r in &reqs {
+        assert_eq!(r.body, body.as_bytes());
+    }
+    proxy.shutdown().await;
+}
