@@ -26,6 +26,19 @@
 //!
 //! All of them are removed before the request is forwarded (the whole `Cache-Control`
 //! request header is consumed by the cache).
+//!
+//! # Request headers and the key
+//!
+//! The default key covers the method, path and query, body, namespace and tenant
+//! (`Authorization`), not other request headers such as `Accept` or
+//! `Accept-Encoding`: on the Mistral API they do not change the answer (streaming is
+//! chosen by the body's `stream` field). So that a server which does negotiate never
+//! gets one client's answer served to another, an answer is not stored when it is
+//! partial (`Content-Range`), content-encoded (`Content-Encoding` other than
+//! `identity`), or carries `Vary` naming `*` or any header except `Authorization` and
+//! `Accept-Encoding`; and [`DefaultCacheable`] bypasses requests with `Range`. A
+//! server that negotiates on a header without saying so in `Vary` needs a custom
+//! [`KeyFn`](super::KeyFn) that includes that header.
 
 use std::time::Duration;
 
