@@ -203,3 +203,79 @@ async fn a_retried_request_replays_the_body_byte_identical() {
     }
     proxy.shutdown().await;
 }
+
+/// Sends raw bytes on a fresh connection and returns what came back until close.
+async fn raw(addr: &str, request: &[u8], half_close: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    if half_close {
+        // The client is done sending (a short body is then truncated, not slow).
+        s.shutdown().await.unwrap();
+    }
+    let mut out = Vec::new();
+    let _ = guard(s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn odd_request_targets_get_an_answer_and_the_proxy_keeps_serving() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+    let addr = proxy.url.trim_start_matches("http://").to_owned();
+    for req in [
+        &b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"[..],
+        b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\nConnection: close\r\n\r\n",
+        b"GET http://other.example/v1/models HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{\"short\":",
+        b"GET /v1/models HTTP/1.0\r\n\r\n",
+    ] {
+        let truncated = req.ends_with(b"{\"short\":");
+        let answer = raw(&addr, req, truncated).await;
+        // Either an HTTP answer or a closed connection; never a hang or a crash.
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1."),
+            "{answer}"
+        );
+    }
+    // Nothing reached another host, and the proxy still works.
+    assert!(fake.requests().iter().all(|r| r.path != "evil.example:443"));
+    let client = HyperClient::builder(TokioExecutor::new()).build_http();
+    let res = guard(
+        client.request(
+            http::Request::get(format!("{}/v1/models", proxy.url))
+                .header(header::AUTHORIZATION, "Bearer k")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn content_length_forwarded_matches_the_body() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+    let addr = proxy.url.trim_start_matches("http://").to_owned();
+    let body = r#"{"model":"mistral-embed","input":["a"]}"#;
+    for path in ["/v1/embeddings", "/v1/uncached"] {
+        // Both framings, as a smuggling attempt would send them: chunked wins.
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        );
+        let answer = raw(&addr, req.as_bytes(), false).await;
+        assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+        let last = fake.last_request().unwrap();
+        assert_eq!(last.path, path);
+        assert_eq!(last.body, body.as_bytes(), "{path}");
+        if let Some(cl) = last.headers.get(header::CONTENT_LENGTH) {
+            assert_eq!(cl.to_str().unwrap(), body.len().to_string(), "{path}");
+        }
+    }
+    proxy.shutdown().await;
+}
