@@ -308,7 +308,8 @@ where
 /// without `[DONE]` (truncated), when an event is not valid JSON for `T`, or when
 /// upstream sends an error event; a stream idle timeout yields
 /// [`Error::is_timeout`]. After `[DONE]` the body is read to its end before the
-/// stream ends, so layers that act on a clean end of stream (the cache) see it.
+/// stream ends, so layers that act on a clean end of stream (the cache) see it;
+/// a body still open 2 s after `[DONE]` is dropped instead (the stream ends).
 /// Dropping it drops the response body and so the connection: no task keeps
 /// running.
 pub struct EventStream<T> {
@@ -317,6 +318,8 @@ pub struct EventStream<T> {
     headers: HeaderMap,
     finished: bool,
     draining: bool,
+    /// Bounds the drain after `[DONE]` (an upstream that keeps the body open).
+    drain_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -339,6 +342,7 @@ impl<T> EventStream<T> {
             headers,
             finished: false,
             draining: false,
+            drain_deadline: None,
             _t: PhantomData,
         }
     }
@@ -365,6 +369,9 @@ impl<T> EventStream<T> {
         )))
     }
 }
+
+/// How long the body is still read after `data: [DONE]`, waiting for its end.
+const DRAIN_AFTER_DONE: Duration = Duration::from_secs(2);
 
 /// Whether the event is an error sent by upstream, returning it.
 fn error_event(ev: &SseEvent) -> Option<StreamEventError> {
@@ -397,11 +404,22 @@ impl<T: DeserializeOwned> Stream for EventStream<T> {
             if this.draining {
                 // After `[DONE]`, read the body to its end (it normally ends right
                 // there) so layers that act on a clean end of stream, like the
-                // cache, see it; anything after `[DONE]` is ignored.
-                match ready!(Pin::new(&mut this.inner).poll_next(cx)) {
-                    Some(Ok(_)) => continue,
-                    Some(Err(_)) | None => {
+                // cache, see it; anything after `[DONE]` is ignored. An upstream that
+                // keeps the body open gets `DRAIN_AFTER_DONE`, then the body is dropped.
+                let expired = this
+                    .drain_deadline
+                    .as_mut()
+                    .is_some_and(|d| d.as_mut().poll(cx).is_ready());
+                let next = if expired {
+                    None
+                } else {
+                    Some(ready!(Pin::new(&mut this.inner).poll_next(cx)))
+                };
+                match next {
+                    Some(Some(Ok(_))) => continue,
+                    Some(Some(Err(_)) | None) | None => {
                         this.finished = true;
+                        this.drain_deadline = None;
                         this.inner = SseStream::new(Body::empty());
                         return Poll::Ready(None);
                     }
@@ -415,6 +433,10 @@ impl<T: DeserializeOwned> Stream for EventStream<T> {
                     let data = ev.data.trim();
                     if data == "[DONE]" {
                         this.draining = true;
+                        if tokio::runtime::Handle::try_current().is_ok() {
+                            this.drain_deadline =
+                                Some(Box::pin(tokio::time::sleep(DRAIN_AFTER_DONE)));
+                        }
                         continue;
                     }
                     if data.is_empty() {
