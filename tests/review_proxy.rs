@@ -279,3 +279,28 @@ async fn content_length_forwarded_matches_the_body() {
     }
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_stalled_request_body_gets_a_408_instead_of_hanging() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |c| {
+        c.stream_idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let addr = proxy.url.trim_start_matches("http://").to_owned();
+    for path in ["/v1/chat/completions", "/v1/uncached"] {
+        // 9 of 100 announced bytes, then silence with the connection open.
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{\"short\":"
+        );
+        let answer = raw(&addr, req.as_bytes(), false).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.contains("request_timeout"), "{answer}");
+    }
+    assert_eq!(
+        fake.calls("/v1/chat/completions"),
+        0,
+        "nothing half-read is forwarded to a cached route"
+    );
+    proxy.shutdown().await;
+}
