@@ -304,3 +304,24 @@ async fn a_stalled_request_body_gets_a_408_instead_of_hanging() {
     );
     proxy.shutdown().await;
 }
+
+#[test]
+fn help_does_not_print_secrets_from_the_environment() {
+    for args in [&["serve", "--help"][..], &["stats", "--help"][..]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mistral-cache"))
+            .args(args)
+            .env(
+                "MISTRAL_CACHE_ENGINE",
+                "redis://user:hunter2@localhost:6379/0",
+            )
+            .env("MISTRAL_CACHE_API_KEY", "sk-secret-1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("MISTRAL_CACHE_ENGINE"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("sk-secret-1"),
+            "{args:?}: {text}"
+        );
+    }
+}
