@@ -63,9 +63,15 @@ pub struct SseParser {
     last_id: String,
     retry: Option<Duration>,
     event_retry: Option<Duration>,
+    overflowed: bool,
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The largest line or event the parser buffers (16 MiB): past it the stream is
+/// broken (see [`SseParser::is_overflowed`]), so a peer that never ends a line
+/// cannot grow memory without bound.
+pub const MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
 
 impl SseParser {
     /// A parser at the start of a stream.
@@ -81,6 +87,12 @@ impl SseParser {
     /// The last event id.
     pub fn last_event_id(&self) -> &str {
         &self.last_id
+    }
+
+    /// Whether a line or an event grew over [`MAX_EVENT_SIZE`]; the parser then
+    /// ignores the rest of the stream.
+    pub fn is_overflowed(&self) -> bool {
+        self.overflowed
     }
 
     /// Whether bytes of an incomplete line or event are pending.
@@ -99,6 +111,9 @@ impl SseParser {
     pub fn feed_into<E: Extend<SseEvent>>(&mut self, chunk: &mut &[u8], out: &mut E) {
         let mut buf = *chunk;
         *chunk = &[];
+        if self.overflowed {
+            return;
+        }
         if !self.bom_checked {
             // Wait until we can tell whether the stream starts with a BOM.
             let have = self.line.len() + buf.len();
@@ -158,6 +173,12 @@ impl SseParser {
                     break;
                 }
             }
+        }
+        if self.line.len() > MAX_EVENT_SIZE || self.data.len() > MAX_EVENT_SIZE {
+            self.overflowed = true;
+            self.line = Vec::new();
+            self.data = String::new();
+            self.has_data = false;
         }
     }
 
@@ -229,6 +250,8 @@ pub struct SseStream<B> {
     parser: SseParser,
     queue: VecDeque<SseEvent>,
     done: bool,
+    /// The parser overflowed: one error is still to be yielded.
+    overflow: bool,
 }
 
 impl<B> fmt::Debug for SseStream<B> {
@@ -248,6 +271,7 @@ impl<B> SseStream<B> {
             parser: SseParser::new(),
             queue: VecDeque::new(),
             done: false,
+            overflow: false,
         }
     }
 
@@ -277,6 +301,12 @@ where
                 return Poll::Ready(Some(Ok(ev)));
             }
             if this.done {
+                if std::mem::take(&mut this.overflow) {
+                    return Poll::Ready(Some(Err(format!(
+                        "an event-stream line or event is over {MAX_EVENT_SIZE} bytes"
+                    )
+                    .into())));
+                }
                 return Poll::Ready(None);
             }
             match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
@@ -289,6 +319,11 @@ where
                             this.parser.feed_into(&mut chunk, &mut this.queue);
                             data.advance(n);
                         }
+                    }
+                    if this.parser.is_overflowed() {
+                        // The events completed before it go out first, then the error.
+                        this.done = true;
+                        this.overflow = true;
                     }
                 }
                 Some(Err(e)) => {
@@ -308,7 +343,8 @@ where
 /// without `[DONE]` (truncated), when an event is not valid JSON for `T`, or when
 /// upstream sends an error event; a stream idle timeout yields
 /// [`Error::is_timeout`]. After `[DONE]` the body is read to its end before the
-/// stream ends, so layers that act on a clean end of stream (the cache) see it.
+/// stream ends, so layers that act on a clean end of stream (the cache) see it;
+/// a body still open 2 s after `[DONE]` is dropped instead (the stream ends).
 /// Dropping it drops the response body and so the connection: no task keeps
 /// running.
 pub struct EventStream<T> {
@@ -317,6 +353,8 @@ pub struct EventStream<T> {
     headers: HeaderMap,
     finished: bool,
     draining: bool,
+    /// Bounds the drain after `[DONE]` (an upstream that keeps the body open).
+    drain_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -339,6 +377,7 @@ impl<T> EventStream<T> {
             headers,
             finished: false,
             draining: false,
+            drain_deadline: None,
             _t: PhantomData,
         }
     }
@@ -365,6 +404,9 @@ impl<T> EventStream<T> {
         )))
     }
 }
+
+/// How long the body is still read after `data: [DONE]`, waiting for its end.
+const DRAIN_AFTER_DONE: Duration = Duration::from_secs(2);
 
 /// Whether the event is an error sent by upstream, returning it.
 fn error_event(ev: &SseEvent) -> Option<StreamEventError> {
@@ -397,11 +439,22 @@ impl<T: DeserializeOwned> Stream for EventStream<T> {
             if this.draining {
                 // After `[DONE]`, read the body to its end (it normally ends right
                 // there) so layers that act on a clean end of stream, like the
-                // cache, see it; anything after `[DONE]` is ignored.
-                match ready!(Pin::new(&mut this.inner).poll_next(cx)) {
-                    Some(Ok(_)) => continue,
-                    Some(Err(_)) | None => {
+                // cache, see it; anything after `[DONE]` is ignored. An upstream that
+                // keeps the body open gets `DRAIN_AFTER_DONE`, then the body is dropped.
+                let expired = this
+                    .drain_deadline
+                    .as_mut()
+                    .is_some_and(|d| d.as_mut().poll(cx).is_ready());
+                let next = if expired {
+                    None
+                } else {
+                    Some(ready!(Pin::new(&mut this.inner).poll_next(cx)))
+                };
+                match next {
+                    Some(Some(Ok(_))) => continue,
+                    Some(Some(Err(_)) | None) | None => {
                         this.finished = true;
+                        this.drain_deadline = None;
                         this.inner = SseStream::new(Body::empty());
                         return Poll::Ready(None);
                     }
@@ -415,6 +468,10 @@ impl<T: DeserializeOwned> Stream for EventStream<T> {
                     let data = ev.data.trim();
                     if data == "[DONE]" {
                         this.draining = true;
+                        if tokio::runtime::Handle::try_current().is_ok() {
+                            this.drain_deadline =
+                                Some(Box::pin(tokio::time::sleep(DRAIN_AFTER_DONE)));
+                        }
                         continue;
                     }
                     if data.is_empty() {
@@ -584,6 +641,34 @@ mod tests {
         // byte by byte
         let bytes: Vec<&[u8]> = s.chunks(1).collect();
         assert_eq!(parse_all(&bytes), whole);
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_is_an_error_not_unbounded_memory() {
+        let mut p = SseParser::new();
+        assert_eq!(p.feed(b"data: ok\n\n").len(), 1);
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..=(MAX_EVENT_SIZE >> 20) {
+            assert!(p.feed(&chunk).is_empty());
+        }
+        assert!(p.is_overflowed());
+        assert!(!p.has_pending(), "the buffer was released");
+        assert!(p.feed(b"\n\ndata: later\n\n").is_empty());
+
+        // Through the stream: the events before it, then an error, then the end.
+        let frames: Vec<Result<http_body::Frame<Bytes>, std::convert::Infallible>> =
+            std::iter::once(Bytes::from_static(b"data: first\n\ndata: "))
+                .chain(std::iter::repeat_n(
+                    Bytes::from(vec![b'y'; 1 << 20]),
+                    (MAX_EVENT_SIZE >> 20) + 1,
+                ))
+                .map(|b| Ok(http_body::Frame::data(b)))
+                .collect();
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        let mut s = SseStream::new(body);
+        assert_eq!(s.next().await.unwrap().unwrap().data, "first");
+        assert!(s.next().await.unwrap().is_err());
+        assert!(s.next().await.is_none());
     }
 
     proptest! {

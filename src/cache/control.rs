@@ -26,6 +26,19 @@
 //!
 //! All of them are removed before the request is forwarded (the whole `Cache-Control`
 //! request header is consumed by the cache).
+//!
+//! # Request headers and the key
+//!
+//! The default key covers the method, path and query, body, namespace and tenant
+//! (`Authorization`), not other request headers such as `Accept` or
+//! `Accept-Encoding`: on the Mistral API they do not change the answer (streaming is
+//! chosen by the body's `stream` field). So that a server which does negotiate never
+//! gets one client's answer served to another, an answer is not stored when it is
+//! partial (`Content-Range`), content-encoded (`Content-Encoding` other than
+//! `identity`), or carries `Vary` naming `*` or any header except `Authorization` and
+//! `Accept-Encoding`; and [`DefaultCacheable`] bypasses requests with `Range`. A
+//! server that negotiates on a header without saying so in `Vary` needs a custom
+//! [`KeyFn`](super::KeyFn) that includes that header.
 
 use std::time::Duration;
 
@@ -97,7 +110,8 @@ pub trait Cacheable: Send + Sync + 'static {
 }
 
 /// The default predicate: `GET`, `HEAD` and `POST` requests are cacheable (LLM APIs are
-/// POST-heavy); every other method is bypassed.
+/// POST-heavy); every other method is bypassed, and so is a request carrying `Range`
+/// (the key does not include it, so a stored full answer must not answer it).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultCacheable;
 
@@ -106,7 +120,7 @@ impl Cacheable for DefaultCacheable {
         matches!(
             parts.method,
             http::Method::GET | http::Method::HEAD | http::Method::POST
-        )
+        ) && !parts.headers.contains_key(http::header::RANGE)
     }
 }
 
@@ -175,14 +189,33 @@ impl RequestControl {
     }
 }
 
-/// `true` when a response's `Cache-Control` forbids storing it.
+/// Request headers a stored answer may vary on: `Authorization` is the default tenant
+/// scope, and an answer without a content encoding suits every `Accept-Encoding`.
+const VARY_ALLOWED: [&str; 2] = ["authorization", "accept-encoding"];
+
+/// `true` when a response must not be stored, because the key cannot tell which
+/// requests it answers: `Cache-Control: no-store`; a partial answer (`Content-Range`,
+/// as in a `206`); a content-encoded body (the key does not include the request's
+/// `Accept-Encoding`, so a client that cannot decode it could get it); or a `Vary`
+/// naming `*` or any request header outside the key (only `Authorization` and
+/// `Accept-Encoding` are accepted).
 pub(crate) fn response_forbids_store(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(http::header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|d| d.trim().eq_ignore_ascii_case("no-store"))
+    let tokens = |name: http::header::HeaderName| {
+        headers
+            .get_all(name)
+            .into_iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty())
+    };
+    tokens(http::header::CACHE_CONTROL).any(|d| d.eq_ignore_ascii_case(b"no-store"))
+        || headers.contains_key(http::header::CONTENT_RANGE)
+        || tokens(http::header::CONTENT_ENCODING).any(|e| !e.eq_ignore_ascii_case(b"identity"))
+        || tokens(http::header::VARY).any(|h| {
+            !VARY_ALLOWED
+                .iter()
+                .any(|allowed| h.eq_ignore_ascii_case(allowed.as_bytes()))
+        })
 }
 
 #[cfg(test)]
@@ -228,5 +261,27 @@ mod tests {
         assert!(response_forbids_store(&h));
         h.insert("cache-control", "max-age=0".parse().unwrap());
         assert!(!response_forbids_store(&h));
+    }
+
+    #[test]
+    fn answers_the_key_cannot_tell_apart_are_not_stored() {
+        let forbids = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, v.parse().unwrap());
+            }
+            response_forbids_store(&h)
+        };
+        assert!(!forbids(&[]));
+        assert!(forbids(&[("content-range", "bytes 0-1/2")]));
+        assert!(forbids(&[("content-encoding", "gzip")]));
+        assert!(!forbids(&[("content-encoding", "identity")]));
+        assert!(forbids(&[("vary", "*")]));
+        assert!(forbids(&[("vary", "Accept-Encoding, Origin")]));
+        assert!(!forbids(&[
+            ("vary", "Accept-Encoding"),
+            ("vary", "authorization")
+        ]));
+        assert!(!forbids(&[("vary", "")]));
     }
 }

@@ -205,6 +205,10 @@ where
         {
             headers.insert(AUTHORIZATION, auth.clone());
         }
+        // A caller's own key (kept, as the proxy does) is as secret as ours.
+        if let Some(v) = headers.get_mut(AUTHORIZATION) {
+            v.set_sensitive(true);
+        }
         if let Some(ua) = &c.user_agent
             && !headers.contains_key(USER_AGENT)
         {
@@ -277,9 +281,16 @@ mod tests {
             "Bearer mine"
         );
         let keep = layer.keep_request_authorization(true);
-        assert_eq!(
-            seen(keep.clone(), mk()).await.headers()[AUTHORIZATION],
-            "Bearer caller"
+        let kept = seen(keep.clone(), mk()).await;
+        assert_eq!(kept.headers()[AUTHORIZATION], "Bearer caller");
+        assert!(
+            kept.headers()[AUTHORIZATION].is_sensitive(),
+            "a kept caller key is sensitive too"
+        );
+        let without_key = AuthLayer::new("https://api.mistral.ai").unwrap();
+        assert!(
+            seen(without_key, mk()).await.headers()[AUTHORIZATION].is_sensitive(),
+            "a caller key passed through is sensitive"
         );
         let mut bare = Request::new(());
         *bare.uri_mut() = "/v1/models".parse().unwrap();

@@ -52,7 +52,8 @@ impl Shared {
     fn try_acquire(&self, now: Instant) -> Result<(), Instant> {
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
         let start = *w.start.get_or_insert(now);
-        if now >= start + self.per {
+        // A period too long to add to an instant never ends.
+        if start.checked_add(self.per).is_some_and(|end| now >= end) {
             w.start = Some(now);
             w.used = 0;
         }
@@ -60,7 +61,10 @@ impl Shared {
             w.used += 1;
             Ok(())
         } else {
-            Err(w.start.unwrap_or(now) + self.per)
+            let start = w.start.unwrap_or(now);
+            Err(start
+                .checked_add(self.per)
+                .unwrap_or_else(|| start + Duration::from_secs(30 * 365 * 86_400)))
         }
     }
 }

@@ -115,7 +115,8 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|v| v.is_finite() && *v >= 0.0)
     {
-        return Duration::try_from_secs_f64(ms / 1000.0).ok();
+        // Too large for a Duration: as long as possible (the caller caps it).
+        return Some(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX));
     }
     let v = headers
         .get(http::header::RETRY_AFTER)?
@@ -127,7 +128,7 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     }
     if let Ok(secs) = v.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
-            return Duration::try_from_secs_f64(secs).ok();
+            return Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX));
         }
         return None;
     }
@@ -273,6 +274,14 @@ mod tests {
             .max_delay(Duration::from_millis(250));
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_static("3600"));
+        assert_eq!(c.delay_for(0, Some(&h)), Duration::from_secs(3));
+        // Values too large for a Duration are capped too, not ignored.
+        for huge in ["99999999999999999999999", "1e300", "18446744073709551616.5"] {
+            h.insert("retry-after", HeaderValue::from_static(huge));
+            assert_eq!(c.delay_for(0, Some(&h)), Duration::from_secs(3), "{huge}");
+        }
+        h.remove("retry-after");
+        h.insert("retry-after-ms", HeaderValue::from_static("1e300"));
         assert_eq!(c.delay_for(0, Some(&h)), Duration::from_secs(3));
         for attempt in 0..40 {
             let d = c.backoff(attempt);

@@ -17,6 +17,7 @@
 //! assert_eq!(config.ttl, Some(std::time::Duration::from_secs(86_400)));
 //! ```
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
+use super::config::redact_url;
 use super::{
     CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS, ServerError, parse_cache_mode,
     parse_duration,
@@ -61,8 +63,8 @@ pub enum Command {
     Inspect(InspectArgs),
 }
 
-/// Flags of `serve`.
-#[derive(Debug, Clone, Args)]
+/// Flags of `serve`. `Debug` hides the API key and the engine URL's password.
+#[derive(Clone, Args)]
 pub struct ServeArgs {
     /// Address of the API port.
     #[arg(long, env = "MISTRAL_CACHE_LISTEN", default_value = "127.0.0.1:8080")]
@@ -81,6 +83,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "MISTRAL_CACHE_ENGINE",
+        hide_env_values = true,
         default_value = "file://.mistral/cache"
     )]
     pub engine: String,
@@ -167,15 +170,49 @@ impl ServeArgs {
 }
 
 /// The engine flag shared by the administration commands.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct EngineArgs {
     /// The cache engine URL.
     #[arg(
         long,
         env = "MISTRAL_CACHE_ENGINE",
+        hide_env_values = true,
         default_value = "file://.mistral/cache"
     )]
     pub engine: String,
+}
+
+impl fmt::Debug for EngineArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineArgs")
+            .field("engine", &redact_url(&self.engine))
+            .finish()
+    }
+}
+
+impl fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("upstream", &self.upstream)
+            .field("engine", &redact_url(&self.engine))
+            .field("engine_optional", &self.engine_optional)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("ttl", &self.ttl)
+            .field("namespace", &self.namespace)
+            .field("share_across_keys", &self.share_across_keys)
+            .field("cache_paths", &self.cache_paths)
+            .field("mode", &self.mode)
+            .field("max_request_body", &self.max_request_body)
+            .field("max_entry_size", &self.max_entry_size)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("stream_idle_timeout", &self.stream_idle_timeout)
+            .field("max_retries", &self.max_retries)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
 }
 
 /// Flags of `stats`.
@@ -356,6 +393,29 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_secrets() {
+        let cli = Cli::try_parse_from([
+            "mistral-cache",
+            "serve",
+            "--api-key",
+            "sk-secret-1",
+            "--engine",
+            "redis://user:hunter2@localhost:6379/0",
+        ])
+        .unwrap();
+        let text = format!("{cli:?}");
+        assert!(
+            !text.contains("sk-secret-1") && !text.contains("hunter2"),
+            "{text}"
+        );
+        let cli =
+            Cli::try_parse_from(["mistral-cache", "stats", "--engine", "redis://:hunter2@h/0"])
+                .unwrap();
+        let text = format!("{cli:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
 
     #[test]
     fn cli_is_consistent() {

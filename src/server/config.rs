@@ -161,7 +161,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Timeout to connect to the upstream.
     pub connect_timeout: Duration,
-    /// Longest silence allowed inside an upstream stream.
+    /// Longest silence allowed inside an upstream stream, and inside a client's
+    /// request body (a stalled upload is answered `408`).
     pub stream_idle_timeout: Duration,
     /// Upstream retries on 429/5xx/connection errors (0 disables retry).
     pub max_retries: u32,

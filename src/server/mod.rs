@@ -227,6 +227,7 @@ impl Proxy {
             direct,
             routes: config.cached_routes.clone(),
             metrics,
+            request_body_idle: config.stream_idle_timeout,
         });
         Ok(Proxy {
             config: Arc::new(config),

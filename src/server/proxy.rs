@@ -31,6 +31,8 @@ pub(crate) struct ProxyState {
     pub(crate) direct: HttpService,
     pub(crate) routes: CachedRoutes,
     pub(crate) metrics: Arc<Metrics>,
+    /// Longest silence allowed inside a client's request body.
+    pub(crate) request_body_idle: Duration,
 }
 
 /// The URI handed to the client stack: the request's path and query only (the
@@ -82,6 +84,10 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
     parts.headers.remove(header::ACCEPT_ENCODING);
     // `Expect: 100-continue` was answered by this server already.
     parts.headers.remove(header::EXPECT);
+    // The client's HTTP version belongs to its own connection (an HTTP/2 or HTTP/1.0
+    // client); the upstream connection negotiates its own, which hyper refuses when
+    // the request demands HTTP/2 over an HTTP/1 connection.
+    parts.version = http::Version::HTTP_11;
     parts.uri = match upstream_uri(&parts.uri) {
         Ok(uri) => uri,
         Err(e) => {
@@ -91,6 +97,11 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
                 &format!("cannot forward this request URI: {e}"),
             );
         }
+    };
+    let body = ClientBody {
+        inner: body,
+        idle: state.request_body_idle,
+        sleep: None,
     };
     let upstream_req = http::Request::from_parts(parts, Body::new(body));
 
@@ -135,6 +146,16 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
             log.complete = http_body::Body::is_end_stream(&body);
             let body = ObservedBody { inner: body, log };
             Response::from_parts(parts, axum::body::Body::new(body))
+        }
+        Err(err) if is_client_body_timeout(&*err) => {
+            let message = error_chain(&*err);
+            tracing::warn!(error = %message, "client request body stalled");
+            log.headers_after = start.elapsed();
+            log.status = StatusCode::REQUEST_TIMEOUT;
+            log.cache = CacheState::Error;
+            log.complete = true;
+            drop(log);
+            error_response(StatusCode::REQUEST_TIMEOUT, "request_timeout", &message)
         }
         Err(err) => {
             let (status, kind, message) = classify_error(err);
@@ -239,6 +260,74 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         current = e.source();
     }
     out
+}
+
+/// A client's request body went silent for longer than the allowed idle time.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent no request body data for {0:?}")]
+pub(crate) struct ClientBodyTimeout(Duration);
+
+fn is_client_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.is::<ClientBodyTimeout>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+pin_project_lite::pin_project! {
+    /// A client's request body with an idle timeout: a client that stops sending
+    /// mid-body (a short body with a longer `Content-Length`, a stalled upload) gets
+    /// a `408` instead of holding the request, and the cache's buffering, forever.
+    struct ClientBody<B> {
+        #[pin]
+        inner: B,
+        idle: Duration,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<B> http_body::Body for ClientBody<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => {
+                *this.sleep = None;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let idle = *this.idle;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ClientBodyTimeout(idle))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// What is logged and counted once a response ends (or is dropped).

@@ -30,6 +30,14 @@ pin_project! {
     }
 }
 
+/// `now + d`, or a deadline decades away when that overflows (a huge configured
+/// timeout means "never", not a panic).
+fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
+}
+
 impl<B> TimeoutBody<B> {
     pub(super) fn new(inner: B, sleep: Option<Pin<Box<Sleep>>>, mode: Mode) -> Self {
         TimeoutBody {
@@ -68,7 +76,7 @@ where
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Mode::Idle(Some(d)), Some(sleep)) = (*this.mode, this.sleep.as_mut()) {
-                    sleep.as_mut().reset(Instant::now() + d);
+                    sleep.as_mut().reset(deadline_after(d));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
