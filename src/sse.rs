@@ -1,3 +1,672 @@
-//! Server-sent events: a spec-compliant incremental parser.
+//! Server-sent events: an incremental parser following the WHATWG event-stream
+//! rules, an adapter from an `http_body::Body` to events, and the typed
+//! [`EventStream`] the client returns for streaming endpoints.
 //!
-//! STUB: owned by the client work.
+//! # Example
+//!
+//! ```
+//! use mistral_tower::sse::SseParser;
+//!
+//! let mut parser = SseParser::new();
+//! // Events may be split anywhere across network chunks.
+//! let mut events = parser.feed(b"data: {\"a\":");
+//! assert!(events.is_empty());
+//! events.extend(parser.feed(b"1}\r\n\r\n: a comment\ndata: [DONE]\n\n"));
+//! assert_eq!(events.len(), 2);
+//! assert_eq!(events[0].data, "{\"a\":1}");
+//! assert_eq!(events[1].data, "[DONE]");
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use http::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{ApiError, CORRELATION_ID_HEADER, StreamEventError};
+use crate::{Body, BoxError, Error};
+
+/// One dispatched server-sent event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseEvent {
+    /// The event type (`event:` field); `"message"` when none was given.
+    pub event: String,
+    /// The data: every `data:` line of the event joined with `\n`.
+    pub data: String,
+    /// The last event id seen so far in the stream (`id:` field), possibly empty.
+    pub id: String,
+    /// The reconnection time, when this event carried a valid `retry:` field.
+    pub retry: Option<Duration>,
+}
+
+/// An incremental event-stream parser.
+///
+/// Feed it bytes as they arrive; it returns every event completed by them. Line
+/// ends may be CRLF, LF or CR (also split across chunks), a leading UTF-8 BOM is
+/// skipped, comment lines (`:`) are ignored, multi-line data is joined with `\n`,
+/// and an unterminated event at end of stream is discarded, as the spec requires.
+#[derive(Debug, Default, Clone)]
+pub struct SseParser {
+    line: Vec<u8>,
+    bom_checked: bool,
+    last_was_cr: bool,
+    data: String,
+    has_data: bool,
+    event: String,
+    last_id: String,
+    retry: Option<Duration>,
+    event_retry: Option<Duration>,
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+impl SseParser {
+    /// A parser at the start of a stream.
+    pub fn new() -> Self {
+        SseParser::default()
+    }
+
+    /// The reconnection time last set by a `retry:` field.
+    pub fn retry(&self) -> Option<Duration> {
+        self.retry
+    }
+
+    /// The last event id.
+    pub fn last_event_id(&self) -> &str {
+        &self.last_id
+    }
+
+    /// Whether bytes of an incomplete line or event are pending.
+    pub fn has_pending(&self) -> bool {
+        !self.line.is_empty() || self.has_data || !self.event.is_empty()
+    }
+
+    /// Feeds a chunk; returns the events it completes.
+    pub fn feed(&mut self, mut chunk: &[u8]) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        self.feed_into(&mut chunk, &mut out);
+        out
+    }
+
+    /// Feeds a chunk, appending the completed events to `out`.
+    pub fn feed_into<E: Extend<SseEvent>>(&mut self, chunk: &mut &[u8], out: &mut E) {
+        let mut buf = *chunk;
+        *chunk = &[];
+        if !self.bom_checked {
+            // Wait until we can tell whether the stream starts with a BOM.
+            let have = self.line.len() + buf.len();
+            if have < BOM.len() {
+                let mut joined = self.line.clone();
+                joined.extend_from_slice(buf);
+                if BOM.starts_with(&joined) {
+                    self.line = joined;
+                    return;
+                }
+            }
+            self.bom_checked = true;
+            if !self.line.is_empty() {
+                // bytes held back while checking for a BOM
+                let mut joined = std::mem::take(&mut self.line);
+                joined.extend_from_slice(buf);
+                let start = if joined.starts_with(BOM) {
+                    BOM.len()
+                } else {
+                    0
+                };
+                let rest = joined[start..].to_vec();
+                let mut slice = rest.as_slice();
+                self.feed_into(&mut slice, out);
+                return;
+            } else if buf.starts_with(BOM) {
+                buf = &buf[BOM.len()..];
+            }
+        }
+        while !buf.is_empty() {
+            if self.last_was_cr {
+                self.last_was_cr = false;
+                if buf[0] == b'\n' {
+                    buf = &buf[1..];
+                    continue;
+                }
+            }
+            match buf.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(i) => {
+                    let end = buf[i];
+                    if self.line.is_empty() {
+                        self.process_line_ref(&buf[..i], out);
+                    } else {
+                        self.line.extend_from_slice(&buf[..i]);
+                        let line = std::mem::take(&mut self.line);
+                        self.process_line_ref(&line, out);
+                        self.line = line;
+                        self.line.clear();
+                    }
+                    buf = &buf[i + 1..];
+                    if end == b'\r' {
+                        self.last_was_cr = true;
+                    }
+                }
+                None => {
+                    self.line.extend_from_slice(buf);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn process_line_ref<E: Extend<SseEvent>>(&mut self, line: &[u8], out: &mut E) {
+        if line.is_empty() {
+            self.dispatch(out);
+            return;
+        }
+        if line[0] == b':' {
+            return;
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"event" => self.event = String::from_utf8_lossy(value).into_owned(),
+            b"data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(&String::from_utf8_lossy(value));
+                self.has_data = true;
+            }
+            b"id" => {
+                if !value.contains(&0) {
+                    self.last_id = String::from_utf8_lossy(value).into_owned();
+                }
+            }
+            b"retry" => {
+                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
+                    // all ASCII digits: valid UTF-8; overflow ignored like an invalid value
+                    if let Ok(ms) = std::str::from_utf8(value).unwrap_or("x").parse::<u64>() {
+                        self.retry = Some(Duration::from_millis(ms));
+                        self.event_retry = self.retry;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch<E: Extend<SseEvent>>(&mut self, out: &mut E) {
+        let retry = self.event_retry.take();
+        if !self.has_data {
+            self.event.clear();
+            return;
+        }
+        let event = if self.event.is_empty() {
+            "message".to_owned()
+        } else {
+            std::mem::take(&mut self.event)
+        };
+        self.has_data = false;
+        out.extend(Some(SseEvent {
+            event,
+            data: std::mem::take(&mut self.data),
+            id: self.last_id.clone(),
+            retry,
+        }));
+    }
+}
+
+/// A stream of [`SseEvent`]s read from an `http_body::Body`.
+///
+/// Ends when the body ends; a pending incomplete event is discarded (check
+/// [`SseStream::ended_cleanly`] to tell an unterminated event).
+pub struct SseStream<B> {
+    body: B,
+    parser: SseParser,
+    queue: VecDeque<SseEvent>,
+    done: bool,
+}
+
+impl<B> fmt::Debug for SseStream<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SseStream")
+            .field("queued", &self.queue.len())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> SseStream<B> {
+    /// Reads events from this body.
+    pub fn new(body: B) -> Self {
+        SseStream {
+            body,
+            parser: SseParser::new(),
+            queue: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// Whether the body ended with no incomplete event pending.
+    pub fn ended_cleanly(&self) -> bool {
+        self.done && !self.parser.has_pending()
+    }
+
+    /// The parser's state (last event id, retry).
+    pub fn parser(&self) -> &SseParser {
+        &self.parser
+    }
+}
+
+impl<B> Stream for SseStream<B>
+where
+    B: http_body::Body + Unpin,
+    B::Data: bytes::Buf,
+    B::Error: Into<BoxError>,
+{
+    type Item = Result<SseEvent, BoxError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(ev) = this.queue.pop_front() {
+                return Poll::Ready(Some(Ok(ev)));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Ok(mut data) = frame.into_data() {
+                        use bytes::Buf;
+                        while data.has_remaining() {
+                            let mut chunk = data.chunk();
+                            let n = chunk.len();
+                            this.parser.feed_into(&mut chunk, &mut this.queue);
+                            data.advance(n);
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                None => this.done = true,
+            }
+        }
+    }
+}
+
+/// A typed stream of server-sent events: each `data:` is decoded as JSON into `T`;
+/// the stream ends at `data: [DONE]`.
+///
+/// It yields an error ([`Error::is_stream`]) and then ends when the body ends
+/// without `[DONE]` (truncated), when an event is not valid JSON for `T`, or when
+/// upstream sends an error event; a stream idle timeout yields
+/// [`Error::is_timeout`]. Dropping it drops the response body and so the
+/// connection: no task keeps running.
+pub struct EventStream<T> {
+    inner: SseStream<Body>,
+    status: StatusCode,
+    headers: HeaderMap,
+    finished: bool,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for EventStream<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStream")
+            .field("status", &self.status)
+            .field("correlation_id", &self.correlation_id())
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> EventStream<T> {
+    /// Decodes the events of this response body.
+    pub fn new(status: StatusCode, headers: HeaderMap, body: Body) -> Self {
+        EventStream {
+            inner: SseStream::new(body),
+            status,
+            headers,
+            finished: false,
+            _t: PhantomData,
+        }
+    }
+
+    /// The HTTP status of the response.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The response headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The `mistral-correlation-id` response header.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.headers.get(CORRELATION_ID_HEADER)?.to_str().ok()
+    }
+
+    fn fail(&mut self, e: Error) -> Poll<Option<Result<T, Error>>> {
+        self.finished = true;
+        Poll::Ready(Some(Err(
+            e.with_response_meta(self.status, self.headers.clone())
+        )))
+    }
+}
+
+/// Whether the event is an error sent by upstream, returning it.
+fn error_event(ev: &SseEvent) -> Option<StreamEventError> {
+    let looks_like_error = ev.event == "error"
+        || (ev.data.contains("\"error\"") && {
+            matches!(
+                serde_json::from_str::<Value>(&ev.data),
+                Ok(Value::Object(ref o)) if o.get("object").and_then(Value::as_str) == Some("error")
+                    || (o.len() == 1 && o.contains_key("error"))
+            )
+        });
+    if !looks_like_error {
+        return None;
+    }
+    Some(StreamEventError {
+        api_error: ApiError::parse(ev.data.as_bytes()),
+        data: ev.data.clone(),
+    })
+}
+
+impl<T: DeserializeOwned> Stream for EventStream<T> {
+    type Item = Result<T, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        loop {
+            match ready!(Pin::new(&mut this.inner).poll_next(cx)) {
+                Some(Ok(ev)) => {
+                    if let Some(err) = error_event(&ev) {
+                        return this.fail(Error::stream_event(err));
+                    }
+                    let data = ev.data.trim();
+                    if data == "[DONE]" {
+                        this.finished = true;
+                        // Drop the body now: the connection goes back to the pool
+                        // or is closed, and no more bytes are read.
+                        this.inner = SseStream::new(Body::empty());
+                        return Poll::Ready(None);
+                    }
+                    if data.is_empty() {
+                        continue;
+                    }
+                    return match serde_json::from_str::<T>(data) {
+                        Ok(v) => Poll::Ready(Some(Ok(v))),
+                        Err(e) => this.fail(Error::decode(e, Bytes::from(ev.data))),
+                    };
+                }
+                Some(Err(e)) => return this.fail(Error::from_body_error(e, true)),
+                None => {
+                    return this.fail(Error::stream(
+                        "the stream ended without `data: [DONE]` (truncated)",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use proptest::prelude::*;
+
+    fn parse_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend(p.feed(c));
+        }
+        out
+    }
+
+    fn ev(data: &str) -> SseEvent {
+        SseEvent {
+            event: "message".into(),
+            data: data.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn basic_lf() {
+        assert_eq!(
+            parse_all(&[b"data: a\n\ndata: b\n\n"]),
+            vec![ev("a"), ev("b")]
+        );
+    }
+
+    #[test]
+    fn crlf_and_cr() {
+        assert_eq!(
+            parse_all(&[b"data: a\r\n\r\ndata: b\r\rdata: c\n\r\n"]),
+            vec![ev("a"), ev("b"), ev("c")]
+        );
+    }
+
+    #[test]
+    fn crlf_split_across_chunks() {
+        assert_eq!(
+            parse_all(&[b"data: a\r", b"\n", b"\r", b"\ndata: b\r\n\r\n"]),
+            vec![ev("a"), ev("b")]
+        );
+    }
+
+    #[test]
+    fn multiline_data_and_fields() {
+        let got = parse_all(&[b"event: delta\nid: 7\nretry: 1500\ndata: one\ndata:two\ndata\n\n"]);
+        assert_eq!(
+            got,
+            vec![SseEvent {
+                event: "delta".into(),
+                data: "one\ntwo\n".into(),
+                id: "7".into(),
+                retry: Some(Duration::from_millis(1500)),
+            }]
+        );
+    }
+
+    #[test]
+    fn comments_unknown_fields_and_empty_events_ignored() {
+        let got = parse_all(&[b": keep-alive\n\nfoo: bar\n\nevent: x\n\ndata: y\n\n"]);
+        // the `event: x` block has no data: not dispatched, and its type is reset
+        assert_eq!(got, vec![ev("y")]);
+    }
+
+    #[test]
+    fn only_one_leading_space_stripped() {
+        assert_eq!(parse_all(&[b"data:  two\n\n"]), vec![ev(" two")]);
+        assert_eq!(parse_all(&[b"data:\n\n"]), vec![ev("")]);
+    }
+
+    #[test]
+    fn id_persists_and_nul_id_ignored() {
+        let got = parse_all(&[b"id: 1\ndata: a\n\ndata: b\n\nid: x\0y\ndata: c\n\n"]);
+        assert_eq!(got[0].id, "1");
+        assert_eq!(got[1].id, "1");
+        assert_eq!(got[2].id, "1");
+    }
+
+    #[test]
+    fn invalid_retry_ignored() {
+        let mut p = SseParser::new();
+        p.feed(b"retry: 12a\ndata: a\n\n");
+        assert_eq!(p.retry(), None);
+        p.feed(b"retry: 30\n");
+        assert_eq!(p.retry(), Some(Duration::from_millis(30)));
+    }
+
+    #[test]
+    fn bom_skipped_even_when_split() {
+        assert_eq!(parse_all(&[b"\xEF\xBB", b"\xBFdata: a\n\n"]), vec![ev("a")]);
+        assert_eq!(
+            parse_all(&[b"\xEF", b"\xBB", b"\xBF", b"data: a\n\n"]),
+            vec![ev("a")]
+        );
+        // only the first BOM is removed; a second one is part of the field name
+        assert_eq!(parse_all(&[b"\xEF\xBB\xBF\xEF\xBB\xBFdata: a\n\n"]), vec![]);
+        // a non-BOM prefix is kept
+        assert_eq!(parse_all(&[b"\xEF", b"data: a\n\n"]), vec![]);
+        assert_eq!(parse_all(&[b"d", b"ata: a\n\n"]), vec![ev("a")]);
+    }
+
+    #[test]
+    fn unterminated_event_discarded() {
+        let mut p = SseParser::new();
+        assert!(p.feed(b"data: a\n").is_empty());
+        assert!(p.has_pending());
+    }
+
+    fn sample() -> Vec<u8> {
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/mistral/examples/02-chat-stream.sse"
+        ))
+        .unwrap()
+    }
+
+    fn rich_sample() -> Vec<u8> {
+        let mut s = b"\xEF\xBB\xBF: comment\r\nevent: e1\r\nid: 42\r\nretry: 10\r\ndata: line1\r\ndata: line2\r\n\r\n".to_vec();
+        s.extend_from_slice(b"data: cr\r\rdata: lf\n\n");
+        s.extend_from_slice(&sample());
+        s
+    }
+
+    #[test]
+    fn sample_stream_parses() {
+        let got = parse_all(&[&sample()]);
+        assert_eq!(got.len(), 6);
+        assert_eq!(got.last().unwrap().data, "[DONE]");
+        for e in &got[..5] {
+            serde_json::from_str::<Value>(&e.data).unwrap();
+        }
+    }
+
+    #[test]
+    fn every_split_point_gives_same_events() {
+        let s = rich_sample();
+        let whole = parse_all(&[&s]);
+        assert_eq!(whole.len(), 9);
+        for i in 0..=s.len() {
+            assert_eq!(parse_all(&[&s[..i], &s[i..]]), whole, "split at {i}");
+        }
+        // byte by byte
+        let bytes: Vec<&[u8]> = s.chunks(1).collect();
+        assert_eq!(parse_all(&bytes), whole);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_chunking_gives_same_events(cuts in proptest::collection::vec(0usize..2000, 0..12)) {
+            let s = rich_sample();
+            let whole = parse_all(&[&s]);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (s.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut prev = 0;
+            for c in cuts {
+                chunks.push(&s[prev..c]);
+                prev = c;
+            }
+            chunks.push(&s[prev..]);
+            prop_assert_eq!(parse_all(&chunks), whole);
+        }
+
+        #[test]
+        fn parser_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512), cut in 0usize..512) {
+            let cut = cut.min(data.len());
+            let _ = parse_all(&[&data[..cut], &data[cut..]]);
+        }
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Chunk {
+        n: u32,
+    }
+
+    fn stream_of(chunks: Vec<&'static [u8]>) -> EventStream<Chunk> {
+        let frames = futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, BoxError>(http_body::Frame::data(Bytes::from_static(c)))),
+        );
+        let body = Body::new(http_body_util::StreamBody::new(frames));
+        EventStream::new(StatusCode::OK, HeaderMap::new(), body)
+    }
+
+    #[tokio::test]
+    async fn typed_stream_ends_at_done() {
+        let s = stream_of(vec![
+            b"data: {\"n\":1}\n\nda",
+            b"ta: {\"n\":2}\n\ndata: [DONE]\n\n",
+        ]);
+        let got: Vec<_> = s.collect().await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].as_ref().unwrap(), &Chunk { n: 2 });
+    }
+
+    #[tokio::test]
+    async fn typed_stream_truncated_is_an_error() {
+        let s = stream_of(vec![b"data: {\"n\":1}\n\n"]);
+        let got: Vec<_> = s.collect().await;
+        assert_eq!(got.len(), 2);
+        let e = got[1].as_ref().unwrap_err();
+        assert!(e.is_stream(), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn typed_stream_bad_json_is_decode_error() {
+        let s = stream_of(vec![b"data: {\"n\":\"x\"}\n\ndata: [DONE]\n\n"]);
+        let got: Vec<_> = s.collect().await;
+        assert_eq!(got.len(), 1);
+        assert!(got[0].as_ref().unwrap_err().is_decode());
+    }
+
+    #[tokio::test]
+    async fn typed_stream_error_event() {
+        let s = stream_of(vec![
+            b"data: {\"n\":1}\n\nevent: error\ndata: {\"object\":\"error\",\"message\":\"overloaded\",\"type\":\"service_unavailable\",\"code\":\"3505\"}\n\n",
+        ]);
+        let got: Vec<_> = s.collect().await;
+        assert_eq!(got.len(), 2);
+        let e = got[1].as_ref().unwrap_err();
+        assert!(e.is_stream());
+        assert_eq!(e.api_error().unwrap().message, "overloaded");
+        // also without an event name
+        let s = stream_of(vec![
+            b"data: {\"object\":\"error\",\"message\":\"boom\"}\n\n",
+        ]);
+        let got: Vec<_> = s.collect().await;
+        assert_eq!(
+            got[0].as_ref().unwrap_err().api_error().unwrap().message,
+            "boom"
+        );
+    }
+
+    #[test]
+    fn event_stream_is_unpin_send() {
+        fn check<T: Unpin + Send + 'static>() {}
+        check::<EventStream<Chunk>>();
+    }
+}

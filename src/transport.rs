@@ -1,4 +1,21 @@
 //! The innermost service of the client stack: hyper 1.x over rustls.
+//!
+//! Connection failures are returned as [`ConnectError`](crate::error::ConnectError)
+//! (a connect timeout included, see `ConnectError::is_timeout`), so the retry
+//! layer and [`Error`](crate::Error) can classify them.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use mistral_tower::transport::{HttpTransport, TransportConfig};
+//!
+//! let transport = HttpTransport::new(TransportConfig {
+//!     connect_timeout: Some(Duration::from_secs(3)),
+//!     ..TransportConfig::default()
+//! });
+//! # let _ = transport;
+//! ```
 
 use std::fmt;
 use std::future::Future;
@@ -104,7 +121,13 @@ impl tower_service::Service<Request<Body>> for HttpTransport {
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let fut = self.client.request(req);
         Box::pin(async move {
-            let res = fut.await.map_err(BoxError::from)?;
+            let res = fut.await.map_err(|e| -> BoxError {
+                if e.is_connect() {
+                    Box::new(crate::error::ConnectError::new(e))
+                } else {
+                    Box::new(e)
+                }
+            })?;
             Ok(res.map(Body::new))
         })
     }

@@ -1,2 +1,6 @@
-//! `mistral-cache`: the caching proxy. STUB.
-fn main() {}
+//! `mistral-cache`: a caching proxy for the Mistral API. See
+//! [`mistral_tower::server::cli`] for the flags.
+
+fn main() -> std::process::ExitCode {
+    mistral_tower::server::cli::main()
+}

@@ -1,18 +1,307 @@
-//! STUB: owned by the cache work.
+//! [`CacheLayer`]: the configuration of the cache and the state its services share.
+//!
+//! # Example
+//!
+//! ```
+//! use mistral_tower::cache::{CacheLayer, CacheMode, MemoryEngine};
+//! use std::time::Duration;
+//!
+//! let layer = CacheLayer::new(MemoryEngine::new(64 << 20))
+//!     .ttl(Duration::from_secs(3600))
+//!     .namespace("docs")
+//!     .mode(CacheMode::ReadWrite)
+//!     .max_request_body(1 << 20);
+//! assert_eq!(layer.metrics().hits, 0);
+//! ```
 
-/// Caches responses of the inner service in an engine.
-#[derive(Debug, Clone)]
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tower_layer::Layer;
+
+use super::control::{CacheMode, Cacheable, DefaultCacheable};
+use super::flight::Flights;
+use super::key::{DefaultKeyFn, KeyFn};
+use super::metrics::{Metrics, MetricsSnapshot};
+use super::service::CacheService;
+
+/// A source of the current time in unix milliseconds (injectable for tests).
+///
+/// Closures `Fn() -> u64` implement this trait.
+pub trait Clock: Send + Sync + 'static {
+    /// Milliseconds since the unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+impl<F> Clock for F
+where
+    F: Fn() -> u64 + Send + Sync + 'static,
+{
+    fn now_ms(&self) -> u64 {
+        self()
+    }
+}
+
+/// How requests are separated between users.
+#[derive(Clone)]
+pub(crate) enum Tenant {
+    /// Scope by a hash of the `Authorization` header (the default).
+    Authorization,
+    /// A fixed scope (a digest of a secret).
+    Fixed([u8; 32]),
+    /// One scope for everybody.
+    Shared,
+}
+
+/// The layer-wide settings (immutable once services are built).
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) namespace: String,
+    pub(crate) mode: CacheMode,
+    pub(crate) cacheable: Arc<dyn Cacheable>,
+    pub(crate) key_fn: Arc<dyn KeyFn>,
+    pub(crate) tenant: Tenant,
+    pub(crate) max_request_body: usize,
+    pub(crate) max_response_body: usize,
+    pub(crate) get_timeout: Duration,
+    pub(crate) set_timeout: Duration,
+    pub(crate) flight_wait: Option<Duration>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Config {
+    fn new() -> Self {
+        Config {
+            ttl: None,
+            namespace: String::new(),
+            mode: CacheMode::ReadWrite,
+            cacheable: Arc::new(DefaultCacheable),
+            key_fn: Arc::new(DefaultKeyFn),
+            tenant: Tenant::Authorization,
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            max_response_body: DEFAULT_MAX_RESPONSE_BODY,
+            get_timeout: DEFAULT_GET_TIMEOUT,
+            set_timeout: DEFAULT_SET_TIMEOUT,
+            flight_wait: Some(DEFAULT_FLIGHT_WAIT),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tenant = match self.tenant {
+            Tenant::Authorization => "authorization",
+            Tenant::Fixed(_) => "fixed (secret)",
+            Tenant::Shared => "shared",
+        };
+        f.debug_struct("Config")
+            .field("ttl", &self.ttl)
+            .field("namespace", &self.namespace)
+            .field("mode", &self.mode)
+            .field("tenant", &tenant)
+            .field("max_request_body", &self.max_request_body)
+            .field("max_response_body", &self.max_response_body)
+            .field("get_timeout", &self.get_timeout)
+            .field("set_timeout", &self.set_timeout)
+            .field("flight_wait", &self.flight_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Default request body limit: 4 MiB.
+pub const DEFAULT_MAX_REQUEST_BODY: usize = 4 << 20;
+/// Default response body limit: 16 MiB.
+pub const DEFAULT_MAX_RESPONSE_BODY: usize = 16 << 20;
+/// Default time an engine `get` may take before it counts as a miss: 1 s.
+pub const DEFAULT_GET_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default time an engine `set` may take (in the background) before it is abandoned: 10 s.
+pub const DEFAULT_SET_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a follower waits for the leader's response head: 120 s.
+pub const DEFAULT_FLIGHT_WAIT: Duration = Duration::from_secs(120);
+
+/// The state every service built from one layer shares: engine, flights, metrics.
+#[derive(Debug)]
+pub(crate) struct Shared<E> {
+    pub(crate) engine: E,
+    pub(crate) flights: Arc<Flights>,
+    pub(crate) metrics: Metrics,
+}
+
+/// A tower layer caching the responses of the inner service in a [`CacheEngine`].
+///
+/// The layer holds configuration, plus one `Arc` of shared state (the engine, the
+/// in-flight table and the metrics) cloned into every service it builds, so all of them
+/// share hits, single-flight and counters. See the [module docs](super) for the
+/// behaviour and the request headers.
+///
+/// [`CacheEngine`]: super::CacheEngine
+#[derive(Clone)]
 pub struct CacheLayer<E> {
-    engine: E,
+    config: Arc<Config>,
+    shared: Arc<Shared<E>>,
+}
+
+impl<E: fmt::Debug> fmt::Debug for CacheLayer<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheLayer")
+            .field("engine", &self.shared.engine)
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 impl<E> CacheLayer<E> {
-    /// A layer over this engine with the default settings.
+    /// A layer over this engine with the default settings: no TTL, empty namespace,
+    /// read-write, GET/HEAD/POST cacheable, tenant = hash of `Authorization`, 4 MiB
+    /// request limit, 16 MiB response limit, 1 s get timeout, single-flight on.
     pub fn new(engine: E) -> Self {
-        CacheLayer { engine }
+        CacheLayer {
+            config: Arc::new(Config::new()),
+            shared: Arc::new(Shared {
+                engine,
+                flights: Arc::new(Flights::default()),
+                metrics: Metrics::default(),
+            }),
+        }
     }
+
+    fn with(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// The default time to live of stored entries (`x-cache-ttl` overrides it per request).
+    pub fn ttl(self, ttl: Duration) -> Self {
+        self.with(|c| c.ttl = Some(ttl))
+    }
+
+    /// Sets or clears the default time to live (`None`: entries never expire).
+    pub fn default_ttl(self, ttl: Option<Duration>) -> Self {
+        self.with(|c| c.ttl = ttl)
+    }
+
+    /// The default namespace (part of the key; `x-cache-namespace` overrides it).
+    pub fn namespace(self, namespace: impl Into<String>) -> Self {
+        let ns = namespace.into();
+        self.with(|c| c.namespace = ns)
+    }
+
+    /// What the layer may do with the engine.
+    pub fn mode(self, mode: CacheMode) -> Self {
+        self.with(|c| c.mode = mode)
+    }
+
+    /// Which requests may use the cache (default: [`DefaultCacheable`]).
+    pub fn cacheable(self, predicate: impl Cacheable) -> Self {
+        let p: Arc<dyn Cacheable> = Arc::new(predicate);
+        self.with(|c| c.cacheable = p)
+    }
+
+    /// Replaces the key derivation (default: [`DefaultKeyFn`]).
+    pub fn key_fn(self, key_fn: impl KeyFn) -> Self {
+        let k: Arc<dyn KeyFn> = Arc::new(key_fn);
+        self.with(|c| c.key_fn = k)
+    }
+
+    /// Scopes every entry to this secret (for example an API key that is added *inside*
+    /// the cache, so requests reaching the layer carry no `Authorization`). Only a
+    /// SHA-256 digest of the secret is kept.
+    pub fn tenant_secret(self, secret: impl AsRef<[u8]>) -> Self {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"mistral-tower/tenant/v1\0");
+        h.update(secret.as_ref());
+        let d: [u8; 32] = h.finalize().into();
+        self.with(|c| c.tenant = Tenant::Fixed(d))
+    }
+
+    /// Shares entries between all callers, whatever their `Authorization` header.
+    pub fn shared_tenant(self) -> Self {
+        self.with(|c| c.tenant = Tenant::Shared)
+    }
+
+    /// Scopes entries by a hash of the `Authorization` header (the default).
+    pub fn tenant_from_authorization(self) -> Self {
+        self.with(|c| c.tenant = Tenant::Authorization)
+    }
+
+    /// Request bodies larger than this are forwarded uncached (`x-cache: BYPASS`).
+    pub fn max_request_body(self, bytes: usize) -> Self {
+        self.with(|c| c.max_request_body = bytes)
+    }
+
+    /// Response bodies larger than this are forwarded but not stored.
+    pub fn max_response_body(self, bytes: usize) -> Self {
+        self.with(|c| c.max_response_body = bytes)
+    }
+
+    /// How long an engine `get` may take before it counts as a miss (fail-open).
+    ///
+    /// The timeout uses tokio's timer and only applies when the engine's future does not
+    /// complete on its first poll.
+    pub fn get_timeout(self, timeout: Duration) -> Self {
+        self.with(|c| c.get_timeout = timeout)
+    }
+
+    /// How long a background engine `set` may take before it is abandoned (and counted
+    /// as a store error).
+    pub fn set_timeout(self, timeout: Duration) -> Self {
+        self.with(|c| c.set_timeout = timeout)
+    }
+
+    /// How long a follower waits for the response head of an identical in-flight request
+    /// before calling upstream itself.
+    pub fn flight_wait(self, wait: Duration) -> Self {
+        self.with(|c| c.flight_wait = Some(wait))
+    }
+
+    /// Turns single-flight (coalescing of identical concurrent misses) on or off.
+    pub fn single_flight(self, enabled: bool) -> Self {
+        self.with(|c| {
+            c.flight_wait = if enabled {
+                Some(c.flight_wait.unwrap_or(DEFAULT_FLIGHT_WAIT))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Replaces the clock used for entry times, TTL and `age` (for tests).
+    pub fn clock(self, clock: impl Clock) -> Self {
+        let k: Arc<dyn Clock> = Arc::new(clock);
+        self.with(|c| c.clock = k)
+    }
+
     /// The engine.
     pub fn engine(&self) -> &E {
-        &self.engine
+        &self.shared.engine
+    }
+
+    /// A snapshot of the counters shared by every service built from this layer.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+}
+
+impl<S, E> Layer<S> for CacheLayer<E> {
+    type Service = CacheService<S, E>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CacheService::from_parts(inner, self.config.clone(), self.shared.clone())
     }
 }

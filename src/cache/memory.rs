@@ -1,37 +1,172 @@
-//! STUB: owned by the cache work.
+//! [`MemoryEngine`]: an in-process engine on `moka`, bounded by bytes and TTL-aware.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use mistral_tower::cache::{CacheEngine, MemoryEngine};
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let engine = MemoryEngine::new(64 * 1024 * 1024);
+//! engine.set("k", Bytes::from_static(b"v")).await.unwrap();
+//! assert_eq!(engine.get("k").await.unwrap(), "v");
+//! assert!(engine.get("absent").await.unwrap_err().is_miss());
+//! # });
+//! ```
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use moka::Expiry;
+use moka::sync::Cache;
 
 use super::{CacheEngine, CacheError};
 
-/// An in-memory engine bounded by bytes.
-#[derive(Debug, Default)]
+#[derive(Clone)]
+struct Value {
+    data: Bytes,
+    ttl: Option<Duration>,
+}
+
+struct PerEntryTtl;
+
+impl Expiry<Arc<str>, Value> for PerEntryTtl {
+    fn expire_after_create(&self, _: &Arc<str>, v: &Value, _: Instant) -> Option<Duration> {
+        v.ttl
+    }
+    fn expire_after_update(
+        &self,
+        _: &Arc<str>,
+        v: &Value,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        v.ttl
+    }
+}
+
+/// An in-memory engine holding at most a byte budget of entries (least recently and
+/// least frequently used entries are evicted first), each with its own TTL.
+///
+/// Cloning is cheap and clones share the same storage.
+#[derive(Clone)]
 pub struct MemoryEngine {
-    map: Mutex<HashMap<String, Bytes>>,
+    cache: Cache<Arc<str>, Value>,
+    max_bytes: u64,
 }
 
 impl MemoryEngine {
-    /// An engine holding at most `max_bytes` of values.
+    /// An engine holding at most `max_bytes` of keys and values.
     pub fn new(max_bytes: u64) -> Self {
-        let _ = max_bytes;
-        MemoryEngine::default()
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|k: &Arc<str>, v: &Value| {
+                u32::try_from(k.len() + v.data.len() + 64).unwrap_or(u32::MAX)
+            })
+            .expire_after(PerEntryTtl)
+            .build();
+        MemoryEngine { cache, max_bytes }
+    }
+
+    /// The byte budget.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// The number of entries (approximate: pending evictions may still be counted).
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// The weighted size in bytes (approximate).
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    /// Applies pending evictions and expirations now (useful in tests).
+    pub fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks();
+    }
+
+    /// Reads an entry synchronously.
+    pub fn get_sync(&self, key: &str) -> Option<Bytes> {
+        self.cache.get(key).map(|v| v.data)
+    }
+
+    /// Stores an entry synchronously.
+    pub fn set_sync(&self, key: &str, data: Bytes, ttl: Option<Duration>) {
+        self.cache.insert(Arc::from(key), Value { data, ttl });
+    }
+}
+
+impl fmt::Debug for MemoryEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryEngine")
+            .field("max_bytes", &self.max_bytes)
+            .field("entries", &self.cache.entry_count())
+            .finish()
     }
 }
 
 impl CacheEngine for MemoryEngine {
     async fn get(&self, key: &str) -> Result<Bytes, CacheError> {
-        self.map
-            .lock()
-            .unwrap()
-            .get(key)
-            .cloned()
-            .ok_or(CacheError::Miss)
+        self.get_sync(key).ok_or(CacheError::Miss)
     }
     async fn set(&self, key: &str, data: Bytes) -> Result<(), CacheError> {
-        self.map.lock().unwrap().insert(key.to_owned(), data);
+        self.set_sync(key, data, None);
         Ok(())
+    }
+    async fn set_with_ttl(
+        &self,
+        key: &str,
+        data: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        self.set_sync(key, data, ttl);
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        self.cache.invalidate(key);
+        Ok(())
+    }
+    async fn keys(&self) -> Result<Vec<String>, CacheError> {
+        Ok(self.cache.iter().map(|(k, _)| k.to_string()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bounded_by_bytes() {
+        let e = MemoryEngine::new(100_000);
+        for i in 0..100 {
+            e.set(&format!("k{i}"), Bytes::from(vec![0u8; 10_000]))
+                .await
+                .unwrap();
+        }
+        e.run_pending_tasks();
+        assert!(e.weighted_size() <= 100_000, "{}", e.weighted_size());
+        assert!(e.entry_count() < 100);
+    }
+
+    #[tokio::test]
+    async fn ttl_expires_entries() {
+        let e = MemoryEngine::new(1 << 20);
+        e.set_with_ttl(
+            "a",
+            Bytes::from_static(b"1"),
+            Some(Duration::from_millis(1)),
+        )
+        .await
+        .unwrap();
+        e.set("b", Bytes::from_static(b"2")).await.unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(e.get("a").await.unwrap_err().is_miss());
+        assert_eq!(e.get("b").await.unwrap(), "2");
+        e.delete("b").await.unwrap();
+        assert!(e.get("b").await.unwrap_err().is_miss());
     }
 }

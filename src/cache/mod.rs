@@ -1,16 +1,120 @@
-//! A response cache as tower middleware: [`CacheLayer`] and its engines.
+//! A response cache as tower middleware: [`CacheLayer`] in front of any HTTP service,
+//! storing answers in a pluggable [`CacheEngine`].
 //!
-//! STUB module docs: owned by the cache work.
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Full};
+//! use mistral_tower::cache::{CacheLayer, MemoryEngine};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let upstream = tower::service_fn(|_req: http::Request<_>| async {
+//!     let res = http::Response::builder()
+//!         .header("content-type", "application/json")
+//!         .body(Full::new(Bytes::from_static(br#"{"id":"cmpl-1"}"#)))
+//!         .unwrap();
+//!     Ok::<_, std::convert::Infallible>(res)
+//! });
+//! let layer = CacheLayer::new(MemoryEngine::new(64 * 1024 * 1024)); // byte budget
+//! let svc = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+//!
+//! // Field order and whitespace do not change the key.
+//! for body in [r#"{"model":"m","n":1}"#, r#"{ "n": 1, "model": "m" }"#] {
+//!     let req = http::Request::post("/v1/chat/completions")
+//!         .header("content-type", "application/json")
+//!         .body(Full::new(Bytes::from(body)))
+//!         .unwrap();
+//!     let res = svc.clone().oneshot(req).await.unwrap();
+//!     println!("{}", res.headers()["x-cache"].to_str().unwrap()); // MISS, then HIT
+//!     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), r#"{"id":"cmpl-1"}"#);
+//! }
+//! assert_eq!((layer.metrics().misses, layer.metrics().hits), (1, 1));
+//! # });
+//! ```
+//!
+//! # Behaviour
+//!
+//! - **Key**: SHA-256 over method, path and query, the canonicalized JSON body (field
+//!   order and whitespace never matter), the namespace and a tenant scope (by default a
+//!   hash of the `Authorization` header, so two API keys never share entries; see
+//!   [`CacheLayer::tenant_secret`] and [`CacheLayer::shared_tenant`]). See [`key`] for the
+//!   canonical form; [`CacheLayer::key_fn`] replaces it.
+//! - **Request body**: buffered up to [`CacheLayer::max_request_body`]; a larger body is
+//!   forwarded untouched and uncached (`x-cache: BYPASS`). The inner service receives a
+//!   [`RequestBody`].
+//! - **Hit**: the stored status, headers and body, plus `x-cache: HIT` and `age`; the
+//!   inner service is not called.
+//! - **Miss**: the inner service's answer is streamed to the caller as it arrives and
+//!   stored only if it is complete and cacheable: 2xx, no `Cache-Control: no-store`,
+//!   within [`CacheLayer::max_response_body`], and its body ended cleanly. Errors,
+//!   4xx/5xx, bodies ending in an error and bodies dropped early are never stored.
+//! - **SSE** (`text/event-stream`): each frame reaches the caller immediately; the stream
+//!   is stored only when it ended cleanly after `data: [DONE]`, frame by frame, and a hit
+//!   replays the same frames byte for byte.
+//! - **Single-flight**: identical concurrent misses make one upstream call; the others
+//!   join it (`x-cache: COALESCED`), streams included. If the leader fails before its
+//!   response head, a follower takes over.
+//! - **Fail-open**: an engine error or a `get` slower than [`CacheLayer::get_timeout`]
+//!   is a miss; a failed `set` is logged and counted; writes never delay the response
+//!   (they are polled once inline and otherwise finished on a spawned tokio task). An
+//!   entry that does not decode is a miss and is overwritten.
+//!
+//! # Request headers
+//!
+//! | header | effect | `x-cache` |
+//! |---|---|---|
+//! | `Cache-Control: no-cache` | skip the read, call upstream, store the answer | `REFRESH` |
+//! | `Cache-Control: no-store` | neither read nor write | `BYPASS` |
+//! | `Cache-Control: max-age=N` | accept only an entry younger than N seconds | `HIT` / `MISS` |
+//! | `Cache-Control: only-if-cached` | `504` on a miss, upstream never called | `MISS` |
+//! | `x-cache-ttl: N` | store the answer for N seconds | |
+//! | `x-cache-namespace: NAME` | key the request in this namespace | |
+//!
+//! They are removed before the request is forwarded. `x-cache` values: `HIT`, `MISS`,
+//! `COALESCED` (shared an identical in-flight call), `BYPASS`, `REFRESH`.
+//!
+//! # Engines
+//!
+//! An engine is a byte store implementing [`CacheEngine`]: `get` and `set` under string
+//! keys. **`get` must return [`CacheError::Miss`] when no entry exists**: any other
+//! error is counted as an engine failure (and still treated as a miss). The layer stores
+//! its own expiry time in every entry, so an engine without TTL support stays correct.
+//! [`MemoryEngine`] (moka, bounded by bytes) and [`FileEngine`] (a directory, the
+//! default at `.mistral/cache`) are built in; an engine chosen at run time goes in a
+//! [`BoxEngine`]. Stored bytes follow the [`entry`] format and can be decoded with
+//! [`CacheEntry::decode`].
 
+mod body;
+mod control;
 mod engine;
+pub mod entry;
 mod file;
+mod flight;
+mod future;
+pub mod key;
 mod layer;
 mod memory;
+mod metrics;
+mod service;
 
+pub use body::{RequestBody, ResponseBody, SharedResponseFailed};
+pub use control::{
+    CacheMode, CacheStatus, Cacheable, DefaultCacheable, X_CACHE, X_CACHE_NAMESPACE, X_CACHE_TTL,
+};
 pub use engine::{BoxEngine, CacheEngine, CacheError, DynCacheEngine};
-pub use file::FileEngine;
-pub use layer::CacheLayer;
+pub use entry::{CacheEntry, DecodeError, EntryKind};
+pub use file::{DEFAULT_FILE_CACHE_DIR, FileEngine};
+pub use future::ResponseFuture;
+pub use key::{DefaultKeyFn, KeyFn, KeyInput, canonical_json};
+pub use layer::{
+    CacheLayer, Clock, DEFAULT_FLIGHT_WAIT, DEFAULT_GET_TIMEOUT, DEFAULT_MAX_REQUEST_BODY,
+    DEFAULT_MAX_RESPONSE_BODY, DEFAULT_SET_TIMEOUT, SystemClock,
+};
 pub use memory::MemoryEngine;
+pub use metrics::MetricsSnapshot;
+pub use service::CacheService;
 
 // ---- shared engines (owned by the engines work; keep these lines stable) ----
 mod tiered;
@@ -24,7 +128,7 @@ pub use self::object_store::ObjectStoreEngine;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresEngine;
+pub use postgres::{PostgresEngine, SweeperHandle};
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]

@@ -1,8 +1,244 @@
-//! STUB: owned by the engines work.
+//! A two-level cache engine: a fast L1 (usually in memory) in front of a shared L2.
+//!
+//! Reads try L1, then L2; an L2 hit is copied into L1 so the next read stays
+//! local. Writes and deletes go to both levels. L2 is the source of truth: an
+//! L1 failure never fails an operation (it is logged), an L2 failure is
+//! reported. Entries copied from L2 into L1 carry no TTL of their own unless
+//! [`TieredEngine::with_l1_ttl`] caps it (entries written by the cache layer
+//! carry their expiry inside, so a long-lived L1 copy is still never served
+//! stale by the layer).
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use mistral_tower::cache::{CacheEngine, MemoryEngine, TieredEngine};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // In production L2 would be a RedisEngine, PostgresEngine, ObjectStoreEngine...
+//! let engine = TieredEngine::new(MemoryEngine::new(16 << 20), MemoryEngine::new(64 << 20))
+//!     .with_l1_ttl(Duration::from_secs(30));
+//! engine.set("k", Bytes::from_static(b"v")).await.unwrap();
+//! assert_eq!(engine.get("k").await.unwrap(), "v");
+//! assert_eq!(engine.l1().get("k").await.unwrap(), "v");
+//! # });
+//! ```
 
-/// An in-memory L1 in front of any L2 engine.
-#[derive(Debug)]
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{CacheEngine, CacheError};
+
+/// An L1 engine in front of an L2 engine.
+#[derive(Debug, Clone)]
 pub struct TieredEngine<L1, L2> {
-    _l1: L1,
-    _l2: L2,
+    l1: L1,
+    l2: L2,
+    l1_ttl: Option<Duration>,
+}
+
+impl<L1, L2> TieredEngine<L1, L2> {
+    /// Puts `l1` in front of `l2`.
+    pub fn new(l1: L1, l2: L2) -> Self {
+        TieredEngine {
+            l1,
+            l2,
+            l1_ttl: None,
+        }
+    }
+
+    /// Caps how long entries live in L1 (the shorter of this and the entry's
+    /// own TTL). Useful when other processes write L2, so L1 copies refresh.
+    pub fn with_l1_ttl(mut self, ttl: Duration) -> Self {
+        self.l1_ttl = Some(ttl);
+        self
+    }
+
+    /// The L1 engine.
+    pub fn l1(&self) -> &L1 {
+        &self.l1
+    }
+
+    /// The L2 engine.
+    pub fn l2(&self) -> &L2 {
+        &self.l2
+    }
+
+    fn l1_ttl_for(&self, ttl: Option<Duration>) -> Option<Duration> {
+        match (ttl, self.l1_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl<L1: CacheEngine, L2: CacheEngine> CacheEngine for TieredEngine<L1, L2> {
+    async fn get(&self, key: &str) -> Result<Bytes, CacheError> {
+        match self.l1.get(key).await {
+            Ok(v) => return Ok(v),
+            Err(CacheError::Miss) => {}
+            Err(e) => tracing::debug!(error = %e, "tiered cache: L1 get failed, trying L2"),
+        }
+        let value = self.l2.get(key).await?;
+        if let Err(e) = self
+            .l1
+            .set_with_ttl(key, value.clone(), self.l1_ttl)
+            .await
+        {
+            tracing::debug!(error = %e, "tiered cache: L1 fill failed");
+        }
+        Ok(value)
+    }
+
+    async fn set(&self, key: &str, data: Bytes) -> Result<(), CacheError> {
+        self.set_with_ttl(key, data, None).await
+    }
+
+    async fn set_with_ttl(
+        &self,
+        key: &str,
+        data: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        let (r1, r2) = tokio::join!(
+            self.l1.set_with_ttl(key, data.clone(), self.l1_ttl_for(ttl)),
+            self.l2.set_with_ttl(key, data, ttl)
+        );
+        if let Err(e) = r1 {
+            tracing::debug!(error = %e, "tiered cache: L1 set failed");
+        }
+        r2
+    }
+
+    /// Deletes from both levels. An L1 error other than
+    /// [`CacheError::Unsupported`] is reported too: it could leave a stale L1
+    /// copy.
+    async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        let (r1, r2) = tokio::join!(self.l1.delete(key), self.l2.delete(key));
+        r2?;
+        match r1 {
+            Ok(()) | Err(CacheError::Unsupported(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The keys of L2 (L1 holds a subset).
+    async fn keys(&self) -> Result<Vec<String>, CacheError> {
+        self.l2.keys().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A map engine that can be told to fail, and counts reads.
+    #[derive(Default)]
+    struct Flaky {
+        map: Mutex<HashMap<String, (Bytes, Option<Duration>)>>,
+        fail: std::sync::atomic::AtomicBool,
+        gets: AtomicUsize,
+    }
+
+    impl Flaky {
+        fn failing() -> Self {
+            let f = Flaky::default();
+            f.fail.store(true, Ordering::SeqCst);
+            f
+        }
+        fn check(&self) -> Result<(), CacheError> {
+            if self.fail.load(Ordering::SeqCst) {
+                Err(CacheError::backend("down"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl CacheEngine for Flaky {
+        async fn get(&self, key: &str) -> Result<Bytes, CacheError> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.check()?;
+            let map = self.map.lock().unwrap();
+            map.get(key).map(|v| v.0.clone()).ok_or(CacheError::Miss)
+        }
+        async fn set(&self, key: &str, data: Bytes) -> Result<(), CacheError> {
+            self.set_with_ttl(key, data, None).await
+        }
+        async fn set_with_ttl(
+            &self,
+            key: &str,
+            data: Bytes,
+            ttl: Option<Duration>,
+        ) -> Result<(), CacheError> {
+            self.check()?;
+            self.map.lock().unwrap().insert(key.to_owned(), (data, ttl));
+            Ok(())
+        }
+        async fn delete(&self, key: &str) -> Result<(), CacheError> {
+            self.check()?;
+            self.map.lock().unwrap().remove(key);
+            Ok(())
+        }
+        async fn keys(&self) -> Result<Vec<String>, CacheError> {
+            self.check()?;
+            Ok(self.map.lock().unwrap().keys().cloned().collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn l2_hit_fills_l1_and_next_read_stays_in_l1() {
+        let t = TieredEngine::new(Flaky::default(), Flaky::default())
+            .with_l1_ttl(Duration::from_secs(5));
+        t.l2().set("k", Bytes::from_static(b"v")).await.unwrap();
+        assert_eq!(t.get("k").await.unwrap(), "v");
+        assert_eq!(t.l2().gets.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            t.l1().map.lock().unwrap()["k"],
+            (Bytes::from_static(b"v"), Some(Duration::from_secs(5)))
+        );
+        assert_eq!(t.get("k").await.unwrap(), "v");
+        assert_eq!(t.l2().gets.load(Ordering::SeqCst), 1, "second read hit L1");
+        assert!(t.get("absent").await.unwrap_err().is_miss());
+    }
+
+    #[tokio::test]
+    async fn writes_go_to_both_and_l1_ttl_is_capped() {
+        let t = TieredEngine::new(Flaky::default(), Flaky::default())
+            .with_l1_ttl(Duration::from_secs(5));
+        t.set_with_ttl("a", Bytes::from_static(b"1"), Some(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        t.set_with_ttl("b", Bytes::from_static(b"2"), Some(Duration::from_secs(1)))
+            .await
+            .unwrap();
+        let l1 = t.l1().map.lock().unwrap().clone();
+        let l2 = t.l2().map.lock().unwrap().clone();
+        assert_eq!(l1["a"].1, Some(Duration::from_secs(5)));
+        assert_eq!(l1["b"].1, Some(Duration::from_secs(1)));
+        assert_eq!(l2["a"].1, Some(Duration::from_secs(60)));
+        t.delete("a").await.unwrap();
+        assert!(t.l1().get("a").await.unwrap_err().is_miss());
+        assert!(t.l2().get("a").await.unwrap_err().is_miss());
+        assert_eq!(t.keys().await.unwrap(), vec!["b".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn l1_failure_does_not_fail_but_l2_failure_does() {
+        let t = TieredEngine::new(Flaky::failing(), Flaky::default());
+        t.set("k", Bytes::from_static(b"v")).await.unwrap();
+        assert_eq!(t.get("k").await.unwrap(), "v");
+
+        let t = TieredEngine::new(Flaky::default(), Flaky::failing());
+        assert!(matches!(
+            t.set("k", Bytes::from_static(b"v")).await,
+            Err(CacheError::Backend(_))
+        ));
+        assert!(matches!(t.delete("k").await, Err(CacheError::Backend(_))));
+    }
 }

@@ -1,16 +1,65 @@
-//! The [`Client`]: typed resource handles over an erased tower stack.
+//! The [`Client`]: typed resource handles over one erased tower stack.
 //!
-//! STUB: owned by the client work; signatures here are the contract other modules use.
+//! Build one with [`Client::builder`] or [`Client::from_env`]; it is cheap to clone
+//! (clones share the connection pool, limits and caches). Resource handles
+//! ([`Client::chat`], [`Client::embeddings`], [`Client::models`], ...) are thin
+//! views that serialize a request, send it through the stack and decode the
+//! answer into an [`ApiResponse`] (or an [`EventStream`] for streaming calls).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use mistral_tower::Client;
+//! use mistral_tower::chat::{ChatCompletionRequest, ChatMessage};
+//!
+//! # async fn run() -> Result<(), mistral_tower::Error> {
+//! let client = Client::builder()
+//!     .api_key("sk-...")
+//!     .timeout(Duration::from_secs(120))
+//!     .max_retries(3)
+//!     .build()?;
+//! let req = ChatCompletionRequest::new("mistral-small-latest", vec![ChatMessage::user("Hi")]);
+//! let res = client.chat().create(req).await?;
+//! println!("{:?} (correlation id {:?})", res.data, res.correlation_id());
+//! # Ok(()) }
+//! ```
+//!
+//! The stack, outermost first:
+//!
+//! ```text
+//! user layers (.layer) → [cache slot] → rate / concurrency limits → retry
+//!   → tracing → timeouts (total, stream idle) → auth & base URL
+//!   → transport (hyper + rustls, connect timeout) or .service(...)
+//! ```
 
-use std::time::Duration;
+mod builder;
+mod resources;
 
-use http::{HeaderMap, Request, Response, StatusCode};
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
+use crate::error::CORRELATION_ID_HEADER;
 use crate::{Body, BoxError, Error};
+
+pub use crate::sse::EventStream;
+pub use builder::{ClientBuilder, DEFAULT_BASE_URL};
+pub use resources::{Chat, Embeddings};
 
 /// The erased service at the heart of a [`Client`]: every layer plus the transport.
 pub type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
+
+/// The largest error body read into an [`Error`] (bigger ones are cut).
+const MAX_ERROR_BODY: usize = 1024 * 1024;
 
 /// A typed API answer plus its HTTP metadata. Derefs to the data.
 #[derive(Debug, Clone)]
@@ -23,6 +72,27 @@ pub struct ApiResponse<T> {
     pub headers: HeaderMap,
 }
 
+impl<T> ApiResponse<T> {
+    /// The `mistral-correlation-id` response header, to quote to Mistral support.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.headers.get(CORRELATION_ID_HEADER)?.to_str().ok()
+    }
+
+    /// The decoded body, dropping the metadata.
+    pub fn into_data(self) -> T {
+        self.data
+    }
+
+    /// Maps the data, keeping the metadata.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> ApiResponse<U> {
+        ApiResponse {
+            data: f(self.data),
+            status: self.status,
+            headers: self.headers,
+        }
+    }
+}
+
 impl<T> std::ops::Deref for ApiResponse<T> {
     type Target = T;
     fn deref(&self) -> &T {
@@ -30,16 +100,25 @@ impl<T> std::ops::Deref for ApiResponse<T> {
     }
 }
 
-/// The Mistral API client. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Client {
-    _service: HttpService,
+impl<T> std::ops::DerefMut for ApiResponse<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.data
+    }
 }
 
-/// Configures a [`Client`].
-#[derive(Debug, Default)]
-pub struct ClientBuilder {
-    _priv: (),
+/// The Mistral API client. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    service: HttpService,
+    base_url: Arc<str>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &&*self.base_url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -47,40 +126,153 @@ impl Client {
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }
-    /// Reads `MISTRAL_API_KEY` and optional `MISTRAL_BASE_URL`.
+
+    /// A client configured from the environment: `MISTRAL_API_KEY` (required) and
+    /// `MISTRAL_BASE_URL` (optional, default `https://api.mistral.ai`).
     pub fn from_env() -> Result<Client, Error> {
-        Client::builder().build()
+        ClientBuilder::from_env()?.build()
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// A clone of the erased stack, to send raw HTTP requests through every layer.
+    pub fn service(&self) -> HttpService {
+        self.service.clone()
+    }
+
+    /// Sends a raw request (path and query only, e.g. `/v1/models`) through the
+    /// stack. The status is not checked.
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<Body>, Error> {
+        self.service
+            .clone()
+            .oneshot(req)
+            .await
+            .map_err(Error::from_service_error)
+    }
+
+    fn build_request<B: Serialize + ?Sized>(
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        accept: &'static str,
+    ) -> Result<Request<Body>, Error> {
+        let body = match body {
+            Some(b) => Body::full(serde_json::to_vec(b).map_err(Error::request)?),
+            None => Body::empty(),
+        };
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(ACCEPT, HeaderValue::from_static(accept));
+        if !matches!(body.as_bytes(), Some([])) {
+            req = req.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        req.body(body).map_err(Error::request)
+    }
+
+    /// Sends a request through the stack and turns a non-success status into an
+    /// [`Error`].
+    async fn send_checked(&self, req: Request<Body>) -> Result<Response<Body>, Error> {
+        let res = self.send(req).await?;
+        if res.status().is_success() {
+            return Ok(res);
+        }
+        let (parts, body) = res.into_parts();
+        let bytes = match Limited::new(body, MAX_ERROR_BODY).collect().await {
+            Ok(c) => c.to_bytes(),
+            // a broken or oversized error body: keep the status, lose the body
+            Err(_) => Bytes::new(),
+        };
+        Err(Error::from_status(parts.status, parts.headers, bytes))
+    }
+
+    /// Sends a JSON request to `path` and decodes the JSON answer: the generic call
+    /// behind every resource method, usable for endpoints without a typed handle.
+    pub async fn send_json<Req, Res>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Req>,
+    ) -> Result<ApiResponse<Res>, Error>
+    where
+        Req: Serialize + ?Sized,
+        Res: DeserializeOwned,
+    {
+        let req = Client::build_request(method, path, body, "application/json")?;
+        let res = self.send_checked(req).await?;
+        let (parts, body) = res.into_parts();
+        let bytes = match body.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                return Err(Error::from_body_error(e, false)
+                    .with_response_meta(parts.status, parts.headers));
+            }
+        };
+        match serde_json::from_slice::<Res>(&bytes) {
+            Ok(data) => Ok(ApiResponse {
+                data,
+                status: parts.status,
+                headers: parts.headers,
+            }),
+            Err(e) => Err(Error::decode(e, bytes).with_response_meta(parts.status, parts.headers)),
+        }
+    }
+
+    /// Sends a JSON request to a streaming endpoint and returns the typed event
+    /// stream (the request must already ask for a stream).
+    pub async fn send_stream<Req, T>(&self, path: &str, body: &Req) -> Result<EventStream<T>, Error>
+    where
+        Req: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let req = Client::build_request(Method::POST, path, Some(body), "text/event-stream")?;
+        let res = self.send_checked(req).await?;
+        let (parts, body) = res.into_parts();
+        let is_json = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if is_json {
+            // Not a stream: the server ignored `stream: true` or sent an error body.
+            let bytes = Limited::new(body, MAX_ERROR_BODY)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let err = match crate::error::ApiError::parse(&bytes) {
+                Some(_) => Error::from_status(parts.status, parts.headers, bytes),
+                None => Error::decode("expected a text/event-stream response, got JSON", bytes)
+                    .with_response_meta(parts.status, parts.headers),
+            };
+            return Err(err);
+        }
+        Ok(EventStream::new(parts.status, parts.headers, body))
     }
 }
 
 impl ClientBuilder {
-    /// The API key, sent as a sensitive `Authorization: Bearer` header.
-    pub fn api_key(self, _key: impl Into<String>) -> Self {
-        self
-    }
-    /// The base URL (default `https://api.mistral.ai`).
-    pub fn base_url(self, _url: impl AsRef<str>) -> Self {
-        self
-    }
-    /// Total timeout of a non-streaming request.
-    pub fn timeout(self, _d: Duration) -> Self {
-        self
-    }
-    /// Keep an `Authorization` header already on the request and only add the
-    /// configured key when there is none (used by the proxy).
-    pub fn keep_request_authorization(self, _yes: bool) -> Self {
-        self
-    }
     /// Builds the client.
     pub fn build(self) -> Result<Client, Error> {
+        let base_url: Arc<str> = self.resolved_base_url().into();
         Ok(Client {
-            _service: self.build_service()?,
+            service: self.build_service()?,
+            base_url,
         })
     }
-    /// Builds only the erased stack (every layer and the transport).
-    pub fn build_service(self) -> Result<HttpService, Error> {
-        Ok(BoxCloneSyncService::new(
-            crate::transport::HttpTransport::default(),
-        ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_is_cheap_clone_send_sync() {
+        fn check<T: Clone + Send + Sync + 'static>() {}
+        check::<Client>();
+        check::<HttpService>();
     }
 }

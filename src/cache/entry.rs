@@ -1,0 +1,480 @@
+//! The stored entry: a versioned, self-describing binary encoding of a response.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use mistral_tower::cache::{CacheEntry, EntryKind};
+//!
+//! let mut headers = http::HeaderMap::new();
+//! headers.insert("content-type", "application/json".parse().unwrap());
+//! let entry = CacheEntry::new(EntryKind::Json, http::StatusCode::OK, headers)
+//!     .with_frames(vec![Bytes::from_static(b"{\"ok\":true}")])
+//!     .with_times(1_700_000_000_000, Some(1_700_000_060_000))
+//!     .with_request("default", "POST", "/v1/chat/completions");
+//! let bytes = entry.encode();
+//! let back = CacheEntry::decode(&bytes).unwrap();
+//! assert_eq!(back.body(), "{\"ok\":true}");
+//! assert_eq!(back.namespace(), "default");
+//! assert!(CacheEntry::decode(&bytes.slice(..bytes.len() - 1)).is_err());
+//! ```
+//!
+//! # Format (version 1)
+//!
+//! All integers are big-endian.
+//!
+//! | field | size |
+//! |---|---|
+//! | magic `MTCE` | 4 |
+//! | format version (`1`) | 1 |
+//! | kind (`0` = JSON / any complete body, `1` = SSE) | 1 |
+//! | flags (reserved, `0`) | 1 |
+//! | status | 2 |
+//! | created, unix milliseconds | 8 |
+//! | expires, unix milliseconds (`0` = never) | 8 |
+//! | namespace, method, path-and-query | u16 length + bytes each |
+//! | header count | u16 |
+//! | per header: name (u16 length + bytes), value (u32 length + bytes) | |
+//! | frame count | u32 |
+//! | per frame: u32 length + bytes | |
+//! | checksum of everything before it | 8 |
+//!
+//! The checksum is a fast 64-bit non-cryptographic hash: it detects truncation and
+//! accidental corruption, not tampering. Request headers and credentials are never
+//! stored; hop-by-hop headers, `set-cookie`, `age` and `x-cache` are dropped from the
+//! response headers.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+const MAGIC: &[u8; 4] = b"MTCE";
+/// The entry format version written by this crate.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// What kind of response an entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EntryKind {
+    /// A complete body (usually JSON), replayed as one frame.
+    Json,
+    /// A server-sent-event stream, replayed frame by frame.
+    Sse,
+}
+
+/// Why bytes could not be decoded as a [`CacheEntry`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Not an entry written by this crate.
+    #[error("not a cache entry (bad magic)")]
+    BadMagic,
+    /// Written by another version of the format.
+    #[error("unsupported entry format version {0}")]
+    Version(u8),
+    /// Cut short.
+    #[error("truncated cache entry")]
+    Truncated,
+    /// The checksum does not match.
+    #[error("cache entry checksum mismatch")]
+    Checksum,
+    /// A field holds an impossible value.
+    #[error("malformed cache entry: {0}")]
+    Malformed(&'static str),
+}
+
+/// A stored response: status, headers, body frames and metadata.
+#[derive(Debug, Clone)]
+pub struct CacheEntry {
+    kind: EntryKind,
+    status: StatusCode,
+    headers: HeaderMap,
+    frames: Vec<Bytes>,
+    created_ms: u64,
+    expires_ms: Option<u64>,
+    namespace: String,
+    method: String,
+    path: String,
+}
+
+impl CacheEntry {
+    /// An entry with no body, created at time 0 and never expiring.
+    pub fn new(kind: EntryKind, status: StatusCode, headers: HeaderMap) -> Self {
+        CacheEntry {
+            kind,
+            status,
+            headers,
+            frames: Vec::new(),
+            created_ms: 0,
+            expires_ms: None,
+            namespace: String::new(),
+            method: String::new(),
+            path: String::new(),
+        }
+    }
+
+    /// Sets the body frames (one frame for a JSON body, one per received frame for SSE).
+    pub fn with_frames(mut self, frames: Vec<Bytes>) -> Self {
+        self.frames = frames;
+        self
+    }
+
+    /// Sets the creation and expiry times, in unix milliseconds.
+    pub fn with_times(mut self, created_ms: u64, expires_ms: Option<u64>) -> Self {
+        self.created_ms = created_ms;
+        self.expires_ms = expires_ms;
+        self
+    }
+
+    /// Records the namespace and the request's method and path (never headers).
+    pub fn with_request(
+        mut self,
+        namespace: impl Into<String>,
+        method: impl Into<String>,
+        path: impl Into<String>,
+    ) -> Self {
+        self.namespace = namespace.into();
+        self.method = method.into();
+        self.path = path.into();
+        self
+    }
+
+    /// JSON (complete body) or SSE.
+    pub fn kind(&self) -> EntryKind {
+        self.kind
+    }
+    /// The stored status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    /// The stored response headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+    /// The body frames as received.
+    pub fn frames(&self) -> &[Bytes] {
+        &self.frames
+    }
+    /// The whole body (frames concatenated).
+    pub fn body(&self) -> Bytes {
+        match self.frames.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => {
+                let mut b = BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
+                for f in many {
+                    b.extend_from_slice(f);
+                }
+                b.freeze()
+            }
+        }
+    }
+    /// The body length in bytes.
+    pub fn body_len(&self) -> usize {
+        self.frames.iter().map(Bytes::len).sum()
+    }
+    /// When the entry was stored, unix milliseconds.
+    pub fn created_ms(&self) -> u64 {
+        self.created_ms
+    }
+    /// When the entry expires, unix milliseconds (`None` = never).
+    pub fn expires_ms(&self) -> Option<u64> {
+        self.expires_ms
+    }
+    /// `true` when the entry has expired at `now_ms`.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_some_and(|e| now_ms >= e)
+    }
+    /// The namespace the entry was stored under.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    /// The request method that produced the entry.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+    /// The request path and query that produced the entry.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Takes the headers and frames out of the entry.
+    pub fn into_parts(self) -> (StatusCode, HeaderMap, Vec<Bytes>) {
+        (self.status, self.headers, self.frames)
+    }
+
+    /// Encodes the entry (format version [`FORMAT_VERSION`]).
+    pub fn encode(&self) -> Bytes {
+        let est = 64
+            + self.namespace.len()
+            + self.method.len()
+            + self.path.len()
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| 6 + k.as_str().len() + v.len())
+                .sum::<usize>()
+            + self.frames.iter().map(|f| 4 + f.len()).sum::<usize>();
+        let mut b = BytesMut::with_capacity(est);
+        b.put_slice(MAGIC);
+        b.put_u8(FORMAT_VERSION);
+        b.put_u8(match self.kind {
+            EntryKind::Json => 0,
+            EntryKind::Sse => 1,
+        });
+        b.put_u8(0);
+        b.put_u16(self.status.as_u16());
+        b.put_u64(self.created_ms);
+        b.put_u64(self.expires_ms.unwrap_or(0));
+        for s in [&self.namespace, &self.method, &self.path] {
+            let s = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+            b.put_u16(s.len() as u16);
+            b.put_slice(s);
+        }
+        let headers: Vec<_> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| is_storable_header(k))
+            .take(u16::MAX as usize)
+            .collect();
+        b.put_u16(headers.len() as u16);
+        for (k, v) in headers {
+            b.put_u16(k.as_str().len() as u16);
+            b.put_slice(k.as_str().as_bytes());
+            b.put_u32(v.len() as u32);
+            b.put_slice(v.as_bytes());
+        }
+        b.put_u32(self.frames.len() as u32);
+        for f in &self.frames {
+            b.put_u32(f.len() as u32);
+            b.put_slice(f);
+        }
+        let sum = checksum(&b);
+        b.put_u64(sum);
+        b.freeze()
+    }
+
+    /// Decodes an entry. The body frames and header values share `data`'s memory
+    /// (no copy).
+    pub fn decode(data: &Bytes) -> Result<CacheEntry, DecodeError> {
+        if data.len() < 4 || &data[..4] != MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        if data.len() < 5 {
+            return Err(DecodeError::Truncated);
+        }
+        if data[4] != FORMAT_VERSION {
+            return Err(DecodeError::Version(data[4]));
+        }
+        if data.len() < 8 + 4 {
+            return Err(DecodeError::Truncated);
+        }
+        let (payload, sum) = data.split_at(data.len() - 8);
+        if checksum(payload) != u64::from_be_bytes(sum.try_into().expect("8 bytes")) {
+            return Err(DecodeError::Checksum);
+        }
+        let mut r = Reader {
+            data,
+            pos: 5,
+            end: data.len() - 8,
+        };
+        let kind = match r.u8()? {
+            0 => EntryKind::Json,
+            1 => EntryKind::Sse,
+            _ => return Err(DecodeError::Malformed("kind")),
+        };
+        let _flags = r.u8()?;
+        let status =
+            StatusCode::from_u16(r.u16()?).map_err(|_| DecodeError::Malformed("status"))?;
+        let created_ms = r.u64()?;
+        let expires_ms = Some(r.u64()?).filter(|&e| e != 0);
+        let namespace = r.string()?;
+        let method = r.string()?;
+        let path = r.string()?;
+        let n = r.u16()? as usize;
+        let mut headers = HeaderMap::with_capacity(n);
+        for _ in 0..n {
+            let len = r.u16()? as usize;
+            let name = HeaderName::from_bytes(r.slice(len)?)
+                .map_err(|_| DecodeError::Malformed("header name"))?;
+            let len = r.u32()? as usize;
+            let value = HeaderValue::from_maybe_shared(r.bytes(len)?)
+                .map_err(|_| DecodeError::Malformed("header value"))?;
+            headers.append(name, value);
+        }
+        let n = r.u32()? as usize;
+        if n > r.end - r.pos {
+            return Err(DecodeError::Truncated);
+        }
+        let mut frames = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = r.u32()? as usize;
+            frames.push(r.bytes(len)?);
+        }
+        if r.pos != r.end {
+            return Err(DecodeError::Malformed("trailing bytes"));
+        }
+        Ok(CacheEntry {
+            kind,
+            status,
+            headers,
+            frames,
+            created_ms,
+            expires_ms,
+            namespace,
+            method,
+            path,
+        })
+    }
+}
+
+/// `false` for headers that must not be stored: hop-by-hop, `set-cookie`, and the
+/// cache's own `age` / `x-cache`.
+pub(crate) fn is_storable_header(name: &HeaderName) -> bool {
+    !matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "set-cookie"
+            | "set-cookie2"
+            | "age"
+            | "x-cache"
+    )
+}
+
+struct Reader<'a> {
+    data: &'a Bytes,
+    pos: usize,
+    end: usize,
+}
+
+impl Reader<'_> {
+    fn slice(&mut self, len: usize) -> Result<&[u8], DecodeError> {
+        if self.end - self.pos < len {
+            return Err(DecodeError::Truncated);
+        }
+        let s = &self.data[self.pos..self.pos + len];
+        self.pos += len;
+        Ok(s)
+    }
+    fn bytes(&mut self, len: usize) -> Result<Bytes, DecodeError> {
+        if self.end - self.pos < len {
+            return Err(DecodeError::Truncated);
+        }
+        let b = self.data.slice(self.pos..self.pos + len);
+        self.pos += len;
+        Ok(b)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.slice(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.slice(2)?.try_into().expect("2")))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.slice(4)?.try_into().expect("4")))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.slice(8)?.try_into().expect("8")))
+    }
+    fn string(&mut self) -> Result<String, DecodeError> {
+        let len = self.u16()? as usize;
+        String::from_utf8(self.slice(len)?.to_vec()).map_err(|_| DecodeError::Malformed("string"))
+    }
+}
+
+/// A fast 64-bit checksum: four independent multiply-rotate lanes over 8-byte words.
+fn checksum(data: &[u8]) -> u64 {
+    const K: [u64; 4] = [
+        0x9E37_79B9_7F4A_7C15,
+        0xC2B2_AE3D_27D4_EB4F,
+        0x1656_67B1_9E37_79F9,
+        0x85EB_CA77_C2B2_AE63,
+    ];
+    let mut lanes = K;
+    let mut chunks = data.chunks_exact(32);
+    for c in &mut chunks {
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            let w = u64::from_le_bytes(c[i * 8..i * 8 + 8].try_into().expect("8"));
+            *lane = (*lane ^ w).wrapping_mul(K[i] | 1).rotate_left(29);
+        }
+    }
+    let mut h = (data.len() as u64).wrapping_mul(K[0]);
+    for (i, lane) in lanes.iter().enumerate() {
+        h = (h ^ lane.wrapping_mul(K[(i + 1) % 4])).rotate_left(31);
+    }
+    for &b in chunks.remainder() {
+        h = (h ^ b as u64).wrapping_mul(K[1]).rotate_left(23);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(K[2]);
+    h ^ (h >> 29)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> CacheEntry {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert("x-custom", HeaderValue::from_static("1"));
+        headers.insert("set-cookie", HeaderValue::from_static("secret=1"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        CacheEntry::new(EntryKind::Sse, StatusCode::OK, headers)
+            .with_frames(vec![
+                Bytes::from_static(b"data: 1\n\n"),
+                Bytes::from_static(b"data: [DONE]\n\n"),
+            ])
+            .with_times(10, Some(20))
+            .with_request("ns", "POST", "/v1/x?y=1")
+    }
+
+    #[test]
+    fn round_trip_drops_unstorable_headers() {
+        let e = CacheEntry::decode(&sample().encode()).unwrap();
+        assert_eq!(e.kind(), EntryKind::Sse);
+        assert_eq!(e.frames().len(), 2);
+        assert_eq!(e.frames()[1], "data: [DONE]\n\n");
+        assert_eq!(e.headers()["x-custom"], "1");
+        assert!(e.headers().get("set-cookie").is_none());
+        assert!(e.headers().get("transfer-encoding").is_none());
+        assert_eq!((e.created_ms(), e.expires_ms()), (10, Some(20)));
+        assert!(e.is_expired(20) && !e.is_expired(19));
+        assert_eq!(
+            (e.namespace(), e.method(), e.path()),
+            ("ns", "POST", "/v1/x?y=1")
+        );
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_is_rejected() {
+        let bytes = sample().encode();
+        for len in 0..bytes.len() {
+            assert!(
+                CacheEntry::decode(&bytes.slice(..len)).is_err(),
+                "len {len}"
+            );
+        }
+        for i in 0..bytes.len() {
+            let mut v = bytes.to_vec();
+            v[i] ^= 0x10;
+            assert!(CacheEntry::decode(&Bytes::from(v)).is_err(), "flip at {i}");
+        }
+        let mut v = bytes.to_vec();
+        v[4] = 2;
+        assert_eq!(
+            CacheEntry::decode(&Bytes::from(v)).unwrap_err(),
+            DecodeError::Version(2)
+        );
+    }
+}

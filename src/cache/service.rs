@@ -1,0 +1,669 @@
+//! [`CacheService`]: answers from the engine or forwards to the inner service and records.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Full};
+//! use mistral_tower::cache::{CacheLayer, MemoryEngine};
+//! use tower::{Layer, ServiceExt};
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let layer = CacheLayer::new(MemoryEngine::new(1 << 20));
+//! let svc = layer.layer(tower::service_fn(|_req: http::Request<_>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("hello"))))
+//! }));
+//! for expected in ["MISS", "HIT"] {
+//!     let req = http::Request::post("/v1/x").body(Full::new(Bytes::from("{}"))).unwrap();
+//!     let res = svc.clone().oneshot(req).await.unwrap();
+//!     assert_eq!(res.headers()["x-cache"], expected);
+//!     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "hello");
+//! }
+//! # });
+//! ```
+
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body::Body;
+use tower_service::Service;
+
+use super::body::{Commit, Recorder, RequestBody, ResponseBody};
+use super::control::{CacheMode, CacheStatus, RequestControl, X_CACHE, response_forbids_store};
+use super::entry::{CacheEntry, EntryKind};
+use super::flight::{Flight, Head, LeaderGuard, Role};
+use super::future::ResponseFuture;
+use super::key::KeyInput;
+use super::layer::{Config, Shared, Tenant};
+use super::metrics::Metrics;
+use super::{CacheEngine, CacheError};
+use crate::BoxError;
+
+/// The service built by [`CacheLayer`](super::CacheLayer). See the [module docs](super).
+pub struct CacheService<S, E> {
+    inner: S,
+    config: Arc<Config>,
+    shared: Arc<Shared<E>>,
+}
+
+impl<S, E> CacheService<S, E> {
+    pub(crate) fn from_parts(inner: S, config: Arc<Config>, shared: Arc<Shared<E>>) -> Self {
+        CacheService {
+            inner,
+            config,
+            shared,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming the cache service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &E {
+        &self.shared.engine
+    }
+
+    /// A snapshot of the counters shared with the layer and its other services.
+    pub fn metrics(&self) -> super::MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+}
+
+impl<S: Clone, E> Clone for CacheService<S, E> {
+    fn clone(&self) -> Self {
+        CacheService {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, E: fmt::Debug> fmt::Debug for CacheService<S, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheService")
+            .field("inner", &self.inner)
+            .field("engine", &self.shared.engine)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, E, B, ResBody> Service<Request<B>> for CacheService<S, E>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    E: CacheEngine,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::new(Box::pin(run(
+            inner,
+            self.config.clone(),
+            self.shared.clone(),
+            req,
+        )))
+    }
+}
+
+type Res<ResBody> = Result<Response<ResponseBody<ResBody>>, BoxError>;
+
+/// Calls the inner service and passes its answer through, marked with `status`.
+async fn forward<S, B, ResBody>(
+    mut inner: S,
+    parts: Parts,
+    body: RequestBody<B>,
+    status: CacheStatus,
+) -> Res<ResBody>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+{
+    let mut res = inner
+        .call(Request::from_parts(parts, body))
+        .await
+        .map_err(Into::into)?;
+    res.headers_mut().insert(X_CACHE, status.header_value());
+    Ok(res.map(ResponseBody::pass))
+}
+
+enum Buffered<B> {
+    Full(Bytes),
+    Over(Bytes, Pin<Box<B>>),
+}
+
+/// Reads the request body up to `limit` bytes (checking `Content-Length` first).
+async fn buffer<B>(parts: &Parts, body: B, limit: usize) -> Result<Buffered<B>, BoxError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = Box::pin(body);
+    if declared.is_some_and(|n| n > limit as u64) || body.size_hint().lower() > limit as u64 {
+        return Ok(Buffered::Over(Bytes::new(), body));
+    }
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let Ok(data) = frame.map_err(Into::into)?.into_data() else {
+            continue; // trailers are dropped
+        };
+        total += data.len();
+        let over = total > limit;
+        match (&mut first, &mut rest) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => {
+                let mut b =
+                    BytesMut::with_capacity(if over { total } else { total.max(2 * f.len()) });
+                b.extend_from_slice(f);
+                b.extend_from_slice(&data);
+                rest = Some(b);
+            }
+            (Some(_), Some(b)) => b.extend_from_slice(&data),
+        }
+        if over {
+            let prefix = match rest {
+                Some(b) => b.freeze(),
+                None => first.unwrap_or_default(),
+            };
+            return Ok(Buffered::Over(prefix, body));
+        }
+    }
+    Ok(Buffered::Full(match rest {
+        Some(b) => b.freeze(),
+        None => first.unwrap_or_default(),
+    }))
+}
+
+/// Polls a future once; if it is not ready, waits for it under a tokio timeout when a
+/// runtime is available.
+async fn bounded<F: Future>(fut: F, timeout: Duration) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    if let Poll::Ready(v) = poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        return Some(v);
+    }
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::time::timeout(timeout, fut).await.ok()
+    } else {
+        Some(fut.await)
+    }
+}
+
+/// Reads and decodes the entry under `key`; every failure is a miss (fail-open).
+async fn lookup<E: CacheEngine>(shared: &Shared<E>, cfg: &Config, key: &str) -> Option<CacheEntry> {
+    let m = &shared.metrics;
+    let res = bounded(shared.engine.get(key), cfg.get_timeout)
+        .await
+        .unwrap_or(Err(CacheError::Timeout(cfg.get_timeout)));
+    let data = match res {
+        Ok(d) => d,
+        Err(CacheError::Miss) => return None,
+        Err(e) => {
+            Metrics::inc(&m.engine_errors);
+            tracing::warn!(key, error = %e, "cache engine get failed; treating as a miss");
+            return None;
+        }
+    };
+    match CacheEntry::decode(&data) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            Metrics::inc(&m.corrupt_entries);
+            tracing::warn!(key, error = %e, "undecodable cache entry; treating as a miss");
+            None
+        }
+    }
+}
+
+fn hit_response<ResBody>(
+    entry: CacheEntry,
+    now_ms: u64,
+    m: &Metrics,
+) -> Response<ResponseBody<ResBody>> {
+    let age = now_ms.saturating_sub(entry.created_ms()) / 1000;
+    let (status, mut headers, frames) = entry.into_parts();
+    headers.insert(X_CACHE, CacheStatus::Hit.header_value());
+    headers.insert(header::AGE, HeaderValue::from(age));
+    Metrics::inc(&m.hits);
+    Metrics::add(&m.bytes_served, frames.iter().map(|f| f.len() as u64).sum());
+    let mut res = Response::new(ResponseBody::replay(frames));
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    res
+}
+
+fn only_if_cached_miss<ResBody>() -> Response<ResponseBody<ResBody>> {
+    let mut res = Response::new(ResponseBody::empty());
+    *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    res.headers_mut()
+        .insert(X_CACHE, CacheStatus::Miss.header_value());
+    res.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    res
+}
+
+/// What the leader needs to store the entry once its body ended.
+struct CommitCtx<E> {
+    shared: Arc<Shared<E>>,
+    config: Arc<Config>,
+    ttl: Option<Duration>,
+    namespace: String,
+    method: String,
+    path: String,
+}
+
+fn sse_done_seen(frames: &[Bytes]) -> bool {
+    const DONE: &[u8] = b"data: [DONE]";
+    let finder = memchr::memmem::Finder::new(DONE);
+    let mut carry: Vec<u8> = Vec::new();
+    for f in frames {
+        if finder.find(f).is_some() {
+            return true;
+        }
+        // The marker may straddle frames.
+        carry.extend_from_slice(&f[..f.len().min(DONE.len())]);
+        if finder.find(&carry).is_some() {
+            return true;
+        }
+        let tail = &f[f.len().saturating_sub(DONE.len() - 1)..];
+        if f.len() >= DONE.len() - 1 {
+            carry.clear();
+        }
+        carry.extend_from_slice(tail);
+        let excess = carry.len().saturating_sub(DONE.len() - 1);
+        carry.drain(..excess);
+    }
+    false
+}
+
+impl<E: CacheEngine> Commit for CommitCtx<E> {
+    fn commit(&self, key: String, flight: Arc<Flight>) {
+        let shared = &self.shared;
+        let (head, frames, _) = flight.snapshot();
+        let Some(head) = head else {
+            shared.flights.remove(&key, &flight);
+            return;
+        };
+        if head.kind == EntryKind::Sse && !sse_done_seen(&frames) {
+            tracing::debug!(key, "stream ended without `data: [DONE]`; not stored");
+            shared.flights.remove(&key, &flight);
+            return;
+        }
+        let mut headers = head.headers;
+        let frames = match head.kind {
+            EntryKind::Sse => frames,
+            _ => {
+                let body = match frames.len() {
+                    0 => Bytes::new(),
+                    1 => frames[0].clone(),
+                    _ => {
+                        let mut b = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
+                        frames.iter().for_each(|f| b.extend_from_slice(f));
+                        b.freeze()
+                    }
+                };
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                vec![body]
+            }
+        };
+        let created = self.config.clock.now_ms();
+        let expires = self
+            .ttl
+            .map(|t| created.saturating_add(t.as_millis() as u64));
+        let data = CacheEntry::new(head.kind, head.status, headers)
+            .with_frames(frames)
+            .with_times(created, expires)
+            .with_request(
+                self.namespace.clone(),
+                self.method.clone(),
+                self.path.clone(),
+            )
+            .encode();
+        store(
+            shared.clone(),
+            self.config.set_timeout,
+            key,
+            data,
+            self.ttl,
+            flight,
+        );
+    }
+}
+
+fn record_store<E>(shared: &Shared<E>, key: &str, res: Result<(), CacheError>) {
+    match res {
+        Ok(()) => {
+            Metrics::inc(&shared.metrics.stores);
+            tracing::debug!(key, "cache store");
+        }
+        Err(e) => {
+            Metrics::inc(&shared.metrics.store_errors);
+            tracing::warn!(key, error = %e, "cache engine set failed; entry not stored");
+        }
+    }
+}
+
+/// Writes an entry without delaying the caller: polled once inline (in-memory engines
+/// finish there), otherwise finished on a spawned tokio task under `timeout`. The flight
+/// is removed from the table once the write is over.
+fn store<E: CacheEngine>(
+    shared: Arc<Shared<E>>,
+    timeout: Duration,
+    key: String,
+    data: Bytes,
+    ttl: Option<Duration>,
+    flight: Arc<Flight>,
+) {
+    let s2 = shared.clone();
+    let k2 = key.clone();
+    let f2 = flight.clone();
+    let mut fut = Box::pin(async move {
+        let res = shared.engine.set_with_ttl(&key, data, ttl).await;
+        record_store(&shared, &key, res);
+        shared.flights.remove(&key, &flight);
+    });
+    let mut cx = Context::from_waker(Waker::noop());
+    if fut.as_mut().poll(&mut cx).is_ready() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(async move {
+                if tokio::time::timeout(timeout, fut).await.is_err() {
+                    record_store(&s2, &k2, Err(CacheError::Timeout(timeout)));
+                    s2.flights.remove(&k2, &f2);
+                }
+            });
+        }
+        Err(_) => {
+            drop(fut);
+            record_store(
+                &s2,
+                &k2,
+                Err(CacheError::backend(
+                    "engine set is pending and no tokio runtime is running",
+                )),
+            );
+            s2.flights.remove(&k2, &f2);
+        }
+    }
+}
+
+fn is_sse(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}
+
+/// The leader: calls upstream and, if the answer is cacheable, shares and records it.
+#[allow(clippy::too_many_arguments)]
+async fn lead<S, E, B, ResBody>(
+    mut inner: S,
+    parts: Parts,
+    body: Bytes,
+    guard: LeaderGuard,
+    ctx: CommitCtx<E>,
+    status: CacheStatus,
+) -> Res<ResBody>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    E: CacheEngine,
+    ResBody: Body<Data = Bytes>,
+{
+    let res = inner
+        .call(Request::from_parts(parts, RequestBody::full(body)))
+        .await
+        .map_err(Into::into)?; // on error the guard fails the flight
+    let (mut rparts, rbody) = res.into_parts();
+    let limit = ctx.config.max_response_body;
+    let declared = rparts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let cacheable = rparts.status.is_success()
+        && !response_forbids_store(&rparts.headers)
+        && declared.is_none_or(|n| n <= limit as u64);
+    if !cacheable {
+        tracing::debug!(key = %guard.key, status = %rparts.status, "response not cacheable");
+        drop(guard);
+        rparts.headers.insert(X_CACHE, status.header_value());
+        return Ok(Response::from_parts(rparts, ResponseBody::pass(rbody)));
+    }
+    let kind = if is_sse(&rparts.headers) {
+        EntryKind::Sse
+    } else {
+        EntryKind::Json
+    };
+    guard.flight.set_head(Head {
+        status: rparts.status,
+        headers: rparts.headers.clone(),
+        kind,
+    });
+    rparts.headers.insert(X_CACHE, status.header_value());
+    let mut rec = Recorder {
+        guard: Some(guard),
+        commit: Arc::new(ctx),
+        size: 0,
+        limit,
+    };
+    if rbody.is_end_stream() {
+        rec.finish_now();
+    }
+    Ok(Response::from_parts(rparts, ResponseBody::tee(rbody, rec)))
+}
+
+fn follower_response<ResBody>(
+    flight: Arc<Flight>,
+    head: Head,
+    status: CacheStatus,
+) -> Response<ResponseBody<ResBody>> {
+    let mut res = Response::new(ResponseBody::follow(flight));
+    *res.status_mut() = head.status;
+    *res.headers_mut() = head.headers;
+    res.headers_mut().insert(X_CACHE, status.header_value());
+    res
+}
+
+async fn run<S, E, B, ResBody>(
+    inner: S,
+    cfg: Arc<Config>,
+    shared: Arc<Shared<E>>,
+    req: Request<B>,
+) -> Res<ResBody>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    E: CacheEngine,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+{
+    let (mut parts, body) = req.into_parts();
+    let ctl = RequestControl::take(&mut parts.headers);
+    let m = &shared.metrics;
+
+    if ctl.no_store || !cfg.cacheable.is_cacheable(&parts) {
+        Metrics::inc(&m.bypasses);
+        tracing::debug!(method = %parts.method, path = parts.uri.path(), "cache bypass");
+        return forward(
+            inner,
+            parts,
+            RequestBody::chained(Bytes::new(), body),
+            CacheStatus::Bypass,
+        )
+        .await;
+    }
+    let bytes = match buffer(&parts, body, cfg.max_request_body).await? {
+        Buffered::Full(b) => b,
+        Buffered::Over(prefix, rest) => {
+            Metrics::inc(&m.bypasses);
+            tracing::debug!(
+                path = parts.uri.path(),
+                "request body over the cache limit; bypass"
+            );
+            let body = RequestBody::chained_pinned(prefix, rest);
+            return forward(inner, parts, body, CacheStatus::Bypass).await;
+        }
+    };
+
+    let namespace = ctl.namespace.as_deref().unwrap_or(&cfg.namespace);
+    let tenant: &[u8] = match &cfg.tenant {
+        Tenant::Authorization => parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map_or(&[], |v| v.as_bytes()),
+        Tenant::Fixed(d) => d,
+        Tenant::Shared => &[],
+    };
+    let key = cfg.key_fn.key(&KeyInput {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body: &bytes,
+        namespace,
+        tenant,
+    });
+
+    let read = !ctl.no_cache && cfg.mode != CacheMode::WriteOnly;
+    if read && let Some(entry) = lookup(&shared, &cfg, &key).await {
+        let now = cfg.clock.now_ms();
+        let fresh = !entry.is_expired(now)
+            && ctl
+                .max_age
+                .is_none_or(|max| now.saturating_sub(entry.created_ms()) <= max * 1000);
+        if fresh {
+            tracing::debug!(key, "cache hit");
+            return Ok(hit_response(entry, now, m));
+        }
+    }
+    if ctl.only_if_cached || cfg.mode == CacheMode::ReplayOnly {
+        Metrics::inc(&m.misses);
+        tracing::debug!(key, "cache miss with only-if-cached; 504");
+        return Ok(only_if_cached_miss());
+    }
+    let mut status = if read {
+        CacheStatus::Miss
+    } else {
+        CacheStatus::Refresh
+    };
+    if cfg.mode == CacheMode::ReadOnly {
+        Metrics::inc(&m.misses);
+        return forward(inner, parts, RequestBody::full(bytes), status).await;
+    }
+
+    let ttl = ctl.ttl.or(cfg.ttl);
+    for _attempt in 0..3 {
+        let role = match cfg.flight_wait {
+            Some(_) => shared.flights.join_or_lead(&key),
+            None => Role::Leader(Arc::new(Flight::default())),
+        };
+        match role {
+            Role::Leader(flight) => {
+                Metrics::inc(if status == CacheStatus::Refresh {
+                    &m.refreshes
+                } else {
+                    &m.misses
+                });
+                tracing::debug!(
+                    key,
+                    status = status.as_str(),
+                    "cache miss; calling upstream"
+                );
+                let guard = LeaderGuard {
+                    flights: shared.flights.clone(),
+                    key,
+                    flight,
+                    armed: true,
+                };
+                let ctx = CommitCtx {
+                    shared: shared.clone(),
+                    config: cfg.clone(),
+                    ttl,
+                    namespace: namespace.to_owned(),
+                    method: parts.method.as_str().to_owned(),
+                    path: parts
+                        .uri
+                        .path_and_query()
+                        .map_or("/", |p| p.as_str())
+                        .to_owned(),
+                };
+                return lead(inner, parts, bytes, guard, ctx, status).await;
+            }
+            Role::Follower(flight) => {
+                let wait = cfg.flight_wait.unwrap_or_default();
+                // Joining a flight that already completed (its entry is being written)
+                // is a hit; waiting for a live one is coalescing.
+                let complete = flight.is_complete();
+                match bounded(flight.wait_head(), wait).await {
+                    Some(Some(head)) => {
+                        let st = if complete {
+                            Metrics::inc(&m.hits);
+                            CacheStatus::Hit
+                        } else {
+                            Metrics::inc(&m.coalesced);
+                            CacheStatus::Coalesced
+                        };
+                        tracing::debug!(
+                            key,
+                            status = st.as_str(),
+                            "answered by an in-flight request"
+                        );
+                        return Ok(follower_response(flight, head, st));
+                    }
+                    Some(None) => {
+                        // The leader failed before its head: start over (one of the
+                        // followers becomes the new leader).
+                        tracing::debug!(key, "in-flight leader failed; retrying");
+                        status = CacheStatus::Miss;
+                        continue;
+                    }
+                    None => {
+                        tracing::debug!(key, "waited too long for the in-flight request");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Metrics::inc(&m.misses);
+    forward(inner, parts, RequestBody::full(bytes), status).await
+}

@@ -1,0 +1,409 @@
+//! The `mistral-cache` command line: `serve` (the default), `stats`, `purge` and
+//! `inspect`. Every flag can also be set with a `MISTRAL_CACHE_*` environment
+//! variable.
+//!
+//! # Example
+//!
+//! ```
+//! use clap::Parser;
+//! use mistral_tower::server::cli::{Cli, Command};
+//!
+//! let cli = Cli::try_parse_from([
+//!     "mistral-cache", "serve", "--listen", "127.0.0.1:9000", "--ttl", "1d",
+//! ]).unwrap();
+//! let Some(Command::Serve(args)) = cli.command else { unreachable!() };
+//! let config = args.to_config().unwrap();
+//! assert_eq!(config.listen.port(), 9000);
+//! assert_eq!(config.ttl, Some(std::time::Duration::from_secs(86_400)));
+//! ```
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::{CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS, ServerError, parse_duration};
+
+/// `mistral-cache`: a caching proxy for the Mistral API.
+#[derive(Debug, Parser)]
+#[command(name = "mistral-cache", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr (`RUST_LOG` sets the level, default `info`).
+    #[arg(long, global = true, env = "MISTRAL_CACHE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// What to do (default: `serve` with its defaults).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The sub-commands.
+#[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
+pub enum Command {
+    /// Serve the Mistral API on a local port, answering repeated requests from the cache.
+    Serve(ServeArgs),
+    /// Show the entries of an engine: count, bytes, oldest and newest.
+    Stats(EngineArgs),
+    /// Delete entries of an engine (all of them unless filtered).
+    Purge(PurgeArgs),
+    /// Print one stored entry: kind, status, headers and body.
+    Inspect(InspectArgs),
+}
+
+/// Flags of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the API port.
+    #[arg(long, env = "MISTRAL_CACHE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Serve /healthz and /metrics on this separate address instead of under /_mistral-cache on the API port.
+    #[arg(long, env = "MISTRAL_CACHE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// The upstream API base URL.
+    #[arg(
+        long,
+        env = "MISTRAL_CACHE_UPSTREAM",
+        default_value = "https://api.mistral.ai"
+    )]
+    pub upstream: String,
+    /// The cache engine URL: file://DIR, memory://, redis://..., postgres://..., s3://bucket/prefix.
+    #[arg(
+        long,
+        env = "MISTRAL_CACHE_ENGINE",
+        default_value = "file://.mistral/cache"
+    )]
+    pub engine: String,
+    /// Start even if the engine is unreachable (requests are then forwarded uncached).
+    #[arg(long, env = "MISTRAL_CACHE_ENGINE_OPTIONAL")]
+    pub engine_optional: bool,
+    /// API key used when a client sends no Authorization header (also read from MISTRAL_API_KEY).
+    #[arg(long, env = "MISTRAL_CACHE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Lifetime of stored entries, e.g. 3600, 30m, 12h, 7d (default: no expiry).
+    #[arg(long, env = "MISTRAL_CACHE_TTL", value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
+    /// Cache namespace for this proxy's entries.
+    #[arg(long, env = "MISTRAL_CACHE_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Share entries across API keys (by default each Authorization value has its own entries).
+    #[arg(long, env = "MISTRAL_CACHE_SHARE_ACROSS_KEYS")]
+    pub share_across_keys: bool,
+    /// Comma-separated POST paths to cache (a trailing * matches a prefix; "none" caches nothing).
+    #[arg(long, env = "MISTRAL_CACHE_PATHS", value_delimiter = ',', default_values_t = DEFAULT_CACHED_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())]
+    pub cache_paths: Vec<String>,
+    /// Cache mode: read-write, read-only, write-only or replay-only.
+    #[arg(long, env = "MISTRAL_CACHE_MODE", default_value = "read-write")]
+    pub mode: CacheMode,
+    /// Largest request body considered for caching (bigger ones are forwarded uncached), e.g. 8MiB.
+    #[arg(long, env = "MISTRAL_CACHE_MAX_REQUEST_BODY", default_value = "8MiB", value_parser = parse_size)]
+    pub max_request_body: usize,
+    /// Largest response stored in the cache, e.g. 32MiB.
+    #[arg(long, env = "MISTRAL_CACHE_MAX_ENTRY_SIZE", default_value = "32MiB", value_parser = parse_size)]
+    pub max_entry_size: usize,
+    /// Total upstream timeout of a non-streaming request.
+    #[arg(long, env = "MISTRAL_CACHE_TIMEOUT", default_value = "300", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Timeout to connect to the upstream.
+    #[arg(long, env = "MISTRAL_CACHE_CONNECT_TIMEOUT", default_value = "10", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Longest silence allowed inside an upstream stream.
+    #[arg(long, env = "MISTRAL_CACHE_STREAM_IDLE_TIMEOUT", default_value = "120", value_parser = parse_duration)]
+    pub stream_idle_timeout: Duration,
+    /// Upstream retries on 429, 5xx and connection errors (0 disables retry).
+    #[arg(long, env = "MISTRAL_CACHE_MAX_RETRIES", default_value_t = 2)]
+    pub max_retries: u32,
+    /// How long in-flight requests and streams may run after SIGINT/SIGTERM.
+    #[arg(long, env = "MISTRAL_CACHE_SHUTDOWN_TIMEOUT", default_value = "30", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl ServeArgs {
+    /// The validated [`Config`] these flags describe.
+    pub fn to_config(&self) -> Result<Config, ServerError> {
+        let cached_routes = if self.cache_paths.len() == 1 && self.cache_paths[0].trim() == "none" {
+            CachedRoutes::none()
+        } else {
+            CachedRoutes::new(&self.cache_paths)?
+        };
+        let api_key = self
+            .api_key
+            .clone()
+            .or_else(|| std::env::var("MISTRAL_API_KEY").ok())
+            .filter(|k| !k.is_empty());
+        let config = Config {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            upstream: self.upstream.trim_end_matches('/').to_owned(),
+            engine: self.engine.clone(),
+            engine_optional: self.engine_optional,
+            api_key,
+            ttl: self.ttl,
+            namespace: self.namespace.clone(),
+            share_across_keys: self.share_across_keys,
+            cached_routes,
+            mode: self.mode,
+            max_request_body: self.max_request_body,
+            max_entry_size: self.max_entry_size,
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+            stream_idle_timeout: self.stream_idle_timeout,
+            max_retries: self.max_retries,
+            shutdown_timeout: self.shutdown_timeout,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The engine flag shared by the administration commands.
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// The cache engine URL.
+    #[arg(
+        long,
+        env = "MISTRAL_CACHE_ENGINE",
+        default_value = "file://.mistral/cache"
+    )]
+    pub engine: String,
+}
+
+/// Flags of `purge`.
+#[derive(Debug, Clone, Args)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    /// The engine.
+    pub engine: EngineArgs,
+    /// Only entries stored under this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only entries stored longer ago than this, e.g. 7d, 12h, 3600.
+    #[arg(long, value_parser = parse_duration)]
+    pub older_than: Option<Duration>,
+    /// Only expired entries (and entries that no longer decode).
+    #[arg(long)]
+    pub expired: bool,
+    /// List what would be deleted without deleting it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Flags of `inspect`.
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    /// The engine.
+    pub engine: EngineArgs,
+    /// The entry's key (as listed by the engine; a unique prefix is enough).
+    pub key: String,
+    /// Print the body as stored, without pretty-printing.
+    #[arg(long)]
+    pub raw: bool,
+}
+
+/// Parses a byte size: `1024`, `64KiB`, `8MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as powers of 1024).
+pub fn parse_size(input: &str) -> Result<usize, String> {
+    let s = input.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Err(format!(
+            "invalid size {input:?}: expected e.g. 1048576, 512KiB or 8MiB"
+        ));
+    }
+    let (number, unit) = s.split_at(digits);
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("size out of range: {input:?}"))?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "invalid size unit in {input:?}: use KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size out of range: {input:?}"))
+}
+
+/// Runs the command line: parses the arguments, sets up logging, runs the command.
+///
+/// Exit codes: 0 success, 1 runtime failure, 2 invalid arguments or configuration
+/// (including a taken port or an unusable engine).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mistral-cache: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let command = match cli.command {
+        Some(c) => c,
+        None => match Cli::try_parse_from(["mistral-cache", "serve"]) {
+            Ok(Cli {
+                command: Some(c), ..
+            }) => c,
+            Ok(_) => unreachable!("serve parses to a command"),
+            Err(e) => e.exit(),
+        },
+    };
+    let result = match command {
+        Command::Serve(args) => match args.to_config() {
+            Ok(config) => super::serve(config, shutdown_signal()).await,
+            Err(e) => Err(e),
+        },
+        Command::Stats(args) => super::admin::stats(&args).await,
+        Command::Purge(args) => super::admin::purge(&args).await,
+        Command::Inspect(args) => super::admin::inspect(&args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "mistral-cache failed");
+            eprintln!("mistral-cache: {e}");
+            match e {
+                ServerError::Config(_)
+                | ServerError::Bind { .. }
+                | ServerError::Engine { .. }
+                | ServerError::EngineUnreachable { .. } => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults_are_the_documented_ones() {
+        let cli = Cli::try_parse_from(["mistral-cache", "serve"]).unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve expected")
+        };
+        let c = args.to_config().unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.upstream, "https://api.mistral.ai");
+        assert_eq!(c.engine, "file://.mistral/cache");
+        assert_eq!(c.cached_routes, CachedRoutes::default());
+        assert_eq!(c.max_request_body, 8 << 20);
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from([
+            "mistral-cache",
+            "serve",
+            "--upstream",
+            "http://127.0.0.1:7000/",
+            "--cache-paths",
+            "/v1/embeddings,/v1/x/*",
+            "--mode",
+            "replay-only",
+            "--max-request-body",
+            "64KiB",
+            "--share-across-keys",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve expected")
+        };
+        let c = args.to_config().unwrap();
+        assert_eq!(c.upstream, "http://127.0.0.1:7000");
+        assert!(c.share_across_keys);
+        assert_eq!(c.mode, CacheMode::ReplayOnly);
+        assert_eq!(c.max_request_body, 64 << 10);
+        assert!(c.cached_routes.matches(&http::Method::POST, "/v1/x/y"));
+        assert!(
+            !c.cached_routes
+                .matches(&http::Method::POST, "/v1/chat/completions")
+        );
+    }
+
+    #[test]
+    fn admin_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "mistral-cache",
+            "purge",
+            "--engine",
+            "file:///tmp/x",
+            "--namespace",
+            "n",
+            "--older-than",
+            "7d",
+        ])
+        .unwrap();
+        let Some(Command::Purge(p)) = cli.command else {
+            panic!("purge expected")
+        };
+        assert_eq!(p.older_than, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(p.engine.engine, "file:///tmp/x");
+        assert!(Cli::try_parse_from(["mistral-cache", "purge", "--older-than", "7 days"]).is_err());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("2 k"), Ok(2048));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3TB").is_err());
+    }
+}

@@ -1,0 +1,398 @@
+//! The proxy's configuration: what to listen on, where to forward, how to cache.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::Method;
+
+use super::ServerError;
+
+/// The API routes the proxy caches by default (all `POST`): the deterministic
+/// completions, embeddings, classifiers, moderations, OCR and agents calls.
+pub const DEFAULT_CACHED_PATHS: &[&str] = &[
+    "/v1/chat/completions",
+    "/v1/fim/completions",
+    "/v1/embeddings",
+    "/v1/moderations",
+    "/v1/chat/moderations",
+    "/v1/classifications",
+    "/v1/chat/classifications",
+    "/v1/ocr",
+    "/v1/agents/completions",
+];
+
+/// The path prefix of the proxy's own endpoints on the API port
+/// (`/_mistral-cache/healthz`, `/_mistral-cache/metrics`); no Mistral API path
+/// starts with an underscore.
+pub const ADMIN_PREFIX: &str = "/_mistral-cache";
+
+/// Which requests the proxy sends through the cache: `POST` to one of a set of
+/// paths. A path ending in `*` matches every path with that prefix.
+///
+/// ```
+/// use http::Method;
+/// use mistral_tower::server::CachedRoutes;
+///
+/// let routes = CachedRoutes::default();
+/// assert!(routes.matches(&Method::POST, "/v1/chat/completions"));
+/// assert!(!routes.matches(&Method::GET, "/v1/chat/completions"));
+/// assert!(!routes.matches(&Method::GET, "/v1/files"));
+///
+/// let custom = CachedRoutes::new(["/v1/embeddings", "/v1/custom/*"]).unwrap();
+/// assert!(custom.matches(&Method::POST, "/v1/custom/anything"));
+/// assert!(!custom.matches(&Method::POST, "/v1/chat/completions"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedRoutes {
+    exact: Vec<String>,
+    prefixes: Vec<String>,
+}
+
+impl CachedRoutes {
+    /// Routes from a list of paths (each must start with `/`).
+    pub fn new<I, S>(paths: I) -> Result<Self, ServerError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut routes = CachedRoutes {
+            exact: Vec::new(),
+            prefixes: Vec::new(),
+        };
+        for path in paths {
+            let path = path.as_ref().trim();
+            if path.is_empty() {
+                continue;
+            }
+            if !path.starts_with('/') {
+                return Err(ServerError::Config(format!(
+                    "cached path {path:?} must start with '/'"
+                )));
+            }
+            match path.strip_suffix('*') {
+                Some(prefix) => routes.prefixes.push(prefix.to_owned()),
+                None => routes.exact.push(path.trim_end_matches('/').to_owned()),
+            }
+        }
+        Ok(routes)
+    }
+
+    /// No route is cached: the proxy only forwards.
+    pub fn none() -> Self {
+        CachedRoutes {
+            exact: Vec::new(),
+            prefixes: Vec::new(),
+        }
+    }
+
+    /// Whether a request with this method and path goes through the cache.
+    pub fn matches(&self, method: &Method, path: &str) -> bool {
+        if method != Method::POST {
+            return false;
+        }
+        let trimmed = path.trim_end_matches('/');
+        self.exact.iter().any(|p| p == trimmed)
+            || self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
+    }
+}
+
+impl Default for CachedRoutes {
+    fn default() -> Self {
+        CachedRoutes::new(DEFAULT_CACHED_PATHS).expect("default paths are valid")
+    }
+}
+
+/// How the proxy uses the cache (the cache layer's modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CacheMode {
+    /// Read entries and store fresh answers (the default).
+    #[default]
+    ReadWrite,
+    /// Serve stored entries, never store new ones.
+    ReadOnly,
+    /// Store fresh answers, never serve stored ones.
+    WriteOnly,
+    /// Serve stored entries only; a miss is answered 504 without calling upstream.
+    ReplayOnly,
+}
+
+impl std::str::FromStr for CacheMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "read-write" | "rw" => Ok(CacheMode::ReadWrite),
+            "read-only" | "ro" => Ok(CacheMode::ReadOnly),
+            "write-only" | "wo" => Ok(CacheMode::WriteOnly),
+            "replay-only" | "replay" => Ok(CacheMode::ReplayOnly),
+            other => Err(format!(
+                "unknown cache mode {other:?} (read-write, read-only, write-only, replay-only)"
+            )),
+        }
+    }
+}
+
+/// Everything [`Proxy::new`](super::Proxy::new) needs. [`Config::default`] is the
+/// documented default: `127.0.0.1:8080` → `https://api.mistral.ai` with the file
+/// engine at `.mistral/cache`.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address of the API port (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// Serve `/healthz` and `/metrics` on this separate address instead of under
+    /// [`ADMIN_PREFIX`] on the API port.
+    pub admin_listen: Option<SocketAddr>,
+    /// The upstream base URL (default `https://api.mistral.ai`).
+    pub upstream: String,
+    /// The cache engine URL (default `file://.mistral/cache`).
+    pub engine: String,
+    /// Start (and forward uncached) even when the engine cannot be reached.
+    pub engine_optional: bool,
+    /// API key sent upstream when a client sends no `Authorization` of its own.
+    pub api_key: Option<String>,
+    /// Lifetime of stored entries (`None`: the cache layer's default, no expiry).
+    pub ttl: Option<Duration>,
+    /// Cache namespace for every entry this proxy stores and reads.
+    pub namespace: Option<String>,
+    /// Share entries across API keys (the default scopes entries by a hash of the
+    /// client's `Authorization`).
+    pub share_across_keys: bool,
+    /// Which requests go through the cache.
+    pub cached_routes: CachedRoutes,
+    /// How the cache is used.
+    pub mode: CacheMode,
+    /// Largest request body considered for caching; bigger ones are forwarded uncached.
+    pub max_request_body: usize,
+    /// Largest response stored in the cache.
+    pub max_entry_size: usize,
+    /// Total upstream timeout of a non-streaming request.
+    pub timeout: Duration,
+    /// Timeout to connect to the upstream.
+    pub connect_timeout: Duration,
+    /// Longest silence allowed inside an upstream stream.
+    pub stream_idle_timeout: Duration,
+    /// Upstream retries on 429/5xx/connection errors (0 disables retry).
+    pub max_retries: u32,
+    /// How long in-flight requests and streams may run after a shutdown signal.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: None,
+            upstream: "https://api.mistral.ai".to_owned(),
+            engine: "file://.mistral/cache".to_owned(),
+            engine_optional: false,
+            api_key: None,
+            ttl: None,
+            namespace: None,
+            share_across_keys: false,
+            cached_routes: CachedRoutes::default(),
+            mode: CacheMode::ReadWrite,
+            max_request_body: 8 * 1024 * 1024,
+            max_entry_size: 32 * 1024 * 1024,
+            timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(10),
+            stream_idle_timeout: Duration::from_secs(120),
+            max_retries: 2,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("upstream", &self.upstream)
+            .field("engine", &redact_url(&self.engine))
+            .field("engine_optional", &self.engine_optional)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("ttl", &self.ttl)
+            .field("namespace", &self.namespace)
+            .field("share_across_keys", &self.share_across_keys)
+            .field("cached_routes", &self.cached_routes)
+            .field("mode", &self.mode)
+            .field("max_request_body", &self.max_request_body)
+            .field("max_entry_size", &self.max_entry_size)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("stream_idle_timeout", &self.stream_idle_timeout)
+            .field("max_retries", &self.max_retries)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Checks the configuration and returns the first problem in words a user can act on.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let uri: http::Uri = self.upstream.parse().map_err(|e| {
+            ServerError::Config(format!("invalid upstream URL {:?}: {e}", self.upstream))
+        })?;
+        match uri.scheme_str() {
+            Some("http" | "https") => {}
+            _ => {
+                return Err(ServerError::Config(format!(
+                    "invalid upstream URL {:?}: it must start with http:// or https://",
+                    self.upstream
+                )));
+            }
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(ServerError::Config(format!(
+                "invalid upstream URL {:?}: no host",
+                self.upstream
+            )));
+        }
+        if uri.query().is_some() {
+            return Err(ServerError::Config(format!(
+                "invalid upstream URL {:?}: it must not have a query",
+                self.upstream
+            )));
+        }
+        if self.engine.trim().is_empty() {
+            return Err(ServerError::Config(
+                "the engine URL is empty (for example file://.mistral/cache or memory://)".into(),
+            ));
+        }
+        if !self.engine.contains("://") {
+            return Err(ServerError::Config(format!(
+                "invalid engine URL {:?}: expected a URL such as file://.mistral/cache, memory://, redis://host:6379/0",
+                redact_url(&self.engine)
+            )));
+        }
+        if let Some(admin) = self.admin_listen
+            && admin == self.listen
+        {
+            return Err(ServerError::Config(format!(
+                "--admin-listen {admin} is the same address as --listen"
+            )));
+        }
+        if let Some(key) = &self.api_key
+            && (key.trim().is_empty() || key.contains(['\r', '\n']))
+        {
+            return Err(ServerError::Config(
+                "the API key is empty or malformed".into(),
+            ));
+        }
+        if let Some(ns) = &self.namespace
+            && (ns.is_empty()
+                || !ns
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b)))
+        {
+            return Err(ServerError::Config(format!(
+                "invalid namespace {ns:?}: use letters, digits and . _ - : /"
+            )));
+        }
+        if self.ttl == Some(Duration::ZERO) {
+            return Err(ServerError::Config(
+                "--ttl 0 would store nothing; omit it for no expiry".into(),
+            ));
+        }
+        for (name, d) in [
+            ("--timeout", self.timeout),
+            ("--connect-timeout", self.connect_timeout),
+            ("--stream-idle-timeout", self.stream_idle_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ServerError::Config(format!(
+                    "{name} must be greater than 0"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Hides the password of a URL such as `redis://user:secret@host` for logs.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_local() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.upstream, "https://api.mistral.ai");
+        assert_eq!(c.engine, "file://.mistral/cache");
+    }
+
+    #[test]
+    fn rejects_bad_values_with_clear_messages() {
+        let bad = |f: &dyn Fn(&mut Config)| {
+            let mut c = Config::default();
+            f(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(bad(&|c| c.upstream = "ftp://x".into()).contains("http://"));
+        assert!(bad(&|c| c.upstream = "not a url".into()).contains("invalid upstream"));
+        assert!(bad(&|c| c.engine = "redis-at-home".into()).contains("invalid engine URL"));
+        assert!(bad(&|c| c.admin_listen = Some(c.listen)).contains("same address"));
+        assert!(bad(&|c| c.namespace = Some("a b".into())).contains("namespace"));
+        assert!(bad(&|c| c.ttl = Some(Duration::ZERO)).contains("ttl"));
+        assert!(bad(&|c| c.api_key = Some(" ".into())).contains("API key"));
+    }
+
+    #[test]
+    fn routes_match_post_and_exact_paths() {
+        let r = CachedRoutes::default();
+        for p in DEFAULT_CACHED_PATHS {
+            assert!(r.matches(&Method::POST, p));
+        }
+        assert!(r.matches(&Method::POST, "/v1/chat/completions/"));
+        assert!(!r.matches(&Method::POST, "/v1/chat/completionsX"));
+        assert!(!r.matches(&Method::DELETE, "/v1/chat/completions"));
+        assert!(!r.matches(&Method::POST, "/v1/files"));
+        assert!(CachedRoutes::new(["v1/x"]).is_err());
+        assert!(!CachedRoutes::none().matches(&Method::POST, "/v1/chat/completions"));
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("redis://user:secret@host:6379/0"),
+            "redis://user:***@host:6379/0"
+        );
+        assert_eq!(redact_url("file://.mistral/cache"), "file://.mistral/cache");
+        let c = Config {
+            api_key: Some("sk-123".into()),
+            engine: "postgres://u:pw@db/test".into(),
+            ..Config::default()
+        };
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("sk-123") && !dbg.contains("pw@"), "{dbg}");
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!("read-only".parse::<CacheMode>(), Ok(CacheMode::ReadOnly));
+        assert_eq!(
+            "replay_only".parse::<CacheMode>(),
+            Ok(CacheMode::ReplayOnly)
+        );
+        assert!("sometimes".parse::<CacheMode>().is_err());
+    }
+}

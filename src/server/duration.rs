@@ -1,0 +1,111 @@
+//! Parsing of human-friendly durations such as `30m`, `7d` or `3600`.
+
+use std::time::Duration;
+
+/// Parses a duration written as a number of seconds (`3600`) or as one or more
+/// `<number><unit>` parts (`30s`, `30m`, `12h`, `7d`, `2w`, `1h30m`).
+///
+/// Units: `s` seconds, `m` minutes, `h` hours, `d` days, `w` weeks. A bare number
+/// is seconds. Whitespace around the value is ignored.
+///
+/// ```
+/// use std::time::Duration;
+/// use mistral_tower::server::parse_duration;
+///
+/// assert_eq!(parse_duration("3600").unwrap(), Duration::from_secs(3600));
+/// assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+/// assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
+/// assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+/// assert!(parse_duration("7 days").is_err());
+/// ```
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err("empty duration".to_owned());
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("duration out of range: {input:?}"));
+    }
+    let mut total: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!(
+                "invalid duration {input:?}: expected a number such as 3600, 30m, 12h or 7d"
+            ));
+        }
+        let (number, tail) = rest.split_at(digits);
+        let mut chars = tail.chars();
+        let unit = match chars.next() {
+            Some('s') => 1,
+            Some('m') => 60,
+            Some('h') => 3_600,
+            Some('d') => 86_400,
+            Some('w') => 604_800,
+            _ => {
+                return Err(format!(
+                    "invalid duration {input:?}: each number needs a unit s, m, h, d or w"
+                ));
+            }
+        };
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("duration out of range: {input:?}"))?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("duration out of range: {input:?}"))?;
+        rest = chars.as_str();
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_unit_and_bare_seconds() {
+        let cases = [
+            ("0", 0),
+            ("3600", 3600),
+            (" 42 ", 42),
+            ("45s", 45),
+            ("30m", 1800),
+            ("12h", 43_200),
+            ("1d", 86_400),
+            ("7d", 604_800),
+            ("2w", 1_209_600),
+            ("1h30m", 5_400),
+            ("1d12h", 129_600),
+        ];
+        for (text, secs) in cases {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in [
+            "",
+            "d",
+            "7x",
+            "7 d",
+            "1.5h",
+            "-3",
+            "m30",
+            "99999999999999999999",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert!(parse_duration("18446744073709551615w").is_err());
+    }
+}

@@ -1,0 +1,1164 @@
+//! Behaviour of `CacheLayer` around generic HTTP services.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full};
+use mistral_tower::BoxError;
+use mistral_tower::cache::{
+    BoxEngine, CacheEngine, CacheEntry, CacheError, CacheLayer, CacheMode, FileEngine,
+    MemoryEngine, RequestBody,
+};
+use tokio::sync::mpsc;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+
+// ---------------------------------------------------------------- helpers
+
+/// A body fed frame by frame from a channel (`Err` items become error frames).
+struct ChannelBody {
+    rx: mpsc::UnboundedReceiver<Result<Bytes, BoxError>>,
+}
+
+fn channel_body() -> (mpsc::UnboundedSender<Result<Bytes, BoxError>>, ChannelBody) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (tx, ChannelBody { rx })
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
+    }
+}
+
+type Req = Request<RequestBody<Full<Bytes>>>;
+
+fn post(path: &str, body: &str) -> Request<Full<Bytes>> {
+    Request::post(path)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap()
+}
+
+async fn body_string<B: Body<Data = Bytes>>(b: B) -> String
+where
+    B::Error: std::fmt::Debug,
+{
+    String::from_utf8(b.collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+async fn frames<B: Body<Data = Bytes> + Unpin>(mut b: B) -> Result<Vec<Bytes>, B::Error> {
+    let mut out = Vec::new();
+    while let Some(f) = b.frame().await {
+        if let Ok(d) = f?.into_data() {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+async fn drain<B: Body<Data = Bytes>>(res: Response<B>)
+where
+    B::Error: std::fmt::Debug,
+{
+    res.into_body().collect().await.unwrap();
+}
+
+fn x_cache<B>(res: &Response<B>) -> &str {
+    res.headers()["x-cache"].to_str().unwrap()
+}
+
+/// An upstream answering `{"call":N}` with a status, counting calls.
+fn counting(
+    calls: Arc<AtomicUsize>,
+    status: StatusCode,
+) -> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Clone + Send
+{
+    tower::service_fn(move |req: Req| {
+        let n = calls.fetch_add(1, SeqCst) + 1;
+        async move {
+            let _ = req.into_body().collect().await;
+            Ok(Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(format!("{{\"call\":{n}}}"))))
+                .unwrap())
+        }
+    })
+}
+
+fn test_clock() -> (Arc<AtomicU64>, impl Fn() -> u64 + Send + Sync + 'static) {
+    let now = Arc::new(AtomicU64::new(1_800_000_000_000));
+    let n2 = now.clone();
+    (now, move || n2.load(SeqCst))
+}
+
+// ---------------------------------------------------------------- hit / miss
+
+#[tokio::test]
+async fn a_hit_does_not_call_the_inner_service() {
+    let (mock, mut handle) = tower_test::mock::pair::<Req, Response<Full<Bytes>>>();
+    let layer = CacheLayer::new(MemoryEngine::new(1 << 20));
+    let mut svc = layer.layer(mock);
+
+    let first = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(post("/v1/chat", r#"{"a":1,"b":2}"#));
+    let responder = tokio::spawn(async move {
+        let (req, send) = handle.next_request().await.unwrap();
+        assert_eq!(req.body().as_bytes().unwrap(), br#"{"a":1,"b":2}"#);
+        send.send_response(Response::new(Full::new(Bytes::from_static(b"answer"))));
+        handle
+    });
+    let res = first.await.unwrap();
+    assert_eq!(x_cache(&res), "MISS");
+    assert_eq!(body_string(res.into_body()).await, "answer");
+    let mut handle = responder.await.unwrap();
+
+    // Same request, other field order and whitespace.
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(post("/v1/chat", r#"{ "b": 2, "a": 1 }"#))
+        .await
+        .unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+    assert_eq!(res.headers()["age"], "0");
+    assert_eq!(body_string(res.into_body()).await, "answer");
+    assert!(
+        handle.poll_request().is_pending(),
+        "inner service was called on a hit"
+    );
+    let m = layer.metrics();
+    assert_eq!((m.hits, m.misses, m.stores, m.bytes_served), (1, 1, 1, 6));
+}
+
+#[tokio::test]
+async fn hit_keeps_status_headers_and_reports_age() {
+    let (now, clock) = test_clock();
+    let inner = tower::service_fn(|_req: Req| async {
+        Ok::<_, Infallible>(
+            Response::builder()
+                .status(StatusCode::CREATED)
+                .header("x-upstream", "yes")
+                .header("set-cookie", "session=secret")
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap(),
+        )
+    });
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20))
+        .clock(clock)
+        .layer(inner);
+    drain(svc.clone().oneshot(post("/x", "{}")).await.unwrap()).await;
+    now.fetch_add(42_500, SeqCst);
+    let res = svc.oneshot(post("/x", "{}")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(x_cache(&res), "HIT");
+    assert_eq!(res.headers()["age"], "42");
+    assert_eq!(res.headers()["x-upstream"], "yes");
+    assert_eq!(res.headers()["content-length"], "2");
+    assert!(res.headers().get("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn key_depends_on_method_path_query_namespace_and_tenant() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc =
+        CacheLayer::new(MemoryEngine::new(1 << 20)).layer(counting(calls.clone(), StatusCode::OK));
+    let reqs = || {
+        vec![
+            post("/v1/a", "{}"),
+            Request::get("/v1/a").body(Full::new(Bytes::new())).unwrap(),
+            post("/v1/b", "{}"),
+            post("/v1/a?x=1", "{}"),
+            post("/v1/a?x=2", "{}"),
+            post("/v1/a", r#"{"k":1}"#),
+            {
+                let mut r = post("/v1/a", "{}");
+                r.headers_mut()
+                    .insert("x-cache-namespace", "other".parse().unwrap());
+                r
+            },
+            {
+                let mut r = post("/v1/a", "{}");
+                r.headers_mut()
+                    .insert("authorization", "Bearer one".parse().unwrap());
+                r
+            },
+            {
+                let mut r = post("/v1/a", "{}");
+                r.headers_mut()
+                    .insert("authorization", "Bearer two".parse().unwrap());
+                r
+            },
+        ]
+    };
+    for r in reqs() {
+        let res = svc.clone().oneshot(r).await.unwrap();
+        assert_eq!(x_cache(&res), "MISS");
+        drain(res).await;
+    }
+    assert_eq!(calls.load(SeqCst), 9);
+    for r in reqs() {
+        let res = svc.clone().oneshot(r).await.unwrap();
+        assert_eq!(x_cache(&res), "HIT");
+    }
+    assert_eq!(calls.load(SeqCst), 9);
+}
+
+#[tokio::test]
+async fn two_api_keys_make_two_entries_unless_shared() {
+    let with_auth = |v: &str| {
+        let mut r = post("/v1/chat", "{}");
+        r.headers_mut().insert("authorization", v.parse().unwrap());
+        r
+    };
+    let engine = MemoryEngine::new(1 << 20);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = CacheLayer::new(engine.clone()).layer(counting(calls.clone(), StatusCode::OK));
+    drain(
+        svc.clone()
+            .oneshot(with_auth("Bearer key-1"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let res = svc
+        .clone()
+        .oneshot(with_auth("Bearer key-2"))
+        .await
+        .unwrap();
+    assert_eq!(x_cache(&res), "MISS");
+    drain(res).await;
+    engine.run_pending_tasks();
+    assert_eq!(engine.entry_count(), 2);
+    // The raw credential is never stored.
+    for k in engine.keys().await.unwrap() {
+        let raw = engine.get(&k).await.unwrap();
+        assert!(memchr::memmem::find(&raw, b"key-1").is_none());
+        assert!(memchr::memmem::find(&raw, b"key-2").is_none());
+    }
+
+    let shared = CacheLayer::new(MemoryEngine::new(1 << 20))
+        .shared_tenant()
+        .layer(counting(calls.clone(), StatusCode::OK));
+    drain(
+        shared
+            .clone()
+            .oneshot(with_auth("Bearer key-1"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let res = shared.oneshot(with_auth("Bearer key-2")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+
+    let a = CacheLayer::new(MemoryEngine::new(1 << 20)).tenant_secret("sk-a");
+    let svc_a = a.layer(counting(calls.clone(), StatusCode::OK));
+    drain(svc_a.clone().oneshot(post("/v1/chat", "{}")).await.unwrap()).await;
+    let res = svc_a.oneshot(with_auth("Bearer ignored")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT", "a fixed tenant ignores Authorization");
+}
+
+// ---------------------------------------------------------------- what is stored
+
+#[tokio::test]
+async fn errors_and_no_store_answers_are_not_stored() {
+    for status in [
+        StatusCode::BAD_REQUEST,
+        StatusCode::TOO_MANY_REQUESTS,
+        StatusCode::INTERNAL_SERVER_ERROR,
+    ] {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc =
+            CacheLayer::new(MemoryEngine::new(1 << 20)).layer(counting(calls.clone(), status));
+        for _ in 0..2 {
+            let res = svc.clone().oneshot(post("/x", "{}")).await.unwrap();
+            assert_eq!(res.status(), status);
+            assert_eq!(x_cache(&res), "MISS");
+            body_string(res.into_body()).await;
+        }
+        assert_eq!(calls.load(SeqCst), 2, "{status} was stored");
+    }
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let inner = tower::service_fn(move |_req: Req| {
+        c2.fetch_add(1, SeqCst);
+        async {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("cache-control", "private, no-store")
+                    .body(Full::new(Bytes::from_static(b"secret")))
+                    .unwrap(),
+            )
+        }
+    });
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(inner);
+    for _ in 0..2 {
+        let res = svc.clone().oneshot(post("/x", "{}")).await.unwrap();
+        body_string(res.into_body()).await;
+    }
+    assert_eq!(calls.load(SeqCst), 2);
+
+    // Inner service errors are passed through and not stored.
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let failing = tower::service_fn(move |_req: Req| {
+        n2.fetch_add(1, SeqCst);
+        async { Err::<Response<Full<Bytes>>, _>(BoxError::from("upstream down")) }
+    });
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(failing);
+    for _ in 0..2 {
+        let err = svc.clone().oneshot(post("/x", "{}")).await.unwrap_err();
+        assert_eq!(err.to_string(), "upstream down");
+    }
+    assert_eq!(n.load(SeqCst), 2);
+}
+
+/// An upstream whose bodies are driven by the test through channels.
+#[derive(Clone)]
+struct Streaming {
+    calls: Arc<AtomicUsize>,
+    senders: mpsc::UnboundedSender<mpsc::UnboundedSender<Result<Bytes, BoxError>>>,
+    content_type: &'static str,
+}
+
+fn streaming(
+    content_type: &'static str,
+) -> (
+    Streaming,
+    mpsc::UnboundedReceiver<mpsc::UnboundedSender<Result<Bytes, BoxError>>>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        Streaming {
+            calls: Arc::new(AtomicUsize::new(0)),
+            senders: tx,
+            content_type,
+        },
+        rx,
+    )
+}
+
+impl Service<Req> for Streaming {
+    type Response = Response<ChannelBody>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<ChannelBody>, Infallible>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, _req: Req) -> Self::Future {
+        self.calls.fetch_add(1, SeqCst);
+        let (tx, body) = channel_body();
+        self.senders.send(tx).unwrap();
+        std::future::ready(Ok(Response::builder()
+            .header("content-type", self.content_type)
+            .body(body)
+            .unwrap()))
+    }
+}
+
+#[tokio::test]
+async fn bodies_ending_in_error_or_dropped_early_are_not_stored() {
+    let (up, mut senders) = streaming("application/json");
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(up.clone());
+
+    // 1. The body ends with an error frame.
+    let res = svc.clone().oneshot(post("/x", "{}")).await.unwrap();
+    let tx = senders.recv().await.unwrap();
+    tx.send(Ok(Bytes::from_static(b"{\"partial\":"))).unwrap();
+    tx.send(Err("connection reset".into())).unwrap();
+    assert!(res.into_body().collect().await.is_err());
+
+    // 2. The caller drops the body before its end.
+    let res = svc.clone().oneshot(post("/x", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "MISS");
+    let tx = senders.recv().await.unwrap();
+    tx.send(Ok(Bytes::from_static(b"{\"partial\":"))).unwrap();
+    let mut body = res.into_body();
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "{\"partial\":"
+    );
+    drop(body);
+    tx.send(Ok(Bytes::from_static(b"1}"))).ok();
+    drop(tx);
+
+    // 3. The upstream stream is cut (sender dropped = clean end of a truncated JSON is
+    //    still an end; here we check a cut with an error instead).
+    let res = svc.clone().oneshot(post("/x", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "MISS", "nothing was stored before");
+    let tx = senders.recv().await.unwrap();
+    tx.send(Ok(Bytes::from_static(b"{\"ok\":true}"))).unwrap();
+    drop(tx);
+    assert_eq!(body_string(res.into_body()).await, "{\"ok\":true}");
+    let res = svc.clone().oneshot(post("/x", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+    assert_eq!(up.calls.load(SeqCst), 3);
+}
+
+// ---------------------------------------------------------------- SSE
+
+const EVENTS: [&str; 4] = [
+    "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+    "data: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\n",
+    ": keep-alive\n\ndata: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\n",
+    "data: [DONE]\n\n",
+];
+
+#[tokio::test]
+async fn sse_is_teed_live_and_replayed_frame_by_frame() {
+    let (up, mut senders) = streaming("text/event-stream");
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(up.clone());
+
+    let res = svc
+        .clone()
+        .oneshot(post("/v1/chat", r#"{"stream":true}"#))
+        .await
+        .unwrap();
+    assert_eq!(x_cache(&res), "MISS");
+    let tx = senders.recv().await.unwrap();
+    let mut body = res.into_body();
+    let mut first = Vec::new();
+    for ev in EVENTS {
+        tx.send(Ok(Bytes::from_static(ev.as_bytes()))).unwrap();
+        // Each event reaches the caller before the next one is even produced.
+        let f = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("frame was buffered by the cache")
+            .unwrap()
+            .unwrap();
+        first.push(f.into_data().unwrap());
+    }
+    drop(tx);
+    assert!(body.frame().await.is_none());
+
+    let res = svc
+        .clone()
+        .oneshot(post("/v1/chat", r#"{"stream":true}"#))
+        .await
+        .unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let replay = frames(res.into_body()).await.unwrap();
+    assert_eq!(replay, first, "replay differs frame by frame");
+    assert_eq!(up.calls.load(SeqCst), 1);
+}
+
+#[tokio::test]
+async fn sse_without_done_or_cut_is_not_stored() {
+    let (up, mut senders) = streaming("text/event-stream");
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(up.clone());
+
+    // Ends cleanly but without `data: [DONE]`.
+    let res = svc.clone().oneshot(post("/v1/chat", "{}")).await.unwrap();
+    let tx = senders.recv().await.unwrap();
+    tx.send(Ok(Bytes::from_static(EVENTS[0].as_bytes())))
+        .unwrap();
+    drop(tx);
+    assert_eq!(frames(res.into_body()).await.unwrap().len(), 1);
+
+    // Cut mid-way by an error.
+    let res = svc.clone().oneshot(post("/v1/chat", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "MISS");
+    let tx = senders.recv().await.unwrap();
+    tx.send(Ok(Bytes::from_static(EVENTS[0].as_bytes())))
+        .unwrap();
+    tx.send(Err("reset".into())).unwrap();
+    assert!(frames(res.into_body()).await.is_err());
+
+    // `[DONE]` split across two frames still counts.
+    let res = svc.clone().oneshot(post("/v1/chat", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "MISS");
+    let tx = senders.recv().await.unwrap();
+    tx.send(Ok(Bytes::from_static(b"data: {}\n\ndata: [DO")))
+        .unwrap();
+    tx.send(Ok(Bytes::from_static(b"NE]\n\n"))).unwrap();
+    drop(tx);
+    frames(res.into_body()).await.unwrap();
+    let res = svc.clone().oneshot(post("/v1/chat", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+    assert_eq!(
+        frames(res.into_body()).await.unwrap(),
+        vec![
+            Bytes::from_static(b"data: {}\n\ndata: [DO"),
+            Bytes::from_static(b"NE]\n\n")
+        ]
+    );
+    assert_eq!(up.calls.load(SeqCst), 3);
+}
+
+// ---------------------------------------------------------------- single-flight
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_identical_json_misses_make_one_call() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let inner = tower::service_fn(move |_req: Req| {
+        let n = c2.fetch_add(1, SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("answer {n}")))))
+        }
+    });
+    let layer = CacheLayer::new(MemoryEngine::new(1 << 20));
+    let svc = layer.layer(inner);
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let svc = svc.clone();
+        tasks.push(tokio::spawn(async move {
+            let res = svc.oneshot(post("/v1/chat", r#"{"q":1}"#)).await.unwrap();
+            let st = x_cache(&res).to_owned();
+            (st, body_string(res.into_body()).await)
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let (st, body) = t.await.unwrap();
+        assert_eq!(body, "answer 0");
+        statuses.push(st);
+    }
+    assert_eq!(calls.load(SeqCst), 1);
+    assert_eq!(statuses.iter().filter(|s| *s == "MISS").count(), 1);
+    assert_eq!(statuses.iter().filter(|s| *s == "COALESCED").count(), 99);
+    let m = layer.metrics();
+    assert_eq!((m.misses, m.coalesced, m.stores), (1, 99, 1));
+}
+
+#[tokio::test]
+async fn concurrent_identical_sse_misses_share_one_live_stream() {
+    let (up, mut senders) = streaming("text/event-stream");
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(up.clone());
+
+    let leader = svc.clone().oneshot(post("/v1/chat", "{}")).await.unwrap();
+    let tx = senders.recv().await.unwrap();
+    let mut early = Vec::new();
+    for _ in 0..50 {
+        early.push(tokio::spawn(svc.clone().oneshot(post("/v1/chat", "{}"))));
+    }
+    let early: Vec<_> = futures_join(early).await;
+    tx.send(Ok(Bytes::from_static(EVENTS[0].as_bytes())))
+        .unwrap();
+    let mut leader_body = leader.into_body();
+    let f0 = leader_body
+        .frame()
+        .await
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
+    // Late joiners arrive after the first event was streamed.
+    let mut late = Vec::new();
+    for _ in 0..49 {
+        late.push(tokio::spawn(svc.clone().oneshot(post("/v1/chat", "{}"))));
+    }
+    let late: Vec<_> = futures_join(late).await;
+    for ev in &EVENTS[1..] {
+        tx.send(Ok(Bytes::from_static(ev.as_bytes()))).unwrap();
+    }
+    drop(tx);
+    let mut expected = vec![f0];
+    expected.extend(frames(leader_body).await.unwrap());
+    assert_eq!(expected.len(), EVENTS.len());
+    for res in early.into_iter().chain(late) {
+        let res = res.unwrap();
+        assert_eq!(x_cache(&res), "COALESCED");
+        assert_eq!(frames(res.into_body()).await.unwrap(), expected);
+    }
+    assert_eq!(up.calls.load(SeqCst), 1);
+    let res = svc.oneshot(post("/v1/chat", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+    assert_eq!(frames(res.into_body()).await.unwrap(), expected);
+}
+
+async fn futures_join<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(
+            tokio::time::timeout(Duration::from_secs(10), h)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_leader_fails_followers_still_succeed() {
+    // A concrete error type: with `Error = BoxError`, spawning a future that names the
+    // service type trips rustc's "`From` is not general enough" (rust-lang/rust#64552).
+    #[derive(Debug, thiserror::Error)]
+    #[error("boom")]
+    struct Boom;
+    fn answer(n: usize, as_error: bool) -> Result<Response<Full<Bytes>>, Boom> {
+        match (n, as_error) {
+            (0, true) => Err(Boom),
+            (0, false) => Ok(Response::builder()
+                .status(500)
+                .body(Full::new(Bytes::from_static(b"oops")))
+                .unwrap()),
+            _ => Ok(Response::new(Full::new(Bytes::from_static(b"fine")))),
+        }
+    }
+    for failure in ["error", "500"] {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c2 = calls.clone();
+        let as_error = failure == "error";
+        let inner = tower::service_fn(move |_req: Req| {
+            let n = c2.fetch_add(1, SeqCst);
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                answer(n, as_error)
+            }
+        });
+        let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(inner);
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let svc = svc.clone();
+            tasks.push(tokio::spawn(async move {
+                match svc.oneshot(post("/x", "{}")).await {
+                    Ok(res) if res.status() == 200 => Some(body_string(res.into_body()).await),
+                    _ => None,
+                }
+            }));
+        }
+        let results = futures_join(tasks).await;
+        let ok = results
+            .iter()
+            .filter(|r| r.as_deref() == Some("fine"))
+            .count();
+        assert_eq!(ok, 19, "{failure}: only the leader may fail");
+        assert_eq!(calls.load(SeqCst), 2, "{failure}: one follower took over");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_leader_does_not_strand_followers() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let inner = tower::service_fn(move |_req: Req| {
+        c2.fetch_add(1, SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"fine"))))
+        }
+    });
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(inner);
+    let leader = tokio::spawn(svc.clone().oneshot(post("/x", "{}")));
+    tokio::task::yield_now().await;
+    let follower = tokio::spawn(svc.clone().oneshot(post("/x", "{}")));
+    tokio::task::yield_now().await;
+    leader.abort();
+    let res = tokio::time::timeout(Duration::from_secs(10), follower)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(body_string(res.into_body()).await, "fine");
+    assert_eq!(calls.load(SeqCst), 2);
+}
+
+// ---------------------------------------------------------------- fail-open
+
+#[derive(Debug, Clone, Copy)]
+enum Broken {
+    Errors,
+    Hangs,
+}
+
+impl CacheEngine for Broken {
+    async fn get(&self, _key: &str) -> Result<Bytes, CacheError> {
+        match self {
+            Broken::Errors => Err(CacheError::backend("connection refused")),
+            Broken::Hangs => std::future::pending().await,
+        }
+    }
+    async fn set(&self, _key: &str, _data: Bytes) -> Result<(), CacheError> {
+        match self {
+            Broken::Errors => Err(CacheError::backend("connection refused")),
+            Broken::Hangs => std::future::pending().await,
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_engine_never_fails_requests() {
+    for engine in [Broken::Errors, Broken::Hangs] {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let layer = CacheLayer::new(engine);
+        let svc = layer.layer(counting(calls.clone(), StatusCode::OK));
+        for i in 1..=3 {
+            let res = tokio::time::timeout(
+                Duration::from_secs(10),
+                svc.clone().oneshot(post("/x", "{}")),
+            )
+            .await
+            .expect("request hung on the engine")
+            .unwrap();
+            assert_eq!(x_cache(&res), "MISS");
+            assert_eq!(
+                body_string(res.into_body()).await,
+                format!("{{\"call\":{i}}}")
+            );
+            // Let the background store finish or time out.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        let m = layer.metrics();
+        assert_eq!(m.engine_errors, 3, "{engine:?}");
+        assert_eq!(m.store_errors, 3, "{engine:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_entry_is_a_miss_and_is_overwritten() {
+    let engine = MemoryEngine::new(1 << 20);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = CacheLayer::new(engine.clone());
+    let svc = layer.layer(counting(calls.clone(), StatusCode::OK));
+    drain(svc.clone().oneshot(post("/x", "{}")).await.unwrap()).await;
+    let key = engine.keys().await.unwrap().pop().unwrap();
+    let good = engine.get(&key).await.unwrap();
+    for bad in [
+        Bytes::from_static(b"garbage"),
+        good.slice(..good.len() - 3),
+        {
+            let mut v = good.to_vec();
+            v[4] = 99; // another format version
+            Bytes::from(v)
+        },
+    ] {
+        engine.set(&key, bad).await.unwrap();
+        let res = svc.clone().oneshot(post("/x", "{}")).await.unwrap();
+        assert_eq!(x_cache(&res), "MISS");
+        body_string(res.into_body()).await;
+        let res = svc.clone().oneshot(post("/x", "{}")).await.unwrap();
+        assert_eq!(x_cache(&res), "HIT", "the entry was rewritten");
+        CacheEntry::decode(&engine.get(&key).await.unwrap()).unwrap();
+    }
+    assert_eq!(calls.load(SeqCst), 4);
+    assert_eq!(layer.metrics().corrupt_entries, 3);
+}
+
+// ---------------------------------------------------------------- per-request control
+
+fn with_header(mut r: Request<Full<Bytes>>, k: &'static str, v: &str) -> Request<Full<Bytes>> {
+    r.headers_mut().append(k, v.parse().unwrap());
+    r
+}
+
+#[tokio::test]
+async fn only_if_cached_no_cache_and_no_store() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc =
+        CacheLayer::new(MemoryEngine::new(1 << 20)).layer(counting(calls.clone(), StatusCode::OK));
+    let send = |r| svc.clone().oneshot(r);
+
+    let res = send(with_header(
+        post("/x", "{}"),
+        "cache-control",
+        "only-if-cached",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(calls.load(SeqCst), 0);
+
+    let res = send(with_header(post("/x", "{}"), "cache-control", "no-store"))
+        .await
+        .unwrap();
+    assert_eq!(x_cache(&res), "BYPASS");
+    let res = send(with_header(
+        post("/x", "{}"),
+        "cache-control",
+        "only-if-cached",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::GATEWAY_TIMEOUT,
+        "no-store stored something"
+    );
+
+    let res = send(post("/x", "{}")).await.unwrap();
+    assert_eq!(body_string(res.into_body()).await, "{\"call\":2}");
+    let res = send(with_header(
+        post("/x", "{}"),
+        "cache-control",
+        "only-if-cached",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+
+    let res = send(with_header(post("/x", "{}"), "cache-control", "no-cache"))
+        .await
+        .unwrap();
+    assert_eq!(x_cache(&res), "REFRESH");
+    assert_eq!(body_string(res.into_body()).await, "{\"call\":3}");
+    let res = send(post("/x", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+    assert_eq!(
+        body_string(res.into_body()).await,
+        "{\"call\":3}",
+        "refresh was stored"
+    );
+    assert_eq!(calls.load(SeqCst), 3);
+}
+
+#[tokio::test]
+async fn max_age_and_ttl_use_the_clock() {
+    let (now, clock) = test_clock();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20))
+        .clock(clock)
+        .ttl(Duration::from_secs(60))
+        .layer(counting(calls.clone(), StatusCode::OK));
+    let send = |r| svc.clone().oneshot(r);
+
+    drain(send(post("/x", "{}")).await.unwrap()).await;
+    now.fetch_add(30_000, SeqCst);
+    let res = send(with_header(post("/x", "{}"), "cache-control", "max-age=40"))
+        .await
+        .unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+    let res = send(with_header(post("/x", "{}"), "cache-control", "max-age=20"))
+        .await
+        .unwrap();
+    assert_eq!(x_cache(&res), "MISS", "entry older than max-age was served");
+    body_string(res.into_body()).await;
+
+    // Stored again at t=30 s with the layer TTL of 60 s.
+    now.fetch_add(59_000, SeqCst);
+    assert_eq!(x_cache(&send(post("/x", "{}")).await.unwrap()), "HIT");
+    now.fetch_add(2_000, SeqCst);
+    let res = send(post("/x", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "MISS", "expired entry was served");
+    body_string(res.into_body()).await;
+
+    // x-cache-ttl overrides the layer TTL.
+    let res = send(with_header(post("/y", "{}"), "x-cache-ttl", "5"))
+        .await
+        .unwrap();
+    body_string(res.into_body()).await;
+    now.fetch_add(4_000, SeqCst);
+    assert_eq!(x_cache(&send(post("/y", "{}")).await.unwrap()), "HIT");
+    now.fetch_add(2_000, SeqCst);
+    assert_eq!(x_cache(&send(post("/y", "{}")).await.unwrap()), "MISS");
+}
+
+#[tokio::test]
+async fn control_headers_are_removed_before_forwarding() {
+    let inner = tower::service_fn(|req: Req| async move {
+        for h in ["cache-control", "x-cache-ttl", "x-cache-namespace"] {
+            assert!(req.headers().get(h).is_none(), "{h} was forwarded");
+        }
+        assert_eq!(req.headers()["x-other"], "kept");
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(inner);
+    let mut r = with_header(post("/x", "{}"), "cache-control", "no-cache");
+    r = with_header(r, "x-cache-ttl", "5");
+    r = with_header(r, "x-cache-namespace", "n");
+    r = with_header(r, "x-other", "kept");
+    drain(svc.oneshot(r).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn modes() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let engine = MemoryEngine::new(1 << 20);
+    let mk = |mode| {
+        CacheLayer::new(engine.clone())
+            .mode(mode)
+            .layer(counting(calls.clone(), StatusCode::OK))
+    };
+
+    let ro = mk(CacheMode::ReadOnly);
+    for _ in 0..2 {
+        let res = ro.clone().oneshot(post("/x", "{}")).await.unwrap();
+        assert_eq!(x_cache(&res), "MISS");
+        body_string(res.into_body()).await;
+    }
+    let replay = mk(CacheMode::ReplayOnly);
+    let res = replay.clone().oneshot(post("/x", "{}")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(calls.load(SeqCst), 2);
+
+    let wo = mk(CacheMode::WriteOnly);
+    for _ in 0..2 {
+        let res = wo.clone().oneshot(post("/x", "{}")).await.unwrap();
+        assert_eq!(x_cache(&res), "REFRESH");
+        body_string(res.into_body()).await;
+    }
+    let res = replay.clone().oneshot(post("/x", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+    assert_eq!(body_string(res.into_body()).await, "{\"call\":4}");
+    let res = ro.oneshot(post("/x", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_bypass_with_the_full_body() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let inner = tower::service_fn(move |req: Request<RequestBody<ChannelBody>>| {
+        let seen = s2.clone();
+        async move {
+            let b = req.into_body().collect().await.unwrap().to_bytes();
+            seen.lock().unwrap().push(b);
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        }
+    });
+    let layer = CacheLayer::new(MemoryEngine::new(1 << 20)).max_request_body(16);
+    let svc = layer.layer(inner);
+    for _ in 0..2 {
+        let (tx, body) = channel_body();
+        for chunk in ["{\"text\":\"", "0123456789", "0123456789", "0123456789\"}"] {
+            tx.send(Ok(Bytes::from_static(chunk.as_bytes()))).unwrap();
+        }
+        drop(tx);
+        let res = svc
+            .clone()
+            .oneshot(Request::post("/x").body(body).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(x_cache(&res), "BYPASS");
+    }
+    // Declared too large: not read at all by the cache.
+    let (tx, body) = channel_body();
+    tx.send(Ok(Bytes::from_static(
+        b"{\"a\":\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"}",
+    )))
+    .unwrap();
+    drop(tx);
+    let req = Request::post("/x")
+        .header("content-length", "36")
+        .body(body)
+        .unwrap();
+    assert_eq!(x_cache(&svc.clone().oneshot(req).await.unwrap()), "BYPASS");
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0], "{\"text\":\"012345678901234567890123456789\"}");
+    assert_eq!(seen[1], seen[0]);
+    assert_eq!(seen[2], "{\"a\":\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"}");
+    assert_eq!(layer.metrics().bypasses, 3);
+}
+
+#[tokio::test]
+async fn the_predicate_decides_what_is_cacheable() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20))
+        .cacheable(|p: &http::request::Parts| p.uri.path() != "/v1/files")
+        .layer(counting(calls.clone(), StatusCode::OK));
+    for _ in 0..2 {
+        assert_eq!(
+            x_cache(&svc.clone().oneshot(post("/v1/files", "{}")).await.unwrap()),
+            "BYPASS"
+        );
+    }
+    let del = Request::delete("/v1/x")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let svc2 =
+        CacheLayer::new(MemoryEngine::new(1 << 20)).layer(counting(calls.clone(), StatusCode::OK));
+    assert_eq!(x_cache(&svc2.oneshot(del).await.unwrap()), "BYPASS");
+}
+
+#[tokio::test]
+async fn a_custom_key_function_replaces_the_default() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20))
+        .key_fn(|i: &mistral_tower::cache::KeyInput<'_>| i.uri.path().replace('/', "_"))
+        .layer(counting(calls.clone(), StatusCode::OK));
+    drain(
+        svc.clone()
+            .oneshot(post("/v1/a", r#"{"x":1}"#))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let res = svc.oneshot(post("/v1/a", r#"{"x":2}"#)).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT", "the custom key ignores the body");
+}
+
+// ---------------------------------------------------------------- composition
+
+#[tokio::test]
+async fn works_inside_an_axum_router() {
+    use axum::routing::post as axum_post;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let layer = CacheLayer::new(MemoryEngine::new(1 << 20));
+    let app = axum::Router::new()
+        .route(
+            "/v1/chat",
+            axum_post(move |body: String| {
+                let n = c2.fetch_add(1, SeqCst) + 1;
+                async move { format!("call {n}: {body}") }
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: BoxError| async { StatusCode::BAD_GATEWAY },
+                ))
+                .layer(layer.clone()),
+        );
+    for expected in ["MISS", "HIT"] {
+        let req = Request::post("/v1/chat")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(r#"{"q":"hi"}"#))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(x_cache(&res), expected);
+        assert_eq!(body_string(res.into_body()).await, r#"call 1: {"q":"hi"}"#);
+    }
+    assert_eq!(calls.load(SeqCst), 1);
+}
+
+#[derive(Clone)]
+struct RetryOnce(usize);
+
+impl<B, Res, E> tower::retry::Policy<Request<RequestBody<B>>, Res, E> for RetryOnce {
+    type Future = std::future::Ready<()>;
+    fn retry(
+        &mut self,
+        _req: &mut Request<RequestBody<B>>,
+        result: &mut Result<Res, E>,
+    ) -> Option<Self::Future> {
+        (result.is_err() && self.0 > 0).then(|| {
+            self.0 -= 1;
+            std::future::ready(())
+        })
+    }
+    fn clone_request(&mut self, req: &Request<RequestBody<B>>) -> Option<Request<RequestBody<B>>> {
+        let mut r = Request::new(req.body().try_clone()?);
+        *r.method_mut() = req.method().clone();
+        *r.uri_mut() = req.uri().clone();
+        *r.headers_mut() = req.headers().clone();
+        Some(r)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stacks_outside_retry_and_timeout() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let flaky = tower::service_fn(move |req: Req| {
+        let n = c2.fetch_add(1, SeqCst);
+        async move {
+            assert_eq!(req.into_body().collect().await.unwrap().to_bytes(), "{}");
+            if n == 0 {
+                // Too slow: the timeout fires and the retry layer tries again.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        }
+    });
+    let layer = CacheLayer::new(MemoryEngine::new(1 << 20));
+    let svc = ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(tower::retry::RetryLayer::new(RetryOnce(1)))
+        .timeout(Duration::from_secs(5))
+        .service(flaky);
+    let res = svc.clone().oneshot(post("/x", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "MISS");
+    assert_eq!(body_string(res.into_body()).await, "ok");
+    let res = svc.oneshot(post("/x", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+    assert_eq!(calls.load(SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_engine_chosen_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    for engine in [
+        BoxEngine::new(MemoryEngine::new(1 << 20)),
+        BoxEngine::new(FileEngine::new(dir.path()).unwrap()),
+    ] {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = CacheLayer::new(engine).layer(counting(calls.clone(), StatusCode::OK));
+        for expected in ["MISS", "HIT"] {
+            let res = svc
+                .clone()
+                .oneshot(post("/x", r#"{"a":[1,2]}"#))
+                .await
+                .unwrap();
+            assert_eq!(x_cache(&res), expected);
+            assert_eq!(body_string(res.into_body()).await, "{\"call\":1}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn file_engine_entries_decode_for_inspection() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = FileEngine::new(dir.path()).unwrap();
+    let svc = CacheLayer::new(engine.clone())
+        .namespace("ns1")
+        .layer(counting(Arc::new(AtomicUsize::new(0)), StatusCode::OK));
+    let mut r = post("/v1/chat?x=1", "{}");
+    r.headers_mut()
+        .insert("authorization", "Bearer sk-secret".parse().unwrap());
+    let res = svc.oneshot(r).await.unwrap();
+    body_string(res.into_body()).await;
+    // The file write finishes in the background.
+    let mut keys = Vec::new();
+    for _ in 0..1000 {
+        keys = engine.keys().await.unwrap();
+        if !keys.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].len(), 64);
+    let raw = std::fs::read(engine.path_for(&keys[0]).unwrap()).unwrap();
+    assert!(memchr::memmem::find(&raw, b"sk-secret").is_none());
+    let entry = CacheEntry::decode(&engine.get(&keys[0]).await.unwrap()).unwrap();
+    assert_eq!(
+        (entry.namespace(), entry.method(), entry.path()),
+        ("ns1", "POST", "/v1/chat?x=1")
+    );
+    assert_eq!(entry.status(), 200);
+    assert_eq!(entry.body(), "{\"call\":1}");
+}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send + 'static>() {}
+    send_sync::<CacheLayer<MemoryEngine>>();
+    send_sync::<CacheLayer<BoxEngine>>();
+    send_sync::<
+        mistral_tower::cache::CacheService<
+            tower::util::BoxCloneSyncService<Req, Response<Full<Bytes>>, BoxError>,
+            FileEngine,
+        >,
+    >();
+    send_sync::<RequestBody<Full<Bytes>>>();
+    send_sync::<mistral_tower::cache::ResponseBody<Full<Bytes>>>();
+    send::<mistral_tower::cache::ResponseFuture<Full<Bytes>>>();
+    send_sync::<CacheEntry>();
+    send_sync::<MemoryEngine>();
+    send_sync::<FileEngine>();
+}

@@ -1,0 +1,952 @@
+//! End-to-end tests of the `mistral-cache` proxy: in-process (`server::Proxy` on a
+//! free port) and as the real binary (signals, exit codes, admin commands), in
+//! front of a small upstream started by each test.
+#![cfg(feature = "server")]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body as AxumBody;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use mistral_tower::server::{Config, Metrics, Proxy};
+use tokio::sync::{Semaphore, oneshot};
+
+const GUARD: Duration = Duration::from_secs(10);
+const CHAT_JSON: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/mistral/examples/01-chat-completion.response.json"
+));
+const CHAT_SSE: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/mistral/examples/02-chat-stream.sse"
+));
+
+async fn guard<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(GUARD, f)
+        .await
+        .expect("did not finish within 10 s")
+}
+
+// ---------------------------------------------------------------------------
+// A small upstream: counts calls, serves the example bodies, can gate a stream
+// after its first event, and can hang.
+
+#[derive(Clone)]
+struct Upstream {
+    calls: Arc<Mutex<Vec<Call>>>,
+    /// A gated stream waits for one permit after its first event.
+    gate: Arc<Semaphore>,
+}
+
+#[derive(Clone, Debug)]
+struct Call {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+}
+
+struct RunningUpstream {
+    url: String,
+    state: Upstream,
+}
+
+impl RunningUpstream {
+    fn calls(&self) -> usize {
+        self.state.calls.lock().unwrap().len()
+    }
+    fn calls_to(&self, path: &str) -> usize {
+        self.state
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.path == path)
+            .count()
+    }
+    fn last_call(&self) -> Call {
+        self.state.calls.lock().unwrap().last().cloned().unwrap()
+    }
+    fn release_stream(&self) {
+        self.state.gate.add_permits(1);
+    }
+}
+
+async fn start_upstream() -> RunningUpstream {
+    let state = Upstream {
+        calls: Arc::default(),
+        gate: Arc::new(Semaphore::new(0)),
+    };
+    let app = Router::new()
+        .fallback(upstream_handler)
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    RunningUpstream { url, state }
+}
+
+async fn upstream_handler(State(state): State<Upstream>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let n = {
+        let mut calls = state.calls.lock().unwrap();
+        calls.push(Call {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            authorization: parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        });
+        calls.len()
+    };
+    let body = body.collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let mut res = match (parts.method.as_str(), parts.uri.path()) {
+        ("POST", "/v1/chat/completions") => {
+            if json["model"] == "hang" {
+                std::future::pending::<()>().await;
+            }
+            if json["stream"] == true {
+                sse_response(&state, parts.headers.contains_key("x-test-gate"))
+            } else {
+                // A fresh id per upstream call proves which answer a client got.
+                let mut v: serde_json::Value = serde_json::from_str(CHAT_JSON).unwrap();
+                v["id"] = format!("upstream-call-{n}").into();
+                json_response(StatusCode::OK, v)
+            }
+        }
+        ("POST", "/v1/embeddings") => json_response(
+            StatusCode::OK,
+            serde_json::json!({
+                "id": format!("upstream-call-{n}"), "object": "list", "model": "mistral-embed",
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3},
+            }),
+        ),
+        ("GET", "/v1/files") => json_response(
+            StatusCode::OK,
+            serde_json::json!({"object": "list", "data": [], "total": n}),
+        ),
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"object": "error", "message": "not found", "type": "not_found", "param": null, "code": null}),
+        ),
+    };
+    res.headers_mut().insert(
+        "mistral-correlation-id",
+        format!("corr-{n}").parse().unwrap(),
+    );
+    res
+}
+
+fn json_response(status: StatusCode, v: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+/// The example events, one per frame; a gated stream waits for a permit after
+/// the first one.
+fn sse_response(state: &Upstream, gated: bool) -> Response {
+    let events: Vec<Bytes> = CHAT_SSE
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| Bytes::from(format!("{}\n\n", e.trim())))
+        .collect();
+    let gate = state.gate.clone();
+    let stream = futures_util::stream::unfold((0usize, events), move |(i, events)| {
+        let gate = gate.clone();
+        async move {
+            if i >= events.len() {
+                return None;
+            }
+            if i == 1 && gated {
+                gate.acquire().await.unwrap().forget();
+            }
+            Some((Ok::<_, Infallible>(events[i].clone()), (i + 1, events)))
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "text/event-stream")],
+        AxumBody::from_stream(stream),
+    )
+        .into_response()
+}
+
+fn example_sse_bytes() -> Vec<u8> {
+    CHAT_SSE
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .flat_map(|e| format!("{}\n\n", e.trim()).into_bytes())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The proxy in-process, and an HTTP client.
+
+struct RunningProxy {
+    url: String,
+    metrics: Arc<Metrics>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), mistral_tower::server::ServerError>>,
+}
+
+impl RunningProxy {
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        guard(self.task).await.unwrap().unwrap();
+    }
+}
+
+async fn start_proxy(upstream: &str, tweak: impl FnOnce(&mut Config)) -> RunningProxy {
+    let mut config = Config::default();
+    config.upstream = upstream.to_owned();
+    config.engine = "memory://".to_owned();
+    config.max_retries = 0;
+    tweak(&mut config);
+    let proxy = Proxy::new(config).await.unwrap();
+    let metrics = proxy.metrics();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(proxy.run(listener, None, async move {
+        let _ = rx.await;
+    }));
+    RunningProxy {
+        url,
+        metrics,
+        stop: Some(tx),
+        task,
+    }
+}
+
+fn client() -> HyperClient<HttpConnector, Full<Bytes>> {
+    HyperClient::builder(TokioExecutor::new()).build_http()
+}
+
+async fn send(
+    method: &str,
+    url: &str,
+    auth: Option<&str>,
+    body: Option<&str>,
+    extra: &[(&str, &str)],
+) -> http::Response<hyper::body::Incoming> {
+    let mut req = http::Request::builder().method(method).uri(url);
+    if let Some(auth) = auth {
+        req = req.header(header::AUTHORIZATION, auth);
+    }
+    if body.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
+        .unwrap();
+    guard(client().request(req)).await.unwrap()
+}
+
+async fn read_all(res: http::Response<hyper::body::Incoming>) -> (http::response::Parts, Bytes) {
+    let (parts, body) = res.into_parts();
+    let bytes = guard(body.collect()).await.unwrap().to_bytes();
+    (parts, bytes)
+}
+
+fn x_cache(headers: &HeaderMap) -> String {
+    headers
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_uppercase()
+}
+
+const CHAT_BODY: &str = r#"{"model":"mistral-large-latest","messages":[{"role":"user","content":"How far is the Moon?"}]}"#;
+const STREAM_BODY: &str = r#"{"model":"mistral-large-latest","stream":true,"messages":[{"role":"user","content":"Count"}]}"#;
+
+// ---------------------------------------------------------------------------
+// In-process tests.
+
+#[tokio::test]
+async fn repeated_chat_completion_is_served_from_cache() {
+    let up = start_upstream().await;
+    let proxy = start_proxy(&up.url, |_| {}).await;
+    let url = format!("{}/v1/chat/completions", proxy.url);
+
+    let (first, first_body) =
+        read_all(send("POST", &url, Some("Bearer k1"), Some(CHAT_BODY), &[]).await).await;
+    assert_eq!(first.status, 200);
+    assert!(
+        x_cache(&first.headers).starts_with("MISS"),
+        "{:?}",
+        first.headers
+    );
+    assert_eq!(up.calls_to("/v1/chat/completions"), 1);
+    assert_eq!(up.last_call().authorization.as_deref(), Some("Bearer k1"));
+
+    // Same request, other field order and whitespace: answered from the cache.
+    let reordered = r#"{ "messages": [{"content":"How far is the Moon?","role":"user"}], "model": "mistral-large-latest" }"#;
+    let (second, second_body) =
+        read_all(send("POST", &url, Some("Bearer k1"), Some(reordered), &[]).await).await;
+    assert_eq!(second.status, 200);
+    assert!(
+        x_cache(&second.headers).starts_with("HIT"),
+        "{:?}",
+        second.headers
+    );
+    assert_eq!(
+        up.calls_to("/v1/chat/completions"),
+        1,
+        "the upstream was called again"
+    );
+    assert_eq!(first_body, second_body);
+    let v: serde_json::Value = serde_json::from_slice(&second_body).unwrap();
+    assert_eq!(v["id"], "upstream-call-1");
+
+    let snap = proxy.metrics.snapshot();
+    assert_eq!((snap.hits, snap.misses), (1, 1));
+    assert_eq!(snap.bytes_served_from_cache, second_body.len() as u64);
+    assert_eq!(
+        snap.total_tokens_from_cache, 279,
+        "usage of the stored answer"
+    );
+
+    let metrics = read_all(
+        send(
+            "GET",
+            &format!("{}/_mistral-cache/metrics", proxy.url),
+            None,
+            None,
+            &[],
+        )
+        .await,
+    )
+    .await;
+    let text = String::from_utf8(metrics.1.to_vec()).unwrap();
+    assert!(text.contains("mistral_cache_hits_total 1\n"), "{text}");
+    assert!(
+        text.contains("mistral_cache_tokens_from_cache_total{kind=\"total\"} 279\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mistral_cache_upstream_latency_seconds_count 1\n"),
+        "{text}"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn stream_is_forwarded_event_by_event_then_replayed_byte_identical() {
+    let up = start_upstream().await;
+    let proxy = start_proxy(&up.url, |_| {}).await;
+    let url = format!("{}/v1/chat/completions", proxy.url);
+
+    // Miss: the first event reaches the client while the upstream still holds the rest.
+    let res = send(
+        "POST",
+        &url,
+        Some("Bearer k1"),
+        Some(STREAM_BODY),
+        &[("x-test-gate", "1")],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert!(x_cache(res.headers()).starts_with("MISS"));
+    let mut body = res.into_body();
+    let mut received = Vec::new();
+    while !received.ends_with(b"\n\n") {
+        let frame = guard(body.frame())
+            .await
+            .expect("the first event must arrive before the upstream sends the second")
+            .unwrap();
+        if let Some(data) = frame.data_ref() {
+            received.extend_from_slice(data);
+        }
+    }
+    assert_eq!(
+        received.iter().filter(|&&b| b == b'\n').count(),
+        2,
+        "exactly one event so far"
+    );
+    up.release_stream();
+    while let Some(frame) = guard(body.frame()).await {
+        if let Some(data) = frame.unwrap().data_ref() {
+            received.extend_from_slice(data);
+        }
+    }
+    assert_eq!(received, example_sse_bytes());
+    assert!(received.ends_with(b"data: [DONE]\n\n"));
+    assert_eq!(up.calls(), 1);
+
+    // Hit: byte-identical, no upstream call.
+    let (parts, replay) =
+        read_all(send("POST", &url, Some("Bearer k1"), Some(STREAM_BODY), &[]).await).await;
+    assert!(
+        x_cache(&parts.headers).starts_with("HIT"),
+        "{:?}",
+        parts.headers
+    );
+    assert_eq!(
+        parts.headers.get(header::CONTENT_TYPE).unwrap(),
+        "text/event-stream"
+    );
+    assert_eq!(replay.as_ref(), received.as_slice());
+    assert_eq!(up.calls(), 1);
+    assert_eq!(proxy.metrics.snapshot().total_tokens_from_cache, 26);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn different_api_keys_do_not_share_entries_unless_configured() {
+    let up = start_upstream().await;
+    let proxy = start_proxy(&up.url, |_| {}).await;
+    let url = format!("{}/v1/chat/completions", proxy.url);
+    for key in ["Bearer alice", "Bearer bob", "Bearer alice", "Bearer bob"] {
+        let (parts, _) = read_all(send("POST", &url, Some(key), Some(CHAT_BODY), &[]).await).await;
+        assert_eq!(parts.status, 200);
+    }
+    assert_eq!(up.calls(), 2, "one upstream call per API key");
+    let seen: Vec<_> = up
+        .state
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.authorization.clone().unwrap())
+        .collect();
+    assert_eq!(seen, ["Bearer alice", "Bearer bob"]);
+    proxy.shutdown().await;
+
+    let up = start_upstream().await;
+    let proxy = start_proxy(&up.url, |c| c.share_across_keys = true).await;
+    let url = format!("{}/v1/chat/completions", proxy.url);
+    for key in ["Bearer alice", "Bearer bob"] {
+        read_all(send("POST", &url, Some(key), Some(CHAT_BODY), &[]).await).await;
+    }
+    assert_eq!(up.calls(), 1, "--share-across-keys shares entries");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn proxy_key_is_used_only_when_the_client_sends_none() {
+    let up = start_upstream().await;
+    let proxy = start_proxy(&up.url, |c| c.api_key = Some("proxy-key".into())).await;
+    read_all(send("GET", &format!("{}/v1/files", proxy.url), None, None, &[]).await).await;
+    assert_eq!(
+        up.last_call().authorization.as_deref(),
+        Some("Bearer proxy-key")
+    );
+    read_all(
+        send(
+            "GET",
+            &format!("{}/v1/files", proxy.url),
+            Some("Bearer mine"),
+            None,
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(up.last_call().authorization.as_deref(), Some("Bearer mine"));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_are_forwarded_uncached() {
+    let up = start_upstream().await;
+    let proxy = start_proxy(&up.url, |_| {}).await;
+    for _ in 0..2 {
+        let (parts, body) = read_all(
+            send(
+                "GET",
+                &format!("{}/v1/files?page=0", proxy.url),
+                Some("Bearer k"),
+                None,
+                &[],
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(parts.status, 200);
+        assert!(!x_cache(&parts.headers).starts_with("HIT"));
+        assert!(parts.headers.contains_key("mistral-correlation-id"));
+        assert!(String::from_utf8_lossy(&body).contains("\"object\":\"list\""));
+    }
+    assert_eq!(up.calls_to("/v1/files"), 2, "GET /v1/files is never cached");
+    // Upstream statuses pass through unchanged.
+    let (parts, _) = read_all(
+        send(
+            "DELETE",
+            &format!("{}/v1/models/x", proxy.url),
+            Some("Bearer k"),
+            None,
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(parts.status, 404);
+    assert_eq!(up.last_call().method, "DELETE");
+    let snap = proxy.metrics.snapshot();
+    assert_eq!((snap.hits, snap.uncached), (0, 3));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn cached_routes_are_configurable() {
+    let up = start_upstream().await;
+    let proxy = start_proxy(&up.url, |c| {
+        c.cached_routes = mistral_tower::server::CachedRoutes::new(["/v1/embeddings"]).unwrap();
+    })
+    .await;
+    for _ in 0..2 {
+        read_all(
+            send(
+                "POST",
+                &format!("{}/v1/chat/completions", proxy.url),
+                Some("Bearer k"),
+                Some(CHAT_BODY),
+                &[],
+            )
+            .await,
+        )
+        .await;
+        read_all(
+            send(
+                "POST",
+                &format!("{}/v1/embeddings", proxy.url),
+                Some("Bearer k"),
+                Some(r#"{"model":"mistral-embed","input":["a"]}"#),
+                &[],
+            )
+            .await,
+        )
+        .await;
+    }
+    assert_eq!(up.calls_to("/v1/chat/completions"), 2);
+    assert_eq!(up.calls_to("/v1/embeddings"), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstream_down_is_a_502_in_the_api_error_shape() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let proxy = start_proxy(&format!("http://127.0.0.1:{port}"), |_| {}).await;
+    for path in ["/v1/chat/completions", "/v1/models"] {
+        let method = if path == "/v1/models" { "GET" } else { "POST" };
+        let (parts, body) = read_all(
+            send(
+                method,
+                &format!("{}{path}", proxy.url),
+                Some("Bearer k"),
+                Some(CHAT_BODY),
+                &[],
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(parts.status, 502, "{path}");
+        assert_eq!(
+            parts.headers.get(header::CONTENT_TYPE).unwrap(),
+            "application/json"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["object"], "error");
+        assert_eq!(v["type"], "upstream_unreachable");
+        assert_eq!(v["code"], "502");
+        assert!(v["param"].is_null());
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot reach the upstream")
+        );
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstream_hanging_is_a_504() {
+    let up = start_upstream().await;
+    let proxy = start_proxy(&up.url, |c| c.timeout = Duration::from_millis(300)).await;
+    let body = r#"{"model":"hang","messages":[]}"#;
+    let (parts, bytes) = read_all(
+        send(
+            "POST",
+            &format!("{}/v1/chat/completions", proxy.url),
+            Some("Bearer k"),
+            Some(body),
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(parts.status, 504);
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["object"], "error");
+    assert_eq!(v["type"], "upstream_timeout");
+    assert_eq!(v["code"], "504");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_endpoints_on_the_api_port_and_on_a_separate_port() {
+    let up = start_upstream().await;
+    let proxy = start_proxy(&up.url, |_| {}).await;
+    let (parts, body) = read_all(
+        send(
+            "GET",
+            &format!("{}/_mistral-cache/healthz", proxy.url),
+            None,
+            None,
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(parts.status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("\"ok\""));
+    let (parts, body) = read_all(
+        send(
+            "GET",
+            &format!("{}/_mistral-cache/metrics", proxy.url),
+            None,
+            None,
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert!(
+        String::from_utf8_lossy(&body)
+            .contains("# TYPE mistral_cache_upstream_latency_seconds histogram")
+    );
+    assert_eq!(up.calls(), 0, "admin endpoints are not forwarded");
+    proxy.shutdown().await;
+
+    // --admin-listen: a separate router, the API port forwards everything.
+    let mut config = Config::default();
+    config.upstream = up.url.clone();
+    config.engine = "memory://".into();
+    config.admin_listen = Some("127.0.0.1:1".parse().unwrap());
+    let p = Proxy::new(config).await.unwrap();
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (api_addr, admin_addr) = (api.local_addr().unwrap(), admin.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(p.run(api, Some(admin), async move {
+        let _ = rx.await;
+    }));
+    let (parts, _) = read_all(
+        send(
+            "GET",
+            &format!("http://{admin_addr}/metrics"),
+            None,
+            None,
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(parts.status, 200);
+    let (parts, _) = read_all(
+        send(
+            "GET",
+            &format!("http://{admin_addr}/healthz"),
+            None,
+            None,
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(parts.status, 200);
+    let (parts, _) = read_all(
+        send(
+            "GET",
+            &format!("http://{api_addr}/_mistral-cache/metrics"),
+            None,
+            None,
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        parts.status, 404,
+        "forwarded upstream, which does not know it"
+    );
+    assert_eq!(up.calls(), 1);
+    tx.send(()).unwrap();
+    guard(task).await.unwrap().unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// The binary.
+
+const BIN: &str = env!("CARGO_BIN_EXE_mistral-cache");
+
+/// A running `mistral-cache serve`, its stderr lines on a channel.
+struct Binary {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    addr: SocketAddr,
+}
+
+impl Binary {
+    fn start(args: &[&str]) -> Binary {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("MISTRAL_API_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = spawn_line_reader(child.stderr.take().unwrap());
+        let addr = loop {
+            let line = lines
+                .recv_timeout(GUARD)
+                .expect("the proxy did not report its address");
+            if line.contains("mistral-cache listening") {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("listen="))
+                    .unwrap();
+                break addr.parse().unwrap();
+            }
+        };
+        Binary { child, lines, addr }
+    }
+
+    fn wait_for_line(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(GUARD)
+                .unwrap_or_else(|_| panic!("no log line containing {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + GUARD;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the proxy did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_line_reader(
+    stream: impl std::io::Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("[proxy] {line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn run_bin(args: &[&str]) -> (i32, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + GUARD;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("mistral-cache {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_stream_lets_it_finish() {
+    let up = start_upstream().await;
+    let bin = Binary::start(&["--upstream", &up.url, "--engine", "memory://"]);
+    let url = format!("http://{}/v1/chat/completions", bin.addr);
+
+    let res = send(
+        "POST",
+        &url,
+        Some("Bearer k"),
+        Some(STREAM_BODY),
+        &[("x-test-gate", "1")],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let mut body = res.into_body();
+    let mut received = Vec::new();
+    while !received.ends_with(b"\n\n") {
+        let frame = guard(body.frame()).await.unwrap().unwrap();
+        if let Some(d) = frame.data_ref() {
+            received.extend_from_slice(d);
+        }
+    }
+
+    bin.signal("-TERM");
+    bin.wait_for_line("SIGTERM received");
+    bin.wait_for_line("shutting down");
+    // No new connections once shutting down.
+    let refused = tokio::net::TcpStream::connect(bin.addr).await;
+    assert!(refused.is_err(), "the proxy still accepts connections");
+
+    up.release_stream();
+    while let Some(frame) = guard(body.frame()).await {
+        if let Some(d) = frame.expect("the stream must not be cut").data_ref() {
+            received.extend_from_slice(d);
+        }
+    }
+    assert!(
+        received.ends_with(b"data: [DONE]\n\n"),
+        "{}",
+        String::from_utf8_lossy(&received)
+    );
+    assert_eq!(received, example_sse_bytes());
+    let status = tokio::task::spawn_blocking(move || bin.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn port_taken_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, _, stderr) = run_bin(&["serve", "--listen", &addr, "--engine", "memory://"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(stderr.to_lowercase().contains("in use"), "{stderr}");
+    drop(taken);
+}
+
+#[test]
+fn invalid_engine_url_is_refused() {
+    let (code, _, stderr) =
+        run_bin(&["serve", "--listen", "127.0.0.1:0", "--engine", "nosuch://x"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("cannot open the cache engine nosuch://x"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_bin(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--engine",
+        "redis-at-home",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("invalid engine URL"), "{stderr}");
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn unreachable_engine_is_refused_unless_optional() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let engine = format!("redis://127.0.0.1:{port}/0?timeout=500ms");
+    let (code, _, stderr) = run_bin(&["serve", "--listen", "127.0.0.1:0", "--engine", &engine]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is unreachable"), "{stderr}");
+    assert!(stderr.contains("--engine-optional"), "{stderr}");
+
+    let bin = Binary::start(&["--engine", &engine, "--engine-optional"]);
+    bin.signal("-INT");
+    assert!(bin.wait().success());
+}
+
+#[test]
+fn env_variables_configure_serve() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("MISTRAL_CACHE_LISTEN", &addr)
+        .env("MISTRAL_CACHE_ENGINE", "memory://")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "MISTRAL_CACHE_LISTEN ignored: {stderr}"
+    );
+}
