@@ -1,32 +1,6 @@
 //! A cache engine on object storage: S3 and S3-compatible stores (MinIO, R2,
 //! Ceph), or any other [`ObjectStore`] (GCS, Azure, local files, in memory).
 //!
-//! Each entry is one object at `<prefix>/<key>`. Object stores have no
-//! per-object TTL, so the engine stores the expiry itself, in a 12-byte header
-//! at the start of every object it writes:
-//!
-//! | bytes | content |
-//! |-------|---------|
-//! | 0..4  | magic `MTC1` |
-//! | 4..12 | expiry as milliseconds since the Unix epoch, big-endian `u64`; `0` = never |
-//!
-//! followed by the value. `get` checks the expiry against this machine's clock
-//! and answers [`CacheError::Miss`] for an expired entry (it does not delete
-//! it). An object without the header (not written by this engine) is a backend
-//! error, which the cache layer treats as a miss. To actually free the space,
-//! pair the engine with a **bucket lifecycle rule** that expires objects under
-//! the prefix after your longest TTL, for example with the AWS CLI:
-//!
-//! ```text
-//! aws s3api put-bucket-lifecycle-configuration --bucket my-cache --lifecycle-configuration \
-//!   '{"Rules":[{"ID":"expire-llm-cache","Status":"Enabled",
-//!     "Filter":{"Prefix":"mistral-tower/"},"Expiration":{"Days":7}}]}'
-//! ```
-//!
-//! A `PUT` replaces an object atomically, so concurrent writers of one key
-//! leave one whole value. Every operation is bounded by a timeout (default 5 s)
-//! and reports [`CacheError::Timeout`].
-//!
 //! # Example
 //!
 //! ```
@@ -78,6 +52,32 @@ const MAGIC: &[u8; 4] = b"MTC1";
 const HEADER_LEN: usize = 12;
 
 /// A [`CacheEngine`] on any [`ObjectStore`], usually S3.
+///
+/// Each entry is one object at `<prefix>/<key>`. Object stores have no
+/// per-object TTL, so the engine stores the expiry itself, in a 12-byte header
+/// at the start of every object it writes:
+///
+/// | bytes | content |
+/// |-------|---------|
+/// | 0..4  | magic `MTC1` |
+/// | 4..12 | expiry as milliseconds since the Unix epoch, big-endian `u64`; `0` = never |
+///
+/// followed by the value. `get` checks the expiry against this machine's clock
+/// and answers [`CacheError::Miss`] for an expired entry (it does not delete
+/// it). An object without the header (not written by this engine) is a backend
+/// error, which the cache layer treats as a miss. To actually free the space,
+/// pair the engine with a **bucket lifecycle rule** that expires objects under
+/// the prefix after your longest TTL, for example with the AWS CLI:
+///
+/// ```text
+/// aws s3api put-bucket-lifecycle-configuration --bucket my-cache --lifecycle-configuration \
+///   '{"Rules":[{"ID":"expire-llm-cache","Status":"Enabled",
+///     "Filter":{"Prefix":"mistral-tower/"},"Expiration":{"Days":7}}]}'
+/// ```
+///
+/// A `PUT` replaces an object atomically, so concurrent writers of one key
+/// leave one whole value. Every operation is bounded by a timeout (default 5 s)
+/// and reports [`CacheError::Timeout`].
 ///
 /// Cheap to clone. `Debug` shows the store's own description and the prefix;
 /// `object_store`'s S3 client does not print credentials.

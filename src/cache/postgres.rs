@@ -1,27 +1,5 @@
 //! A cache engine on PostgreSQL: one table of key, value and expiry, through a connection pool.
 //!
-//! The table (default `mistral_tower_cache`) is created on first use if it is
-//! missing:
-//!
-//! ```sql
-//! CREATE TABLE IF NOT EXISTS mistral_tower_cache (
-//!     key        text PRIMARY KEY,
-//!     value      bytea NOT NULL,
-//!     expires_at timestamptz NULL,
-//!     created_at timestamptz NOT NULL DEFAULT now()
-//! );
-//! CREATE INDEX IF NOT EXISTS mistral_tower_cache_expires_idx
-//!     ON mistral_tower_cache (expires_at) WHERE expires_at IS NOT NULL;
-//! ```
-//!
-//! `set` is an upsert; `get` ignores rows whose `expires_at` has passed (by the
-//! database clock); [`PostgresEngine::spawn_sweeper`] deletes them in the
-//! background. The pool (deadpool-postgres over tokio-postgres, without TLS)
-//! connects lazily: building an engine never fails because the server is down,
-//! each operation fails instead (the cache layer treats that as a miss). Every
-//! operation, including waiting for a connection, is bounded by a timeout
-//! (default 1 s) and reports [`CacheError::Timeout`].
-//!
 //! # Example
 //!
 //! ```no_run
@@ -55,6 +33,28 @@ use tokio_postgres::NoTls;
 use super::{CacheEngine, CacheError};
 
 /// A [`CacheEngine`] on a PostgreSQL table.
+///
+/// The table (default `mistral_tower_cache`) is created on first use if it is
+/// missing:
+///
+/// ```sql
+/// CREATE TABLE IF NOT EXISTS mistral_tower_cache (
+///     key        text PRIMARY KEY,
+///     value      bytea NOT NULL,
+///     expires_at timestamptz NULL,
+///     created_at timestamptz NOT NULL DEFAULT now()
+/// );
+/// CREATE INDEX IF NOT EXISTS mistral_tower_cache_expires_idx
+///     ON mistral_tower_cache (expires_at) WHERE expires_at IS NOT NULL;
+/// ```
+///
+/// `set` is an upsert; `get` ignores rows whose `expires_at` has passed (by the
+/// database clock); [`PostgresEngine::spawn_sweeper`] deletes them in the
+/// background. The pool (deadpool-postgres over tokio-postgres, without TLS)
+/// connects lazily: building an engine never fails because the server is down,
+/// each operation fails instead (the cache layer treats that as a miss). Every
+/// operation, including waiting for a connection, is bounded by a timeout
+/// (default 1 s) and reports [`CacheError::Timeout`].
 ///
 /// Cheap to clone: clones share the pool. `Debug` shows user, hosts, database
 /// and table, never the password.
@@ -247,8 +247,12 @@ impl PostgresEngine {
             loop {
                 ticker.tick().await;
                 match engine.sweep_expired().await {
-                    Ok(n) => tracing::debug!(deleted = n, table = %engine.table.name, "swept expired cache rows"),
-                    Err(e) => tracing::warn!(error = %e, table = %engine.table.name, "cache sweep failed"),
+                    Ok(n) => {
+                        tracing::debug!(deleted = n, table = %engine.table.name, "swept expired cache rows")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, table = %engine.table.name, "cache sweep failed")
+                    }
                 }
             }
         });

@@ -1,15 +1,5 @@
 //! A cache engine on Redis: a single server (also over TLS) or a Redis Cluster.
 //!
-//! Values are stored as plain Redis strings under `prefix + key` (default prefix
-//! `mistral-tower:`); [`set_with_ttl`](CacheEngine::set_with_ttl) uses
-//! `SET key value PX ttl`, so Redis drops expired entries by itself. A single
-//! server is reached through a [`ConnectionManager`], which reconnects by itself
-//! after the server restarts; a cluster through the `cluster-async` client, which
-//! follows slot moves. The connection is opened lazily on the first operation, so
-//! building an engine never fails because the server is down: each operation
-//! then fails (and the cache layer treats that as a miss). Every operation is
-//! bounded by a timeout (default 500 ms) and reports [`CacheError::Timeout`].
-//!
 //! # Example
 //!
 //! ```no_run
@@ -45,6 +35,16 @@ use tokio::sync::OnceCell;
 use super::{CacheEngine, CacheError};
 
 /// A [`CacheEngine`] on a Redis server or a Redis Cluster.
+///
+/// Values are stored as plain Redis strings under `prefix + key` (default prefix
+/// `mistral-tower:`); [`set_with_ttl`](CacheEngine::set_with_ttl) uses
+/// `SET key value PX ttl`, so Redis drops expired entries by itself. A single
+/// server is reached through a [`ConnectionManager`], which reconnects by itself
+/// after the server restarts; a cluster through the `cluster-async` client, which
+/// follows slot moves. The connection is opened lazily on the first operation, so
+/// building an engine never fails because the server is down: each operation
+/// then fails (and the cache layer treats that as a miss). Every operation is
+/// bounded by a timeout (default 500 ms) and reports [`CacheError::Timeout`].
 ///
 /// Cheap to clone: clones share the connection. `Debug` shows the server
 /// addresses with any password replaced by `***`.
@@ -191,9 +191,7 @@ impl RedisEngine {
                     .set_number_of_retries(2)
                     .set_max_delay(1_000);
                 let m = conn
-                    .get_or_try_init(|| {
-                        ConnectionManager::new_with_config(client.clone(), config)
-                    })
+                    .get_or_try_init(|| ConnectionManager::new_with_config(client.clone(), config))
                     .await
                     .map_err(CacheError::backend)?;
                 Ok(Conn::Single(m.clone()))
@@ -441,8 +439,10 @@ impl CacheEngine for RedisEngine {
                         return Err(CacheError::backend("CLUSTER NODES listed no master"));
                     }
                     for (host, port) in masters {
-                        let route =
-                            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host,
+                            port,
+                        });
                         Self::scan_node(&mut c, &pattern, prefix_len, Some(&route), &mut out)
                             .await?;
                     }

@@ -1,13 +1,5 @@
 //! A two-level cache engine: a fast L1 (usually in memory) in front of a shared L2.
 //!
-//! Reads try L1, then L2; an L2 hit is copied into L1 so the next read stays
-//! local. Writes and deletes go to both levels. L2 is the source of truth: an
-//! L1 failure never fails an operation (it is logged), an L2 failure is
-//! reported. Entries copied from L2 into L1 carry no TTL of their own unless
-//! [`TieredEngine::with_l1_ttl`] caps it (entries written by the cache layer
-//! carry their expiry inside, so a long-lived L1 copy is still never served
-//! stale by the layer).
-//!
 //! # Example
 //!
 //! ```
@@ -32,6 +24,14 @@ use bytes::Bytes;
 use super::{CacheEngine, CacheError};
 
 /// An L1 engine in front of an L2 engine.
+///
+/// Reads try L1, then L2; an L2 hit is copied into L1 so the next read stays
+/// local. Writes and deletes go to both levels. L2 is the source of truth: an
+/// L1 failure never fails an operation (it is logged), an L2 failure is
+/// reported. Entries copied from L2 into L1 carry no TTL of their own unless
+/// [`TieredEngine::with_l1_ttl`] caps it (entries written by the cache layer
+/// carry their expiry inside, so a long-lived L1 copy is still never served
+/// stale by the layer).
 #[derive(Debug, Clone)]
 pub struct TieredEngine<L1, L2> {
     l1: L1,
@@ -82,11 +82,7 @@ impl<L1: CacheEngine, L2: CacheEngine> CacheEngine for TieredEngine<L1, L2> {
             Err(e) => tracing::debug!(error = %e, "tiered cache: L1 get failed, trying L2"),
         }
         let value = self.l2.get(key).await?;
-        if let Err(e) = self
-            .l1
-            .set_with_ttl(key, value.clone(), self.l1_ttl)
-            .await
-        {
+        if let Err(e) = self.l1.set_with_ttl(key, value.clone(), self.l1_ttl).await {
             tracing::debug!(error = %e, "tiered cache: L1 fill failed");
         }
         Ok(value)
@@ -103,7 +99,8 @@ impl<L1: CacheEngine, L2: CacheEngine> CacheEngine for TieredEngine<L1, L2> {
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
         let (r1, r2) = tokio::join!(
-            self.l1.set_with_ttl(key, data.clone(), self.l1_ttl_for(ttl)),
+            self.l1
+                .set_with_ttl(key, data.clone(), self.l1_ttl_for(ttl)),
             self.l2.set_with_ttl(key, data, ttl)
         );
         if let Err(e) = r1 {
@@ -112,16 +109,12 @@ impl<L1: CacheEngine, L2: CacheEngine> CacheEngine for TieredEngine<L1, L2> {
         r2
     }
 
-    /// Deletes from both levels. An L1 error other than
-    /// [`CacheError::Unsupported`] is reported too: it could leave a stale L1
-    /// copy.
+    /// Deletes from both levels. An L1 error is reported too (after an L2
+    /// error): it could leave a stale L1 copy that reads would still serve.
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
         let (r1, r2) = tokio::join!(self.l1.delete(key), self.l2.delete(key));
         r2?;
-        match r1 {
-            Ok(()) | Err(CacheError::Unsupported(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        r1
     }
 
     /// The keys of L2 (L1 holds a subset).

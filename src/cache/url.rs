@@ -1,34 +1,6 @@
 //! Picks and builds a cache engine from a URL, so the engine can come from configuration.
 //!
-//! | URL | engine | cargo feature |
-//! |-----|--------|---------------|
-//! | `memory://` or `memory://?max_bytes=67108864` | [`MemoryEngine`] (default 64 MiB) | always |
-//! | `file://relative/dir`, `file:///absolute/dir` | [`FileEngine`] | always |
-//! | `redis://[user:password@]host[:port][/db]` | [`RedisEngine`](super::RedisEngine), one server | `redis` |
-//! | `rediss://...` | the same over TLS | `redis` |
-//! | `redis+cluster://[user:password@]host1:port1,host2:port2` | [`RedisEngine`](super::RedisEngine) on a Redis Cluster (`rediss+cluster://` for TLS) | `redis` |
-//! | `postgres://user[:password]@host[:port]/db`, `postgresql://...` | [`PostgresEngine`](super::PostgresEngine) | `postgres` |
-//! | `s3://bucket/prefix` | [`ObjectStoreEngine`](super::ObjectStoreEngine) on S3 | `s3` |
-//! | `tiered+<any of the above>` | [`TieredEngine`]: a [`MemoryEngine`] L1 in front of it | as the inner URL |
-//!
-//! Query options understood by the engines (others are passed to the driver for
-//! `redis` and `postgres`, and rejected elsewhere):
-//!
-//! - every networked engine: `timeout=` per-operation timeout, as `500ms`, `2s` or
-//!   plain milliseconds;
-//! - `redis`: `prefix=` key prefix (default `mistral-tower:`);
-//! - `postgres`: `table=` table name (default `mistral_tower_cache`);
-//! - `s3`: `endpoint=` (for example `http://127.0.0.1:9000`), `region=`,
-//!   `allow_http=true` (needed for a plain-HTTP endpoint); credentials, and any
-//!   option not given in the URL, come from the usual `AWS_*` environment
-//!   variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` /
-//!   `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, ...);
-//! - `tiered+...`: `l1_max_bytes=` (default 64 MiB) and `l1_ttl=`.
-//!
-//! Building never connects: a server that is down makes each operation fail
-//! (a miss for the cache layer), not the build. A URL whose engine was not
-//! compiled in fails with [`CacheError::Config`] naming the cargo feature to
-//! enable.
+//! See [`engine_from_url`] for the URL forms and options.
 //!
 //! # Example
 //!
@@ -50,13 +22,39 @@ use super::{BoxEngine, CacheError, FileEngine, MemoryEngine, TieredEngine};
 
 const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Builds an engine from a URL: `memory://?max_bytes=N`, `file://path`,
-/// `redis://...`, `rediss://...`, `redis+cluster://h1:p1,h2:p2`,
-/// `postgres://...`, `s3://bucket/prefix`, `tiered+<url>`.
+/// Builds an engine from a URL, so the engine can come from configuration.
 ///
-/// See the [module docs](self) for every option. Fails with
-/// [`CacheError::Config`] for an unknown scheme, a malformed URL, a bad option,
-/// or an engine whose cargo feature is not enabled.
+/// | URL | engine | cargo feature |
+/// |-----|--------|---------------|
+/// | `memory://` or `memory://?max_bytes=67108864` | [`MemoryEngine`] (default 64 MiB) | always |
+/// | `file://relative/dir`, `file:///absolute/dir` | [`FileEngine`] | always |
+/// | `redis://[user:password@]host[:port][/db]` | [`RedisEngine`](super::RedisEngine), one server | `redis` |
+/// | `rediss://...` | the same over TLS | `redis` |
+/// | `redis+cluster://[user:password@]host1:port1,host2:port2` | [`RedisEngine`](super::RedisEngine) on a Redis Cluster (`rediss+cluster://` for TLS) | `redis` |
+/// | `postgres://user[:password]@host[:port]/db`, `postgresql://...` | [`PostgresEngine`](super::PostgresEngine) | `postgres` |
+/// | `s3://bucket/prefix` | [`ObjectStoreEngine`](super::ObjectStoreEngine) on S3 | `s3` |
+/// | `tiered+<any of the above>` | [`TieredEngine`]: a [`MemoryEngine`] L1 in front of it | as the inner URL |
+///
+/// Query options understood by the engines (others are passed to the driver for
+/// `redis` and `postgres`, and rejected elsewhere):
+///
+/// - every networked engine: `timeout=` per-operation timeout, as `500ms`, `2s` or
+///   plain milliseconds;
+/// - `redis`: `prefix=` key prefix (default `mistral-tower:`);
+/// - `postgres`: `table=` table name (default `mistral_tower_cache`);
+/// - `s3`: `endpoint=` (for example `http://127.0.0.1:9000`), `region=`,
+///   `allow_http=true` (needed for a plain-HTTP endpoint); credentials, and any
+///   option not given in the URL, come from the usual `AWS_*` environment
+///   variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` /
+///   `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, ...);
+/// - `tiered+...`: `l1_max_bytes=` (default 64 MiB) and `l1_ttl=`.
+///
+/// Building never connects: a server that is down makes each operation fail
+/// (a miss for the cache layer), not the build.
+///
+/// Fails with [`CacheError::Config`] for an unknown scheme, a malformed URL or
+/// a bad option, and for an engine whose cargo feature is not enabled (the
+/// message names the feature).
 pub async fn engine_from_url(url: &str) -> Result<BoxEngine, CacheError> {
     let (scheme, rest) = url
         .split_once("://")
@@ -68,7 +66,10 @@ pub async fn engine_from_url(url: &str) -> Result<BoxEngine, CacheError> {
             Some(v) => parse_u64("l1_max_bytes", &v)?,
             None => DEFAULT_MEMORY_BYTES,
         };
-        let l1_ttl = parsed.take("l1_ttl").map(|v| parse_duration(&v)).transpose()?;
+        let l1_ttl = parsed
+            .take("l1_ttl")
+            .map(|v| parse_duration(&v))
+            .transpose()?;
         if inner_scheme.starts_with("tiered") {
             return Err(config("tiered+ URLs cannot nest".into()));
         }
@@ -104,7 +105,9 @@ pub async fn engine_from_url(url: &str) -> Result<BoxEngine, CacheError> {
             parsed.reject_rest("file")?;
             let path = percent_decode(&parsed.base)?;
             if path.is_empty() {
-                return Err(config("file:// needs a directory, e.g. file://.mistral/cache".into()));
+                return Err(config(
+                    "file:// needs a directory, e.g. file://.mistral/cache".into(),
+                ));
             }
             let engine = FileEngine::new(path.as_str())
                 .map_err(|e| config(format!("cannot open cache directory {path:?}: {e}")))?;
@@ -155,7 +158,10 @@ fn redis_from_url(scheme: &str, rest: &str) -> Result<BoxEngine, CacheError> {
 
     let mut parsed = Parsed::new(rest);
     let prefix = parsed.take("prefix");
-    let timeout = parsed.take("timeout").map(|v| parse_duration(&v)).transpose()?;
+    let timeout = parsed
+        .take("timeout")
+        .map(|v| parse_duration(&v))
+        .transpose()?;
     let mut engine = match scheme.strip_suffix("+cluster") {
         None => RedisEngine::new(&format!("{scheme}://{}", parsed.rebuild()))?,
         Some(node_scheme) => {
@@ -198,7 +204,10 @@ fn postgres_from_url(scheme: &str, rest: &str) -> Result<BoxEngine, CacheError> 
 
     let mut parsed = Parsed::new(rest);
     let table = parsed.take("table");
-    let timeout = parsed.take("timeout").map(|v| parse_duration(&v)).transpose()?;
+    let timeout = parsed
+        .take("timeout")
+        .map(|v| parse_duration(&v))
+        .transpose()?;
     let mut engine = PostgresEngine::new(&format!("{scheme}://{}", parsed.rebuild()))?;
     if let Some(table) = table {
         engine = engine.with_table(&table)?;
@@ -233,9 +242,13 @@ fn s3_from_url(rest: &str) -> Result<BoxEngine, CacheError> {
         builder = builder.with_allow_http(parse_bool("allow_http", &allow)?);
     }
     if let Some(v) = parsed.take("virtual_hosted_style") {
-        builder = builder.with_virtual_hosted_style_request(parse_bool("virtual_hosted_style", &v)?);
+        builder =
+            builder.with_virtual_hosted_style_request(parse_bool("virtual_hosted_style", &v)?);
     }
-    let timeout = parsed.take("timeout").map(|v| parse_duration(&v)).transpose()?;
+    let timeout = parsed
+        .take("timeout")
+        .map(|v| parse_duration(&v))
+        .transpose()?;
     parsed.reject_rest("s3")?;
     let mut engine = ObjectStoreEngine::s3(builder, &percent_decode(&prefix)?)?;
     if let Some(timeout) = timeout {
@@ -399,7 +412,10 @@ mod tests {
     #[tokio::test]
     async fn unknown_scheme_and_bad_options_are_config_errors() {
         let m = config_message(engine_from_url("ftp://x").await);
-        assert!(m.contains("unknown cache engine URL scheme") && m.contains("ftp"), "{m}");
+        assert!(
+            m.contains("unknown cache engine URL scheme") && m.contains("ftp"),
+            "{m}"
+        );
         let m = config_message(engine_from_url("no-scheme").await);
         assert!(m.contains("no scheme"), "{m}");
         let m = config_message(engine_from_url("memory://?max_bytes=lots").await);
@@ -460,9 +476,11 @@ mod tests {
     #[cfg(feature = "postgres")]
     #[tokio::test]
     async fn postgres_urls() {
-        let e = engine_from_url("postgresql://u:pw@127.0.0.1:1/db?table=t1&timeout=2s&connect_timeout=1")
-            .await
-            .unwrap();
+        let e = engine_from_url(
+            "postgresql://u:pw@127.0.0.1:1/db?table=t1&timeout=2s&connect_timeout=1",
+        )
+        .await
+        .unwrap();
         assert!(format!("{e:?}").contains("PostgresEngine"));
         let m = config_message(engine_from_url("postgres://h/db?table=bad-name").await);
         assert!(m.contains("table name"), "{m}");
