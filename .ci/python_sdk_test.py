@@ -11,6 +11,7 @@ at /_fake/calls).
 
 import json
 import sys
+import time
 import urllib.request
 
 try:  # mistralai >= 2
@@ -56,8 +57,22 @@ def twice(label, proxy, upstream, call):
     return first, second
 
 
+def wait_until_up(url, what):
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            get_text(url)
+            return
+        except OSError as e:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{what} at {url} is not answering: {e}")
+            time.sleep(0.2)
+
+
 def main():
     proxy, upstream = sys.argv[1].rstrip("/"), sys.argv[2].rstrip("/")
+    wait_until_up(upstream + "/_fake/calls", "the fake upstream")
+    wait_until_up(proxy + "/_mistral-cache/healthz", "the proxy")
     client = Mistral(api_key="test-key-not-real", server_url=proxy)
     messages = [{"role": "user", "content": "How far is the Moon from the Earth?"}]
 

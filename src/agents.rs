@@ -17,8 +17,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use crate::chat::{ChatCompletionChunk, ChatCompletionResponse};
 use crate::chat::ChatMessage;
+pub use crate::chat::{ChatCompletionChunk, ChatCompletionResponse};
 use crate::common::{
     GuardrailConfig, Prediction, PromptMode, ReasoningEffort, ResponseFormat, ServiceTier, Stop,
     Tool, ToolChoice, setters,
@@ -103,21 +103,21 @@ impl AgentsCompletionRequest {
     setters! {
         max_tokens: u32,
         stream: bool,
-        stop: Stop,
+        stop: impl Stop,
         random_seed: u64,
         metadata: Map<String, Value>,
         response_format: ResponseFormat,
         tools: Vec<Tool>,
-        tool_choice: ToolChoice,
+        tool_choice: impl ToolChoice,
         presence_penalty: f64,
         frequency_penalty: f64,
         n: u32,
         prediction: Prediction,
         parallel_tool_calls: bool,
-        reasoning_effort: ReasoningEffort,
-        prompt_mode: PromptMode,
+        reasoning_effort: impl ReasoningEffort,
+        prompt_mode: impl PromptMode,
         guardrails: Vec<GuardrailConfig>,
-        prompt_cache_key: String,
-        service_tier: ServiceTier,
+        prompt_cache_key: impl String,
+        service_tier: impl ServiceTier,
     }
 }

@@ -17,7 +17,7 @@
 //!     vec![ChatMessage::system("Answer in JSON."), ChatMessage::user("Hi")],
 //! )
 //! .temperature(0.0)
-//! .max_tokens(64u32)
+//! .max_tokens(64)
 //! .response_format(ResponseFormat::json_object());
 //! let body = serde_json::to_value(&req)?;
 //! assert_eq!(body["temperature"], 0.0);
@@ -288,22 +288,22 @@ impl ChatCompletionRequest {
         top_p: f64,
         max_tokens: u32,
         stream: bool,
-        stop: Stop,
+        stop: impl Stop,
         random_seed: u64,
         metadata: Map<String, Value>,
         response_format: ResponseFormat,
         tools: Vec<Tool>,
-        tool_choice: ToolChoice,
+        tool_choice: impl ToolChoice,
         presence_penalty: f64,
         frequency_penalty: f64,
         n: u32,
         prediction: Prediction,
         parallel_tool_calls: bool,
-        reasoning_effort: ReasoningEffort,
-        prompt_mode: PromptMode,
+        reasoning_effort: impl ReasoningEffort,
+        prompt_mode: impl PromptMode,
         guardrails: Vec<GuardrailConfig>,
-        prompt_cache_key: String,
-        service_tier: ServiceTier,
+        prompt_cache_key: impl String,
+        service_tier: impl ServiceTier,
         safe_prompt: bool,
     }
 }
@@ -381,6 +381,17 @@ pub struct ChatCompletionChunk {
     pub choices: Vec<ChatCompletionStreamChoice>,
 }
 
+impl ChatCompletionChunk {
+    /// The text this chunk adds to the first choice (empty when none).
+    pub fn text(&self) -> String {
+        self.choices
+            .first()
+            .and_then(|c| c.delta.content.as_ref())
+            .map(|c| c.text().into_owned())
+            .unwrap_or_default()
+    }
+}
+
 /// The delta of one choice in a chunk (`CompletionResponseStreamChoice`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletionStreamChoice {
@@ -422,7 +433,9 @@ pub struct DeltaMessage {
 ///
 /// Content deltas are concatenated (strings or chunk arrays), tool calls are merged by index
 /// (a call may arrive whole or split; `arguments` strings are concatenated), the last usage and
-/// finish reason win, and choices are kept apart by index (`n` > 1).
+/// finish reason win, and choices are kept apart by index (`n` > 1). The id, model and creation
+/// time come from the first chunk that has them. The role is not kept: a choice's message is an
+/// [`AssistantMessage`].
 #[derive(Debug, Clone, Default)]
 pub struct ChatCompletionAccumulator {
     id: String,

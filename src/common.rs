@@ -104,18 +104,27 @@ macro_rules! string_enum {
 }
 pub(crate) use string_enum;
 
-/// Generates builder-style setters `fn field(self, value: impl Into<T>) -> Self` that set
-/// `self.field = Some(value.into())`.
+/// Generates builder-style setters that set `self.field = Some(value)`: `field: T,` takes a
+/// `T`; `field: impl T,` takes any `impl Into<T>`.
 macro_rules! setters {
-    ($( $name:ident : $ty:ty ),* $(,)?) => {
-        $(
-            #[doc = concat!("Sets the `", stringify!($name), "` field (builder style).")]
-            #[must_use]
-            pub fn $name(mut self, value: impl Into<$ty>) -> Self {
-                self.$name = Some(value.into());
-                self
-            }
-        )*
+    () => {};
+    ($name:ident : impl $ty:ty, $($rest:tt)*) => {
+        #[doc = concat!("Sets the `", stringify!($name), "` field (builder style).")]
+        #[must_use]
+        pub fn $name(mut self, value: impl Into<$ty>) -> Self {
+            self.$name = Some(value.into());
+            self
+        }
+        $crate::common::setters!($($rest)*);
+    };
+    ($name:ident : $ty:ty, $($rest:tt)*) => {
+        #[doc = concat!("Sets the `", stringify!($name), "` field (builder style).")]
+        #[must_use]
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.$name = Some(value);
+            self
+        }
+        $crate::common::setters!($($rest)*);
     };
 }
 pub(crate) use setters;
@@ -705,7 +714,7 @@ impl Function {
     }
 
     setters! {
-        description: String,
+        description: impl String,
         strict: bool,
     }
 }
@@ -977,7 +986,7 @@ impl JsonSchema {
     }
 
     setters! {
-        description: String,
+        description: impl String,
         strict: bool,
     }
 }

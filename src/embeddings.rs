@@ -11,7 +11,7 @@
 //! use mistral_tower::embeddings::{EmbeddingDtype, EmbeddingRequest, EmbeddingResponse, EncodingFormat};
 //!
 //! let req = EmbeddingRequest::new("mistral-embed", ["a", "b"])
-//!     .output_dimension(256u32)
+//!     .output_dimension(256)
 //!     .encoding_format(EncodingFormat::Base64);
 //! assert_eq!(serde_json::to_value(&req)?["input"], serde_json::json!(["a", "b"]));
 //!
@@ -114,8 +114,8 @@ impl EmbeddingRequest {
     setters! {
         metadata: Map<String, Value>,
         output_dimension: u32,
-        output_dtype: EmbeddingDtype,
-        encoding_format: EncodingFormat,
+        output_dtype: impl EmbeddingDtype,
+        encoding_format: impl EncodingFormat,
     }
 }
 

@@ -146,11 +146,11 @@ impl ConnectError {
         let mut timed_out = false;
         let mut cur: Option<&(dyn StdError + 'static)> = Some(&*source);
         while let Some(e) = cur {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::TimedOut {
-                    timed_out = true;
-                    break;
-                }
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::TimedOut
+            {
+                timed_out = true;
+                break;
             }
             if e.is::<TimeoutError>() {
                 timed_out = true;
@@ -283,12 +283,12 @@ impl ApiError {
             }
             _ => {}
         }
-        if let Some(d) = obj.get("detail") {
-            if !matches!(d, Value::Null) {
-                recognized = true;
-                if err.message.is_empty() || err.detail.is_empty() {
-                    absorb_detail(&mut err, d);
-                }
+        if let Some(d) = obj.get("detail")
+            && !matches!(d, Value::Null)
+        {
+            recognized = true;
+            if err.message.is_empty() || err.detail.is_empty() {
+                absorb_detail(&mut err, d);
             }
         }
         // `{"error": {...}}` (OpenAI-style) or `{"error": "..."}`.
@@ -527,20 +527,20 @@ impl Error {
                 };
                 break;
             }
-            if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
-                if h.is_connect() {
-                    let timed_out = h
-                        .source()
-                        .and_then(|s| s.source())
-                        .and_then(|s| s.downcast_ref::<std::io::Error>())
-                        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
-                    kind = if timed_out {
-                        Kind::Timeout(TimeoutKind::Connect)
-                    } else {
-                        Kind::Connect
-                    };
-                    break;
-                }
+            if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>()
+                && h.is_connect()
+            {
+                let timed_out = h
+                    .source()
+                    .and_then(|s| s.source())
+                    .and_then(|s| s.downcast_ref::<std::io::Error>())
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+                kind = if timed_out {
+                    Kind::Timeout(TimeoutKind::Connect)
+                } else {
+                    Kind::Connect
+                };
+                break;
             }
             if let Some(s) = e.downcast_ref::<StreamEventError>() {
                 let s = s.clone();
@@ -672,17 +672,16 @@ impl fmt::Display for Error {
         }
         if let Some(api) = &i.api_error {
             write!(f, ": {api}")?;
-        } else if i.kind == Kind::Status {
-            if let Some(b) = &i.raw_body {
-                if !b.is_empty() {
-                    write!(f, ": {}", truncate(&String::from_utf8_lossy(b), 200))?;
-                }
-            }
+        } else if i.kind == Kind::Status
+            && let Some(b) = &i.raw_body
+            && !b.is_empty()
+        {
+            write!(f, ": {}", truncate(&String::from_utf8_lossy(b), 200))?;
         }
-        if let Some(src) = &i.source {
-            if i.kind != Kind::Stream || i.api_error.is_none() {
-                write!(f, ": {src}")?;
-            }
+        if let Some(src) = &i.source
+            && (i.kind != Kind::Stream || i.api_error.is_none())
+        {
+            write!(f, ": {src}")?;
         }
         if let Some(id) = self.correlation_id() {
             write!(f, " (correlation id {id})")?;

@@ -9,7 +9,7 @@
 //!
 //! let req = FimCompletionRequest::new("codestral-latest", "def add(a, b):")
 //!     .suffix("return a + b")
-//!     .max_tokens(64u32);
+//!     .max_tokens(64);
 //! let body = serde_json::to_value(&req)?;
 //! assert_eq!(body["suffix"], "return a + b");
 //! assert!(body.get("stream").is_none());
@@ -81,15 +81,15 @@ impl FimCompletionRequest {
     }
 
     setters! {
-        suffix: String,
+        suffix: impl String,
         temperature: f64,
         top_p: f64,
         max_tokens: u32,
         min_tokens: u32,
         stream: bool,
-        stop: Stop,
+        stop: impl Stop,
         random_seed: u64,
         metadata: Map<String, Value>,
-        prompt_cache_key: String,
+        prompt_cache_key: impl String,
     }
 }

@@ -205,18 +205,18 @@ impl OcrRequest {
     }
 
     setters! {
-        pages: OcrPages,
+        pages: impl OcrPages,
         include_image_base64: bool,
         image_limit: u32,
         image_min_size: u32,
         bbox_annotation_format: ResponseFormat,
         document_annotation_format: ResponseFormat,
-        document_annotation_prompt: String,
-        table_format: TableFormat,
+        document_annotation_prompt: impl String,
+        table_format: impl TableFormat,
         extract_header: bool,
         extract_footer: bool,
         include_blocks: bool,
-        confidence_scores_granularity: ConfidenceScoresGranularity,
+        confidence_scores_granularity: impl ConfidenceScoresGranularity,
     }
 }
 

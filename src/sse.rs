@@ -185,18 +185,14 @@ impl SseParser {
                 self.data.push_str(&String::from_utf8_lossy(value));
                 self.has_data = true;
             }
-            b"id" => {
-                if !value.contains(&0) {
-                    self.last_id = String::from_utf8_lossy(value).into_owned();
-                }
+            b"id" if !value.contains(&0) => {
+                self.last_id = String::from_utf8_lossy(value).into_owned();
             }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    // all ASCII digits: valid UTF-8; overflow ignored like an invalid value
-                    if let Ok(ms) = std::str::from_utf8(value).unwrap_or("x").parse::<u64>() {
-                        self.retry = Some(Duration::from_millis(ms));
-                        self.event_retry = self.retry;
-                    }
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                // all ASCII digits: valid UTF-8; overflow ignored like an invalid value
+                if let Ok(ms) = std::str::from_utf8(value).unwrap_or("x").parse::<u64>() {
+                    self.retry = Some(Duration::from_millis(ms));
+                    self.event_retry = self.retry;
                 }
             }
             _ => {}
@@ -311,13 +307,16 @@ where
 /// It yields an error ([`Error::is_stream`]) and then ends when the body ends
 /// without `[DONE]` (truncated), when an event is not valid JSON for `T`, or when
 /// upstream sends an error event; a stream idle timeout yields
-/// [`Error::is_timeout`]. Dropping it drops the response body and so the
-/// connection: no task keeps running.
+/// [`Error::is_timeout`]. After `[DONE]` the body is read to its end before the
+/// stream ends, so layers that act on a clean end of stream (the cache) see it.
+/// Dropping it drops the response body and so the connection: no task keeps
+/// running.
 pub struct EventStream<T> {
     inner: SseStream<Body>,
     status: StatusCode,
     headers: HeaderMap,
     finished: bool,
+    draining: bool,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -339,6 +338,7 @@ impl<T> EventStream<T> {
             status,
             headers,
             finished: false,
+            draining: false,
             _t: PhantomData,
         }
     }
@@ -394,6 +394,19 @@ impl<T: DeserializeOwned> Stream for EventStream<T> {
             return Poll::Ready(None);
         }
         loop {
+            if this.draining {
+                // After `[DONE]`, read the body to its end (it normally ends right
+                // there) so layers that act on a clean end of stream, like the
+                // cache, see it; anything after `[DONE]` is ignored.
+                match ready!(Pin::new(&mut this.inner).poll_next(cx)) {
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => {
+                        this.finished = true;
+                        this.inner = SseStream::new(Body::empty());
+                        return Poll::Ready(None);
+                    }
+                }
+            }
             match ready!(Pin::new(&mut this.inner).poll_next(cx)) {
                 Some(Ok(ev)) => {
                     if let Some(err) = error_event(&ev) {
@@ -401,11 +414,8 @@ impl<T: DeserializeOwned> Stream for EventStream<T> {
                     }
                     let data = ev.data.trim();
                     if data == "[DONE]" {
-                        this.finished = true;
-                        // Drop the body now: the connection goes back to the pool
-                        // or is closed, and no more bytes are read.
-                        this.inner = SseStream::new(Body::empty());
-                        return Poll::Ready(None);
+                        this.draining = true;
+                        continue;
                     }
                     if data.is_empty() {
                         continue;
@@ -662,6 +672,36 @@ mod tests {
             got[0].as_ref().unwrap_err().api_error().unwrap().message,
             "boom"
         );
+    }
+
+    #[tokio::test]
+    async fn typed_stream_reads_the_body_to_its_end_after_done() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let ended = Arc::new(AtomicBool::new(false));
+        let e = ended.clone();
+        let frames = futures_util::stream::unfold(0, move |i| {
+            let e = e.clone();
+            async move {
+                let chunk: &'static [u8] = match i {
+                    0 => b"data: {\"n\":1}\n\ndata: [DONE]\n\n",
+                    1 => b": trailing comment\n\ndata: {\"n\":2}\n\n",
+                    _ => {
+                        e.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return None;
+                    }
+                };
+                Some((
+                    Ok::<_, BoxError>(http_body::Frame::data(Bytes::from_static(chunk))),
+                    i + 1,
+                ))
+            }
+        });
+        let body = Body::new(http_body_util::StreamBody::new(frames));
+        let s: EventStream<Chunk> = EventStream::new(StatusCode::OK, HeaderMap::new(), body);
+        let got: Vec<_> = s.collect().await;
+        assert_eq!(got.len(), 1, "events after [DONE] are ignored");
+        assert!(ended.load(Ordering::SeqCst), "the body was read to its end");
     }
 
     #[test]

@@ -16,11 +16,8 @@ mod engine_suite;
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use engine_suite::{Caps, add_path, add_query, contract, env_or_skip, reachable_or_skip, unique};
-use mistral_tower::cache::{
-    BoxEngine, CacheEngine, CacheError, MemoryEngine, TieredEngine, engine_from_url,
-};
+use engine_suite::{Caps, contract};
+use mistral_tower::cache::{FileEngine, MemoryEngine, TieredEngine, engine_from_url};
 
 /// Guards against hangs only; never an assertion on speed.
 const GUARD: Duration = Duration::from_secs(120);
@@ -36,15 +33,13 @@ async fn memory_engine_contract() {
     guarded(contract("memory", &MemoryEngine::new(64 << 20), Caps::ALL)).await;
 }
 
-#[cfg(any())] // TEMP-UNTIL-CACHE-MERGE
 #[tokio::test]
 async fn file_engine_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = mistral_tower::cache::FileEngine::new(dir.path().join("cache")).unwrap();
+    let engine = FileEngine::new(dir.path().join("cache")).unwrap();
     guarded(contract("file", &engine, Caps::ALL)).await;
 }
 
-#[cfg(any())] // TEMP-UNTIL-CACHE-MERGE
 #[tokio::test]
 async fn engines_from_memory_and_file_urls_pass_the_contract() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,7 +62,10 @@ async fn tiered_memory_over_memory_contract() {
 #[cfg(feature = "redis")]
 mod redis_engine {
     use super::*;
+    use bytes::Bytes;
+    use engine_suite::{add_query, env_or_skip, reachable_or_skip, unique};
     use mistral_tower::cache::RedisEngine;
+    use mistral_tower::cache::{CacheEngine, CacheError};
 
     fn redis_url() -> Option<String> {
         env_or_skip("REDIS_URL")
@@ -233,7 +231,10 @@ mod redis_engine {
 #[cfg(feature = "postgres")]
 mod postgres_engine {
     use super::*;
+    use bytes::Bytes;
+    use engine_suite::{add_query, env_or_skip, reachable_or_skip, unique};
     use mistral_tower::cache::PostgresEngine;
+    use mistral_tower::cache::{CacheEngine, CacheError};
 
     async fn raw_client(url: &str) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -377,7 +378,10 @@ mod postgres_engine {
 #[cfg(feature = "s3")]
 mod object_store_engine {
     use super::*;
+    use bytes::Bytes;
+    use engine_suite::{add_path, add_query, reachable_or_skip, unique};
     use mistral_tower::cache::ObjectStoreEngine;
+    use mistral_tower::cache::{BoxEngine, CacheEngine, CacheError};
     use object_store::ObjectStore;
     use std::sync::Arc;
 
@@ -399,7 +403,7 @@ mod object_store_engine {
 
     #[tokio::test]
     async fn s3_contract_via_url() {
-        let Some(url) = env_or_skip("MISTRAL_TOWER_S3_URL") else {
+        let Some(url) = engine_suite::s3_url_or_skip() else {
             return;
         };
         let url = add_query(&add_path(&url, &unique("s3")), "timeout", "30s");
@@ -413,7 +417,7 @@ mod object_store_engine {
 
     #[tokio::test]
     async fn s3_objects_carry_the_expiry_header() {
-        let Some(url) = env_or_skip("MISTRAL_TOWER_S3_URL") else {
+        let Some(url) = engine_suite::s3_url_or_skip() else {
             return;
         };
         let url = add_query(&add_path(&url, &unique("s3_header")), "timeout", "30s");
@@ -479,7 +483,7 @@ mod object_store_engine {
 
     #[tokio::test]
     async fn tiered_memory_over_s3_contract() {
-        let Some(url) = env_or_skip("MISTRAL_TOWER_S3_URL") else {
+        let Some(url) = engine_suite::s3_url_or_skip() else {
             return;
         };
         let url = add_query(&add_path(&url, &unique("s3_tiered")), "timeout", "30s");

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use engine_suite::{add_path, add_query, env_or_skip, reachable_or_skip, unique};
+use engine_suite::unique;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use mistral_tower::Body;
-use mistral_tower::cache::{CacheEngine, CacheLayer, FileEngine, MemoryEngine, TieredEngine, engine_from_url};
+use mistral_tower::cache::{CacheEngine, CacheLayer, FileEngine, MemoryEngine, TieredEngine};
 use tower::{Layer, Service, ServiceExt};
 
 const CHAT_REQUEST: &str = include_str!(concat!(
@@ -114,7 +114,11 @@ where
     ResB: http_body::Body<Data = Bytes>,
     ResB::Error: std::fmt::Debug,
 {
-    let resp = svc.clone().oneshot(req).await.expect("request through the layer");
+    let resp = svc
+        .clone()
+        .oneshot(req)
+        .await
+        .expect("request through the layer");
     let status = resp.status();
     let x_cache = resp
         .headers()
@@ -156,7 +160,10 @@ async fn serves_chat_and_stream_from_cache<E: CacheEngine>(name: &str, engine: E
         // JSON
         let (status, x_cache, body) = send(&svc, chat_request(false, &marker)).await;
         assert_eq!(status, StatusCode::OK, "{name}");
-        assert!(x_cache.eq_ignore_ascii_case("MISS"), "{name}: first request x-cache {x_cache}");
+        assert!(
+            x_cache.eq_ignore_ascii_case("MISS"),
+            "{name}: first request x-cache {x_cache}"
+        );
         assert_eq!(body, CHAT_RESPONSE.as_bytes());
         assert_eq!(upstream.calls(), 1);
         let hit = until_hit(&svc, || chat_request(false, &marker)).await;
@@ -169,7 +176,11 @@ async fn serves_chat_and_stream_from_cache<E: CacheEngine>(name: &str, engine: E
         assert_eq!(body, CHAT_STREAM.as_bytes());
         assert_eq!(upstream.calls(), 2);
         let hit = until_hit(&svc, || chat_request(true, &marker)).await;
-        assert_eq!(hit, CHAT_STREAM.as_bytes(), "{name}: replayed stream differs");
+        assert_eq!(
+            hit,
+            CHAT_STREAM.as_bytes(),
+            "{name}: replayed stream differs"
+        );
         assert_eq!(upstream.calls(), 2, "{name}: a stream hit called upstream");
     })
     .await
@@ -197,13 +208,17 @@ async fn layer_over_tiered_memory_engines() {
 #[cfg(feature = "redis")]
 mod redis_layer {
     use super::*;
+    use engine_suite::{add_query, env_or_skip, reachable_or_skip};
     use mistral_tower::cache::RedisEngine;
+    use mistral_tower::cache::engine_from_url;
     use std::net::{SocketAddr, TcpListener, TcpStream};
     use std::process::{Child, Command, Stdio};
 
     #[tokio::test]
     async fn layer_over_redis() {
-        let Some(url) = env_or_skip("REDIS_URL") else { return };
+        let Some(url) = env_or_skip("REDIS_URL") else {
+            return;
+        };
         let e = RedisEngine::new(&url)
             .unwrap()
             .with_prefix(format!("{}:", unique("layer_redis")))
@@ -217,11 +232,17 @@ mod redis_layer {
 
     #[tokio::test]
     async fn layer_over_redis_cluster() {
-        let Some(url) = env_or_skip("REDIS_CLUSTER_URL") else { return };
+        let Some(url) = env_or_skip("REDIS_CLUSTER_URL") else {
+            return;
+        };
         let prefix = format!("{}:", unique("layer_cluster"));
-        let e = engine_from_url(&add_query(&add_query(&url, "prefix", &prefix), "timeout", "5s"))
-            .await
-            .unwrap();
+        let e = engine_from_url(&add_query(
+            &add_query(&url, "prefix", &prefix),
+            "timeout",
+            "5s",
+        ))
+        .await
+        .unwrap();
         if !reachable_or_skip(&e, "Redis Cluster at REDIS_CLUSTER_URL").await {
             return;
         }
@@ -231,7 +252,9 @@ mod redis_layer {
 
     #[tokio::test]
     async fn layer_over_tiered_memory_redis() {
-        let Some(url) = env_or_skip("REDIS_URL") else { return };
+        let Some(url) = env_or_skip("REDIS_URL") else {
+            return;
+        };
         let prefix = format!("{}:", unique("layer_tiered"));
         let e = engine_from_url(&format!(
             "tiered+{}",
@@ -269,7 +292,9 @@ mod redis_layer {
                 }
                 std::thread::sleep(Duration::from_millis(25));
             }
-            Err(std::io::Error::other("redis-server did not accept connections"))
+            Err(std::io::Error::other(
+                "redis-server did not accept connections",
+            ))
         }
 
         fn kill(mut self) {
@@ -304,7 +329,11 @@ mod redis_layer {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let server = OwnRedis::start(port, dir.path()).expect("start redis-server");
         let engine = RedisEngine::new(&format!("redis://127.0.0.1:{port}"))
             .unwrap()
@@ -323,14 +352,28 @@ mod redis_layer {
             // The server dies mid-run: every request still succeeds, from upstream.
             server.kill();
             for i in 0..10 {
-                let (status, x_cache, body) =
-                    send(&svc, chat_request(i % 2 == 1, &format!("{marker}-down-{}", i / 2))).await;
+                let (status, x_cache, body) = send(
+                    &svc,
+                    chat_request(i % 2 == 1, &format!("{marker}-down-{}", i / 2)),
+                )
+                .await;
                 assert_eq!(status, StatusCode::OK, "request {i} with Redis down");
-                assert!(!x_cache.eq_ignore_ascii_case("HIT"), "request {i}: {x_cache}");
-                let expected = if i % 2 == 1 { CHAT_STREAM } else { CHAT_RESPONSE };
+                assert!(
+                    !x_cache.eq_ignore_ascii_case("HIT"),
+                    "request {i}: {x_cache}"
+                );
+                let expected = if i % 2 == 1 {
+                    CHAT_STREAM
+                } else {
+                    CHAT_RESPONSE
+                };
                 assert_eq!(body, expected.as_bytes(), "request {i} body");
             }
-            assert_eq!(upstream.calls(), calls_before + 10, "every request reached upstream");
+            assert_eq!(
+                upstream.calls(),
+                calls_before + 10,
+                "every request reached upstream"
+            );
             // The cached entry is gone with the server, and that is a miss, not an error.
             let (status, _, body) = send(&svc, chat_request(false, &marker)).await;
             assert_eq!(status, StatusCode::OK);
@@ -363,19 +406,29 @@ mod redis_layer {
 #[cfg(feature = "postgres")]
 mod postgres_layer {
     use super::*;
+    use engine_suite::{add_query, env_or_skip, reachable_or_skip};
+    use mistral_tower::cache::engine_from_url;
 
     #[tokio::test]
     async fn layer_over_postgres() {
-        let Some(url) = env_or_skip("DATABASE_URL") else { return };
+        let Some(url) = env_or_skip("DATABASE_URL") else {
+            return;
+        };
         let table = unique("layer_pg");
-        let e = engine_from_url(&add_query(&add_query(&url, "table", &table), "timeout", "10s"))
-            .await
-            .unwrap();
+        let e = engine_from_url(&add_query(
+            &add_query(&url, "table", &table),
+            "timeout",
+            "10s",
+        ))
+        .await
+        .unwrap();
         if !reachable_or_skip(&e, "PostgreSQL at DATABASE_URL").await {
             return;
         }
         serves_chat_and_stream_from_cache("postgres", e).await;
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         client
             .batch_execute(&format!("DROP TABLE IF EXISTS \"{table}\""))
@@ -390,9 +443,11 @@ mod postgres_layer {
             .local_addr()
             .unwrap()
             .port();
-        let engine = engine_from_url(&format!("postgres://postgres@127.0.0.1:{port}/test?timeout=2s"))
-            .await
-            .unwrap();
+        let engine = engine_from_url(&format!(
+            "postgres://postgres@127.0.0.1:{port}/test?timeout=2s"
+        ))
+        .await
+        .unwrap();
         let upstream = Upstream::default();
         let svc = CacheLayer::new(engine).layer(upstream.service());
         let marker = unique("pg_closed");
@@ -401,11 +456,18 @@ mod postgres_layer {
                 let stream = i % 2 == 1;
                 let (status, x_cache, body) = send(&svc, chat_request(stream, &marker)).await;
                 assert_eq!(status, StatusCode::OK, "request {i}");
-                assert!(!x_cache.eq_ignore_ascii_case("HIT"), "request {i}: {x_cache}");
+                assert!(
+                    !x_cache.eq_ignore_ascii_case("HIT"),
+                    "request {i}: {x_cache}"
+                );
                 let expected = if stream { CHAT_STREAM } else { CHAT_RESPONSE };
                 assert_eq!(body, expected.as_bytes(), "request {i}");
             }
-            assert_eq!(upstream.calls(), 4, "nothing can be cached, everything reaches upstream");
+            assert_eq!(
+                upstream.calls(),
+                4,
+                "nothing can be cached, everything reaches upstream"
+            );
         })
         .await
         .expect("test did not finish within its guard");
@@ -415,18 +477,25 @@ mod postgres_layer {
 #[cfg(feature = "s3")]
 mod object_store_layer {
     use super::*;
+    use engine_suite::{add_path, add_query, reachable_or_skip};
     use mistral_tower::cache::ObjectStoreEngine;
+    use mistral_tower::cache::engine_from_url;
 
     #[tokio::test]
     async fn layer_over_object_store_in_memory() {
         let store = Arc::new(object_store::memory::InMemory::new());
-        serves_chat_and_stream_from_cache("object_store in-memory", ObjectStoreEngine::new(store, "c"))
-            .await;
+        serves_chat_and_stream_from_cache(
+            "object_store in-memory",
+            ObjectStoreEngine::new(store, "c"),
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn layer_over_s3() {
-        let Some(url) = env_or_skip("MISTRAL_TOWER_S3_URL") else { return };
+        let Some(url) = engine_suite::s3_url_or_skip() else {
+            return;
+        };
         let url = add_query(&add_path(&url, &unique("layer_s3")), "timeout", "30s");
         let e = engine_from_url(&url).await.unwrap();
         if !reachable_or_skip(&e, "S3 at MISTRAL_TOWER_S3_URL").await {

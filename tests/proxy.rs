@@ -712,7 +712,11 @@ async fn admin_endpoints_on_the_api_port_and_on_a_separate_port() {
 // ---------------------------------------------------------------------------
 // The binary.
 
-const BIN: &str = env!("CARGO_BIN_EXE_mistral-cache");
+/// The binary under test; `MISTRAL_CACHE_BIN` may point at another build of it.
+fn bin() -> String {
+    std::env::var("MISTRAL_CACHE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mistral-cache").to_owned())
+}
 
 /// A running `mistral-cache serve`, its stderr lines on a channel.
 struct Binary {
@@ -723,7 +727,7 @@ struct Binary {
 
 impl Binary {
     fn start(args: &[&str]) -> Binary {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
@@ -808,7 +812,7 @@ fn spawn_line_reader(
 }
 
 fn run_bin(args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -858,9 +862,13 @@ async fn sigterm_during_a_stream_lets_it_finish() {
     bin.signal("-TERM");
     bin.wait_for_line("SIGTERM received");
     bin.wait_for_line("shutting down");
-    // No new connections once shutting down.
-    let refused = tokio::net::TcpStream::connect(bin.addr).await;
-    assert!(refused.is_err(), "the proxy still accepts connections");
+    // No new connections once shutting down (the listener closes right after the signal).
+    guard(async {
+        while tokio::net::TcpStream::connect(bin.addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 
     up.release_stream();
     while let Some(frame) = guard(body.frame()).await {
@@ -936,7 +944,7 @@ fn unreachable_engine_is_refused_unless_optional() {
 fn env_variables_configure_serve() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .arg("serve")
         .env("MISTRAL_CACHE_LISTEN", &addr)
         .env("MISTRAL_CACHE_ENGINE", "memory://")
@@ -949,4 +957,471 @@ fn env_variables_configure_serve() {
         stderr.contains(&format!("cannot listen on {addr}")),
         "MISTRAL_CACHE_LISTEN ignored: {stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_the_stream_entry_to_the_file_engine() {
+    let up = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = format!("file://{}", dir.path().display());
+    let bin = Binary::start(&["--upstream", &up.url, "--engine", &engine]);
+    let url = format!("http://{}/v1/chat/completions", bin.addr);
+    let res = send(
+        "POST",
+        &url,
+        Some("Bearer k"),
+        Some(STREAM_BODY),
+        &[("x-test-gate", "1")],
+    )
+    .await;
+    let mut body = res.into_body();
+    guard(body.frame()).await.unwrap().unwrap();
+    bin.signal("-TERM");
+    bin.wait_for_line("shutting down");
+    up.release_stream();
+    let mut received = Vec::new();
+    while let Some(frame) = guard(body.frame()).await {
+        if let Some(d) = frame.unwrap().data_ref() {
+            received.extend_from_slice(d);
+        }
+    }
+    assert!(received.ends_with(b"data: [DONE]\n\n"));
+    let status = tokio::task::spawn_blocking(move || bin.wait())
+        .await
+        .unwrap();
+    assert!(status.success());
+    // The entry written at the end of the stream is on disk after the exit.
+    let (code, out, err) = run_bin(&["stats", "--engine", &engine, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["entries"], 1, "{out}");
+    assert_eq!(v["kinds"]["sse"], 1, "{out}");
+}
+
+// ---------------------------------------------------------------------------
+// Administration commands on the file engine.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_purge_and_inspect_work_on_the_file_engine() {
+    use mistral_tower::cache::{CacheEngine, CacheEntry, EntryKind, FileEngine};
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine_url = format!("file://{}", dir.path().display());
+
+    // One entry written by the proxy itself...
+    let up = start_upstream().await;
+    let proxy = start_proxy(&up.url, |c| c.engine = engine_url.clone()).await;
+    let (parts, _) = read_all(
+        send(
+            "POST",
+            &format!("{}/v1/chat/completions", proxy.url),
+            Some("Bearer k"),
+            Some(CHAT_BODY),
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(parts.status, 200);
+    // ... and one in the `ci` namespace, chosen per request.
+    read_all(
+        send(
+            "POST",
+            &format!("{}/v1/chat/completions", proxy.url),
+            Some("Bearer k"),
+            Some(STREAM_BODY),
+            &[("x-cache-namespace", "ci")],
+        )
+        .await,
+    )
+    .await;
+    proxy.shutdown().await;
+
+    // Plus an old entry and bytes that do not decode, written directly.
+    let files = FileEngine::new(dir.path()).unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let old = CacheEntry::new(EntryKind::Json, StatusCode::OK, HeaderMap::new())
+        .with_frames(vec![Bytes::from_static(br#"{"old":true}"#)])
+        .with_times(now_ms - 10 * 86_400_000, None)
+        .with_request("", "POST", "/v1/embeddings");
+    files.set(&"0".repeat(64), old.encode()).await.unwrap();
+    files
+        .set(&"f".repeat(64), Bytes::from_static(b"not an entry"))
+        .await
+        .unwrap();
+
+    let stats = |args: &[&str]| {
+        let (code, out, err) =
+            run_bin(&[&["stats", "--engine", &engine_url, "--json"], args].concat());
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let v = stats(&[]);
+    assert_eq!(v["entries"], 3, "{v}");
+    assert_eq!(v["unreadable"], 1, "{v}");
+    assert_eq!(v["kinds"]["sse"], 1, "{v}");
+    assert_eq!(v["namespaces"]["ci"], 1, "{v}");
+    assert_eq!(v["namespaces"]["(default)"], 2, "{v}");
+    assert!(
+        v["oldest"].as_str().unwrap() < v["newest"].as_str().unwrap(),
+        "{v}"
+    );
+    let (code, text, _) = run_bin(&["stats", "--engine", &engine_url]);
+    assert_eq!(code, 0);
+    assert!(text.contains("entries:     3"), "{text}");
+
+    // inspect, by a unique key prefix: the proxy's chat entry.
+    let keys = files.keys().await.unwrap();
+    let mut chat_key = None;
+    for k in &keys {
+        let Ok(e) = CacheEntry::decode(&files.get(k).await.unwrap()) else {
+            continue;
+        };
+        if e.path() == "/v1/chat/completions" && e.kind() == EntryKind::Json {
+            chat_key = Some(k.clone());
+        }
+    }
+    let chat_key = chat_key.expect("the proxy stored the chat completion");
+    let (code, out, err) = run_bin(&["inspect", "--engine", &engine_url, &chat_key[..12]]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("key:        {chat_key}")), "{out}");
+    assert!(
+        out.contains("request:    POST /v1/chat/completions"),
+        "{out}"
+    );
+    assert!(out.contains("status:     200 OK"), "{out}");
+    assert!(out.contains("kind:       json"), "{out}");
+    assert!(
+        out.contains("usage:      11 prompt + 268 completion = 279 tokens"),
+        "{out}"
+    );
+    assert!(out.contains("  content-type: application/json"), "{out}");
+    assert!(
+        out.contains("\n  \"object\": \"chat.completion\","),
+        "pretty JSON body: {out}"
+    );
+    assert!(
+        !out.to_lowercase().contains("bearer"),
+        "credentials are never stored: {out}"
+    );
+
+    // inspect the stream: its events, one by one.
+    let sse_key = {
+        let mut found = None;
+        for k in &keys {
+            if let Ok(e) = CacheEntry::decode(&files.get(k).await.unwrap())
+                && e.kind() == EntryKind::Sse
+            {
+                found = Some(k.clone());
+            }
+        }
+        found.unwrap()
+    };
+    let (code, out, _) = run_bin(&["inspect", "--engine", &engine_url, &sse_key]);
+    assert_eq!(code, 0);
+    assert!(out.contains("namespace:  ci"), "{out}");
+    assert!(out.contains("[event 1]\n  data: {"), "{out}");
+    assert!(out.contains("  data: [DONE]"), "{out}");
+    let (code, _, err) = run_bin(&["inspect", "--engine", &engine_url, "abcdefabcdef"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no entry"), "{err}");
+
+    // purge --namespace, then --older-than, then everything.
+    let (code, out, err) = run_bin(&["purge", "--engine", &engine_url, "--namespace", "ci"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("purged 1 entries"), "{out}");
+    assert_eq!(stats(&[])["namespaces"]["ci"], serde_json::Value::Null);
+
+    let (code, out, _) = run_bin(&[
+        "purge",
+        "--engine",
+        &engine_url,
+        "--older-than",
+        "7d",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("would purge 1 entries"), "{out}");
+    assert_eq!(stats(&[])["entries"], 2, "a dry run deletes nothing");
+    let (code, out, _) = run_bin(&["purge", "--engine", &engine_url, "--older-than", "7d"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("purged 1 entries"), "{out}");
+    assert!(files.get(&"0".repeat(64)).await.unwrap_err().is_miss());
+    assert!(files.get(&chat_key).await.is_ok(), "a recent entry is kept");
+
+    let (code, out, _) = run_bin(&["purge", "--engine", &engine_url]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("purged 2 entries (all entries)"), "{out}");
+    let v = stats(&[]);
+    assert_eq!(
+        (v["entries"].as_u64(), v["unreadable"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Against the shared fake Mistral server.
+
+mod support;
+
+use support::fake_mistral::FakeMistral;
+
+#[tokio::test]
+async fn every_default_cached_route_is_served_from_cache() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+    let routes: [(&str, &str); 10] = [
+        ("/v1/chat/completions", CHAT_BODY),
+        ("/v1/chat/completions", STREAM_BODY),
+        (
+            "/v1/fim/completions",
+            r#"{"model":"codestral-latest","prompt":"def f(","suffix":")"}"#,
+        ),
+        (
+            "/v1/agents/completions",
+            r#"{"agent_id":"ag-1","messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+        (
+            "/v1/embeddings",
+            r#"{"model":"mistral-embed","input":["a","b"]}"#,
+        ),
+        (
+            "/v1/moderations",
+            r#"{"model":"mistral-moderation-latest","input":["text"]}"#,
+        ),
+        (
+            "/v1/chat/moderations",
+            r#"{"model":"mistral-moderation-latest","input":[{"role":"user","content":"x"}]}"#,
+        ),
+        ("/v1/classifications", r#"{"model":"m","input":["text"]}"#),
+        (
+            "/v1/chat/classifications",
+            r#"{"model":"m","input":[{"messages":[{"role":"user","content":"x"}]}]}"#,
+        ),
+        (
+            "/v1/ocr",
+            r#"{"model":"mistral-ocr-latest","document":{"type":"document_url","document_url":"https://example.com/a.pdf"}}"#,
+        ),
+    ];
+    for (path, body) in routes {
+        let url = format!("{}{path}", proxy.url);
+        let (first, first_body) =
+            read_all(send("POST", &url, Some("Bearer k"), Some(body), &[]).await).await;
+        assert_eq!(
+            first.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&first_body)
+        );
+        let before = fake.total_calls();
+        let (second, second_body) =
+            read_all(send("POST", &url, Some("Bearer k"), Some(body), &[]).await).await;
+        assert!(
+            x_cache(&second.headers).starts_with("HIT"),
+            "{path}: {:?}",
+            second.headers
+        );
+        assert_eq!(
+            fake.total_calls(),
+            before,
+            "{path}: the second call reached upstream"
+        );
+        assert_eq!(first_body, second_body, "{path}");
+    }
+    // Not cached: GET /v1/models.
+    for _ in 0..2 {
+        read_all(
+            send(
+                "GET",
+                &format!("{}/v1/models", proxy.url),
+                Some("Bearer k"),
+                None,
+                &[],
+            )
+            .await,
+        )
+        .await;
+    }
+    assert_eq!(fake.calls("/v1/models"), 2);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn errors_truncated_streams_and_malformed_requests_are_never_cached() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+    let url = format!("{}/v1/chat/completions", proxy.url);
+
+    // Upstream errors pass through unchanged, and are not stored.
+    for _ in 0..2 {
+        let (parts, body) = read_all(
+            send(
+                "POST",
+                &url,
+                Some("Bearer k"),
+                Some(CHAT_BODY),
+                &[("x-fake-scenario", "error-05g")],
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(parts.status, 429);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["type"], "rate_limited");
+    }
+    assert_eq!(fake.calls("/v1/chat/completions"), 2);
+
+    // A stream that ends without [DONE] is forwarded as it is and not stored.
+    for _ in 0..2 {
+        let (parts, body) = read_all(
+            send(
+                "POST",
+                &url,
+                Some("Bearer k"),
+                Some(STREAM_BODY),
+                &[("x-fake-scenario", "stream-truncated")],
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(parts.status, 200);
+        assert!(!String::from_utf8_lossy(&body).contains("[DONE]"));
+    }
+    assert_eq!(fake.calls("/v1/chat/completions"), 4);
+
+    // A malformed body reaches upstream byte for byte; its 4xx answer is not stored.
+    let malformed = "{\"model\": \"m\", \"messages\": [ oops";
+    for _ in 0..2 {
+        let (parts, _) = read_all(
+            send(
+                "POST",
+                &url,
+                Some("Bearer k"),
+                Some(malformed),
+                &[("x-fake-scenario", "error-422")],
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(parts.status, 422);
+        assert_eq!(fake.last_request().unwrap().body, malformed.as_bytes());
+    }
+    assert_eq!(fake.calls("/v1/chat/completions"), 6);
+    let snap = proxy.metrics.snapshot();
+    assert_eq!(snap.hits, 0);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_cache_headers_pass_through_to_the_cache_layer() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+    let url = format!("{}/v1/embeddings", proxy.url);
+    let body = r#"{"model":"mistral-embed","input":["x"]}"#;
+
+    // only-if-cached on a miss: 504 without calling upstream.
+    let (parts, _) = read_all(
+        send(
+            "POST",
+            &url,
+            Some("Bearer k"),
+            Some(body),
+            &[("cache-control", "only-if-cached")],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(parts.status, 504);
+    assert_eq!(fake.total_calls(), 0);
+
+    read_all(send("POST", &url, Some("Bearer k"), Some(body), &[]).await).await;
+    // no-cache refreshes, no-store bypasses; both reach upstream.
+    let (parts, _) = read_all(
+        send(
+            "POST",
+            &url,
+            Some("Bearer k"),
+            Some(body),
+            &[("cache-control", "no-cache")],
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        x_cache(&parts.headers).starts_with("REFRESH"),
+        "{:?}",
+        parts.headers
+    );
+    let (parts, _) = read_all(
+        send(
+            "POST",
+            &url,
+            Some("Bearer k"),
+            Some(body),
+            &[("cache-control", "no-store")],
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        x_cache(&parts.headers).starts_with("BYPASS"),
+        "{:?}",
+        parts.headers
+    );
+    assert_eq!(fake.total_calls(), 3);
+    // The cache headers are consumed, not forwarded.
+    let headers = fake.last_headers().unwrap();
+    assert!(!headers.contains_key("cache-control"));
+    // A namespace is a separate key space.
+    let (parts, _) = read_all(
+        send(
+            "POST",
+            &url,
+            Some("Bearer k"),
+            Some(body),
+            &[("x-cache-namespace", "other")],
+        )
+        .await,
+    )
+    .await;
+    assert!(x_cache(&parts.headers).starts_with("MISS"));
+    let (parts, _) = read_all(send("POST", &url, Some("Bearer k"), Some(body), &[]).await).await;
+    assert!(x_cache(&parts.headers).starts_with("HIT"));
+    assert_eq!(fake.total_calls(), 4);
+
+    let snap = proxy.metrics.snapshot();
+    assert_eq!(snap.bypasses, 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_body_over_the_limit_is_forwarded_uncached() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |c| c.max_request_body = 64).await;
+    let url = format!("{}/v1/embeddings", proxy.url);
+    let big = format!(
+        r#"{{"model":"mistral-embed","input":["{}"]}}"#,
+        "x".repeat(200)
+    );
+    for _ in 0..2 {
+        let (parts, _) =
+            read_all(send("POST", &url, Some("Bearer k"), Some(&big), &[]).await).await;
+        assert_eq!(parts.status, 200);
+        assert!(
+            x_cache(&parts.headers).starts_with("BYPASS"),
+            "{:?}",
+            parts.headers
+        );
+        assert_eq!(
+            fake.last_request().unwrap().body,
+            big.as_bytes(),
+            "forwarded whole"
+        );
+    }
+    assert_eq!(fake.calls("/v1/embeddings"), 2);
+    proxy.shutdown().await;
 }

@@ -22,7 +22,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/mistral/examples");
-const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/mistral/openapi.yaml");
+const SPEC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/mistral/openapi.yaml"
+);
 
 fn example(name: &str) -> String {
     std::fs::read_to_string(format!("{EXAMPLES}/{name}"))
@@ -88,14 +91,21 @@ fn chat_response_example_fields() {
     assert_eq!(res.created, Some(1764257531));
     let usage = res.usage.as_ref().unwrap();
     assert_eq!(
-        (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens),
+        (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.total_tokens
+        ),
         (11, 268, 279)
     );
     let choice = &res.choices[0];
     assert_eq!(choice.finish_reason, Some(FinishReason::Stop));
     assert_eq!(choice.message.tool_calls, None); // `tool_calls: null`
     assert_eq!(choice.message.prefix, Some(false));
-    assert!(res.text().starts_with("The distance between the **Earth and the Moon**"));
+    assert!(
+        res.text()
+            .starts_with("The distance between the **Earth and the Moon**")
+    );
 }
 
 #[test]
@@ -129,8 +139,7 @@ fn tool_call_example_has_string_arguments() {
 
 #[test]
 fn prompt_cache_usage_keeps_cached_tokens() {
-    let res: ChatCompletionResponse =
-        round_trip(&example("06-prompt-cache-usage.response.json"));
+    let res: ChatCompletionResponse = round_trip(&example("06-prompt-cache-usage.response.json"));
     let usage = res.usage.unwrap();
     assert_eq!(usage.cached_tokens(), Some(1008));
     assert_eq!(usage.total_tokens, 1043);
@@ -199,7 +208,10 @@ fn accumulator_merges_tool_calls_chunk_content_and_choices() {
         {"index": 0, "delta": {"content": "!"}, "finish_reason": "length"}
     ], "usage": {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}})));
     let res = acc.finish();
-    assert_eq!((res.id.as_str(), res.model.as_str(), res.created), ("x", "m", Some(5)));
+    assert_eq!(
+        (res.id.as_str(), res.model.as_str(), res.created),
+        ("x", "m", Some(5))
+    );
     assert_eq!(res.usage.unwrap().total_tokens, 9);
     assert_eq!(res.choices.len(), 2);
 
@@ -221,7 +233,10 @@ fn accumulator_merges_tool_calls_chunk_content_and_choices() {
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].id.as_deref(), Some("c1"));
     assert_eq!(calls[0].function.name, "get");
-    assert_eq!(calls[0].function.arguments.to_value().unwrap(), json!({"city": 1}));
+    assert_eq!(
+        calls[0].function.arguments.to_value().unwrap(),
+        json!({"city": 1})
+    );
     assert_eq!(calls[1].id.as_deref(), Some("c2"));
     assert_eq!(calls[1].function.name, "put");
     assert_eq!(second.finish_reason, Some(FinishReason::ToolCalls));
@@ -232,9 +247,11 @@ fn accumulator_separates_whole_tool_calls_with_the_same_index() {
     // Mistral sends each tool call whole, possibly with the same `index` in separate chunks.
     let mut acc = ChatCompletionAccumulator::new();
     for (id, name) in [("a", "one"), ("b", "two")] {
-        acc.push(&chunk(json!({"id": "x", "model": "m", "choices": [{"index": 0, "delta": {
+        acc.push(&chunk(
+            json!({"id": "x", "model": "m", "choices": [{"index": 0, "delta": {
             "tool_calls": [{"id": id, "index": 0, "function": {"name": name, "arguments": "{}"}}]
-        }, "finish_reason": null}]})));
+        }, "finish_reason": null}]}),
+        ));
     }
     let res = acc.finish();
     let names: Vec<&str> = res.choices[0]
@@ -256,7 +273,7 @@ fn unset_fields_are_omitted_and_zero_false_are_sent() {
     let req = req
         .temperature(0.0)
         .top_p(1.0)
-        .max_tokens(0u32)
+        .max_tokens(0)
         .random_seed(0u64)
         .presence_penalty(0.0)
         .frequency_penalty(0.0)
@@ -330,7 +347,10 @@ fn unknown_enum_values_are_kept_and_reserialized() {
     }))
     .unwrap();
     let choice = &chunk.choices[0];
-    assert_eq!(choice.finish_reason, Some(FinishReason::Other("new_reason".into())));
+    assert_eq!(
+        choice.finish_reason,
+        Some(FinishReason::Other("new_reason".into()))
+    );
     assert_eq!(choice.delta.role, Some(Role::Other("critic".into())));
     let back = serde_json::to_value(&chunk).unwrap();
     assert_eq!(back["choices"][0]["finish_reason"], "new_reason");
@@ -348,7 +368,8 @@ fn unknown_enum_values_are_kept_and_reserialized() {
 
 #[test]
 fn content_as_string_and_as_chunks() {
-    let text: ChatMessage = serde_json::from_value(json!({"role": "user", "content": "hi"})).unwrap();
+    let text: ChatMessage =
+        serde_json::from_value(json!({"role": "user", "content": "hi"})).unwrap();
     assert_eq!(text, ChatMessage::user("hi"));
     let chunks = json!({"role": "user", "content": [
         {"type": "text", "text": "What is this?"},
@@ -363,11 +384,19 @@ fn content_as_string_and_as_chunks() {
         {"type": "text"}
     ]});
     let msg: ChatMessage = serde_json::from_value(chunks.clone()).unwrap();
-    assert_eq!(serde_json::to_value(&msg).unwrap(), chunks, "chunks re-encode unchanged");
+    assert_eq!(
+        serde_json::to_value(&msg).unwrap(),
+        chunks,
+        "chunks re-encode unchanged"
+    );
     let content = msg.content().unwrap();
     let parts = content.chunks();
-    assert!(matches!(&parts[1], ContentChunk::ImageUrl(c) if matches!(c.image_url, ImageUrl::Url(_))));
-    assert!(matches!(&parts[2], ContentChunk::ImageUrl(c) if matches!(c.image_url, ImageUrl::Object(_))));
+    assert!(
+        matches!(&parts[1], ContentChunk::ImageUrl(c) if matches!(c.image_url, ImageUrl::Url(_)))
+    );
+    assert!(
+        matches!(&parts[2], ContentChunk::ImageUrl(c) if matches!(c.image_url, ImageUrl::Object(_)))
+    );
     assert!(matches!(parts[3], ContentChunk::DocumentUrl(_)));
     assert!(matches!(parts[4], ContentChunk::Reference(_)));
     assert!(matches!(parts[5], ContentChunk::File(_)));
@@ -376,7 +405,10 @@ fn content_as_string_and_as_chunks() {
     };
     assert!(matches!(think.thinking[1], ThinkingPart::Unknown(_)));
     assert!(matches!(parts[7], ContentChunk::InputAudio(_)));
-    assert_eq!(parts[8], ContentChunk::Unknown(json!({"type": "hologram", "depth": 3})));
+    assert_eq!(
+        parts[8],
+        ContentChunk::Unknown(json!({"type": "hologram", "depth": 3}))
+    );
     // A known type in an unexpected shape is kept too.
     assert_eq!(parts[9], ContentChunk::Unknown(json!({"type": "text"})));
     assert_eq!(content.text(), "What is this?");
@@ -387,7 +419,10 @@ fn content_as_string_and_as_chunks() {
 fn message_constructors() {
     let msgs = vec![
         ChatMessage::system("sys"),
-        ChatMessage::user(vec![ContentChunk::text("a"), ContentChunk::document_url("https://d")]),
+        ChatMessage::user(vec![
+            ContentChunk::text("a"),
+            ContentChunk::document_url("https://d"),
+        ]),
         ChatMessage::assistant("ok"),
         ChatMessage::assistant_prefix("Sure"),
         ChatMessage::tool("call1", "42"),
@@ -408,7 +443,10 @@ fn message_constructors() {
     let history = ChatMessage::from(res.choices[0].message.clone());
     let v = serde_json::to_value(&history).unwrap();
     assert_eq!(v["role"], "assistant");
-    assert_eq!(v["tool_calls"][0]["function"]["arguments"], r#"{"transaction_id": "T1001"}"#);
+    assert_eq!(
+        v["tool_calls"][0]["function"]["arguments"],
+        r#"{"transaction_id": "T1001"}"#
+    );
 }
 
 #[test]
@@ -416,7 +454,9 @@ fn tools_tool_choice_and_response_formats() {
     let req = ChatCompletionRequest::new("m", vec![ChatMessage::user("x")])
         .tools(vec![
             Tool::function("get", "Gets", json!({"type": "object", "properties": {}})),
-            Tool::WebSearch { tool_configuration: None },
+            Tool::WebSearch {
+                tool_configuration: None,
+            },
         ])
         .tool_choice(ToolChoice::function("get"))
         .response_format(ResponseFormat::json_schema(
@@ -431,13 +471,22 @@ fn tools_tool_choice_and_response_formats() {
             {"type": "web_search"}
         ])
     );
-    assert_eq!(v["tool_choice"], json!({"type": "function", "function": {"name": "get"}}));
+    assert_eq!(
+        v["tool_choice"],
+        json!({"type": "function", "function": {"name": "get"}})
+    );
     assert_eq!(
         v["response_format"],
         json!({"type": "json_schema", "json_schema": {"name": "book", "schema": {"type": "object"}, "strict": true}})
     );
-    assert_eq!(v["prediction"], json!({"type": "content", "content": "draft"}));
-    assert_eq!(serde_json::to_value(ToolChoice::any()).unwrap(), json!("any"));
+    assert_eq!(
+        v["prediction"],
+        json!({"type": "content", "content": "draft"})
+    );
+    assert_eq!(
+        serde_json::to_value(ToolChoice::any()).unwrap(),
+        json!("any")
+    );
     assert_eq!(
         serde_json::to_value(ResponseFormat::json_object()).unwrap(),
         json!({"type": "json_object"})
@@ -445,7 +494,10 @@ fn tools_tool_choice_and_response_formats() {
     let back: ChatCompletionRequest = serde_json::from_value(v).unwrap();
     assert_eq!(back, req);
     let unknown: Tool = serde_json::from_value(json!({"type": "teleporter", "range": 2})).unwrap();
-    assert_eq!(unknown, Tool::Unknown(json!({"type": "teleporter", "range": 2})));
+    assert_eq!(
+        unknown,
+        Tool::Unknown(json!({"type": "teleporter", "range": 2}))
+    );
 }
 
 #[test]
@@ -460,7 +512,10 @@ fn embeddings_float_and_base64() {
     );
 
     use base64::Engine as _;
-    let floats: Vec<u8> = [0.5f32, -1.25, 3.0].iter().flat_map(|f| f.to_le_bytes()).collect();
+    let floats: Vec<u8> = [0.5f32, -1.25, 3.0]
+        .iter()
+        .flat_map(|f| f.to_le_bytes())
+        .collect();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&floats);
     let res: EmbeddingResponse = round_trip(
         &json!({
@@ -475,10 +530,16 @@ fn embeddings_float_and_base64() {
         .to_string(),
     );
     let d = &res.data;
-    assert_eq!(d[0].embedding.to_f32(&EmbeddingDtype::Float).unwrap(), vec![0.5, -1.25, 3.0]);
+    assert_eq!(
+        d[0].embedding.to_f32(&EmbeddingDtype::Float).unwrap(),
+        vec![0.5, -1.25, 3.0]
+    );
     assert_eq!(d[0].embedding.to_bytes().unwrap(), floats);
     assert_eq!(d[1].embedding, Embedding::Float(vec![0.1, -2.0, 3.0]));
-    assert_eq!(d[2].embedding.to_bytes().unwrap(), vec![0xff, 0x00, 0x7f, 0x80]);
+    assert_eq!(
+        d[2].embedding.to_bytes().unwrap(),
+        vec![0xff, 0x00, 0x7f, 0x80]
+    );
     assert_eq!(
         d[2].embedding.to_f32(&EmbeddingDtype::Int8).unwrap(),
         vec![-1.0, 0.0, 127.0, -128.0]
@@ -488,7 +549,11 @@ fn embeddings_float_and_base64() {
         vec![255.0, 0.0, 127.0, 128.0]
     );
     // 4 bytes decode as one float; a length that is not a multiple of 4 is an error.
-    assert!(Embedding::Base64("AAA=".into()).to_f32(&EmbeddingDtype::Float).is_err());
+    assert!(
+        Embedding::Base64("AAA=".into())
+            .to_f32(&EmbeddingDtype::Float)
+            .is_err()
+    );
     assert!(Embedding::Base64("not base64!".into()).to_bytes().is_err());
     assert_eq!(res.usage.unwrap().cached_tokens(), Some(0));
 }
@@ -506,17 +571,27 @@ fn models_list_get_delete_and_filter() {
         ]})
         .to_string(),
     );
-    let ids = |f: &ModelFilter| -> Vec<String> {
-        list.search(f).iter().map(|m| m.id.clone()).collect()
-    };
+    let ids =
+        |f: &ModelFilter| -> Vec<String> { list.search(f).iter().map(|m| m.id.clone()).collect() };
     assert_eq!(ids(&ModelFilter::new()).len(), 3);
-    assert_eq!(ids(&ModelFilter::new().vision(true)), ["mistral-small-latest"]);
-    assert_eq!(ids(&ModelFilter::new().completion_fim(true)), ["codestral-latest"]);
     assert_eq!(
-        ids(&ModelFilter::new().completion_chat(true).function_calling(false)),
+        ids(&ModelFilter::new().vision(true)),
+        ["mistral-small-latest"]
+    );
+    assert_eq!(
+        ids(&ModelFilter::new().completion_fim(true)),
+        ["codestral-latest"]
+    );
+    assert_eq!(
+        ids(&ModelFilter::new()
+            .completion_chat(true)
+            .function_calling(false)),
         ["codestral-latest", "ft:open-mistral-7b:1"]
     );
-    assert_eq!(ids(&ModelFilter::new().fine_tuned(true)), ["ft:open-mistral-7b:1"]);
+    assert_eq!(
+        ids(&ModelFilter::new().fine_tuned(true)),
+        ["ft:open-mistral-7b:1"]
+    );
     assert_eq!(list.get("small").unwrap().id, "mistral-small-latest");
 
     let del: DeleteModelResponse =
@@ -546,10 +621,7 @@ fn spec_response_examples_decode() {
     assert!(fim.text().starts_with("add_numbers"));
     let agents: ChatCompletionResponse =
         serde_json::from_value(example("/v1/agents/completions", "post")).unwrap();
-    assert_eq!(
-        agents.usage.unwrap().prompt_audio_seconds,
-        Some(json!({}))
-    );
+    assert_eq!(agents.usage.unwrap().prompt_audio_seconds, Some(json!({})));
     let emb: EmbeddingResponse = serde_json::from_value(example("/v1/embeddings", "post")).unwrap();
     assert_eq!(emb.data.len(), 2);
     for path in ["/v1/moderations", "/v1/chat/moderations"] {
@@ -633,10 +705,85 @@ fn requests_round_trip() {
     round_trip::<ChatCompletionRequest>(&serde_json::to_string(&req).unwrap());
     let fim = FimCompletionRequest::new("c", "p").suffix("s").stop("x");
     round_trip::<FimCompletionRequest>(&serde_json::to_string(&fim).unwrap());
-    let agents = AgentsCompletionRequest::new("a", vec![ChatMessage::user("u")]).n(1u32);
+    let agents = AgentsCompletionRequest::new("a", vec![ChatMessage::user("u")]).n(1);
     round_trip::<AgentsCompletionRequest>(&serde_json::to_string(&agents).unwrap());
     let emb = EmbeddingRequest::new("e", ["x"]);
     round_trip::<EmbeddingRequest>(&serde_json::to_string(&emb).unwrap());
     let ocr = OcrRequest::new("o", OcrDocument::file("f")).pages(vec![0, 1]);
     round_trip::<OcrRequest>(&serde_json::to_string(&ocr).unwrap());
+}
+
+#[test]
+fn builder_setters_take_plain_literals_and_strings() {
+    let req = ChatCompletionRequest::new("m", vec![ChatMessage::user("x")])
+        .max_tokens(64)
+        .n(2)
+        .random_seed(7)
+        .temperature(0.2)
+        .stop("END")
+        .reasoning_effort("high")
+        .tool_choice(mistral_tower::common::ToolChoiceMode::Auto)
+        .prompt_cache_key(String::from("k"));
+    assert_eq!(req.max_tokens, Some(64));
+    assert_eq!(req.reasoning_effort, Some(ReasoningEffort::High));
+    assert_eq!(req.tool_choice, Some(ToolChoice::auto()));
+    let chunk: ChatCompletionChunk = serde_json::from_value(
+        json!({"id": "a", "model": "m", "choices": [{"index": 0, "delta": {"content": [{"type": "text", "text": "hi"}]}}]}),
+    )
+    .unwrap();
+    assert_eq!(chunk.text(), "hi");
+}
+
+mod accumulator_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// However content and tool-call arguments are split across chunks (strings or chunk
+        /// arrays, arguments in pieces), the accumulated text and arguments are the originals.
+        #[test]
+        fn splitting_does_not_change_the_result(
+            text in "[a-zA-Z0-9 .,!{}\"]{0,40}",
+            args in "[a-z0-9:{}\",]{0,30}",
+            text_cuts in proptest::collection::vec((0usize..41, any::<bool>()), 0..6),
+            arg_cuts in proptest::collection::vec(0usize..31, 0..5),
+        ) {
+            let mut acc = ChatCompletionAccumulator::new();
+            let mut cuts: Vec<(usize, bool)> = text_cuts.into_iter().map(|(c, a)| (c.min(text.len()), a)).collect();
+            cuts.sort();
+            let mut start = 0;
+            for (cut, as_chunks) in cuts.into_iter().chain([(text.len(), false)]) {
+                let piece = &text[start..cut.max(start)];
+                start = cut.max(start);
+                let content = if as_chunks {
+                    json!([{"type": "text", "text": piece}])
+                } else {
+                    json!(piece)
+                };
+                acc.push(&chunk(json!({"id": "x", "model": "m", "choices": [
+                    {"index": 0, "delta": {"content": content}, "finish_reason": null}]})));
+            }
+            let mut cuts: Vec<usize> = arg_cuts.into_iter().map(|c| c.min(args.len())).collect();
+            cuts.sort();
+            let mut start = 0;
+            for (i, cut) in cuts.into_iter().chain([args.len()]).enumerate() {
+                let piece = &args[start..cut.max(start)];
+                start = cut.max(start);
+                let call = if i == 0 {
+                    json!({"id": "c", "type": "function", "index": 0, "function": {"name": "f", "arguments": piece}})
+                } else {
+                    json!({"index": 0, "function": {"arguments": piece}})
+                };
+                acc.push(&chunk(json!({"id": "x", "model": "m", "choices": [
+                    {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": null}]})));
+            }
+            let res = acc.finish();
+            let message = &res.choices[0].message;
+            prop_assert_eq!(message.text(), text);
+            let calls = message.tool_calls();
+            prop_assert_eq!(calls.len(), 1);
+            prop_assert_eq!(&calls[0].function.name, "f");
+            prop_assert_eq!(calls[0].function.arguments.to_json_string(), args);
+        }
+    }
 }

@@ -155,10 +155,10 @@ impl PostgresEngine {
 
     /// An engine from a parsed [`tokio_postgres::Config`] with a pool of
     /// [`DEFAULT_POOL_SIZE`](Self::DEFAULT_POOL_SIZE) connections.
-    pub fn from_config(mut config: tokio_postgres::Config) -> Result<Self, CacheError> {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Self::DEFAULT_TIMEOUT);
-        }
+    ///
+    /// Connecting is bounded by the operation timeout (a `connect_timeout` in
+    /// the configuration applies as well).
+    pub fn from_config(config: tokio_postgres::Config) -> Result<Self, CacheError> {
         let describe = describe_config(&config);
         let manager = Manager::from_config(
             config,

@@ -59,6 +59,10 @@ struct Backend {
     kind: Kind,
     /// The URLs with passwords masked, for `Debug`.
     redacted: Vec<String>,
+    /// The URLs as given (with credentials), to rebuild the client.
+    urls: Vec<String>,
+    /// A PEM root certificate to trust for TLS, instead of the built-in roots.
+    root_cert: Option<Vec<u8>>,
 }
 
 enum Kind {
@@ -67,7 +71,6 @@ enum Kind {
         conn: OnceCell<ConnectionManager>,
     },
     Cluster {
-        urls: Vec<String>,
         conn: OnceCell<ClusterConnection>,
     },
 }
@@ -81,13 +84,78 @@ fn config_err(e: redis::RedisError) -> CacheError {
     CacheError::Config(format!("invalid Redis URL: {e}"))
 }
 
-fn cluster_client(urls: &[String], timeout: Duration) -> Result<ClusterClient, CacheError> {
-    ClusterClient::builder(urls.iter().map(String::as_str))
-        .connection_timeout(timeout)
-        .response_timeout(timeout)
-        .retries(2)
-        .build()
-        .map_err(config_err)
+/// A Redis error as a cache error: the client's own timeouts count as
+/// [`CacheError::Timeout`].
+fn redis_err(e: redis::RedisError, timeout: Duration) -> CacheError {
+    if e.is_timeout() {
+        CacheError::Timeout(timeout)
+    } else {
+        CacheError::backend(e)
+    }
+}
+
+/// The timeout given to the Redis client itself: a little longer than the
+/// engine's, which therefore fires first.
+fn inner_timeout(timeout: Duration) -> Duration {
+    timeout
+        .saturating_mul(2)
+        .saturating_add(Duration::from_millis(100))
+}
+
+fn tls_certs(root_cert: Option<&[u8]>) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: root_cert.map(<[u8]>::to_vec),
+    }
+}
+
+fn cluster_client(
+    urls: &[String],
+    root_cert: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<ClusterClient, CacheError> {
+    // The client's own timeouts are longer than the engine's, so a hung server
+    // ends in the engine's clean `CacheError::Timeout`.
+    let mut builder = ClusterClient::builder(urls.iter().map(String::as_str))
+        .connection_timeout(inner_timeout(timeout))
+        .response_timeout(inner_timeout(timeout))
+        .retries(2);
+    if root_cert.is_some() {
+        builder = builder.certs(tls_certs(root_cert));
+    }
+    builder.build().map_err(config_err)
+}
+
+impl Backend {
+    fn single(url: &str, root_cert: Option<Vec<u8>>) -> Result<Self, CacheError> {
+        let client = match &root_cert {
+            None => redis::Client::open(url),
+            Some(pem) => redis::Client::build_with_tls(url, tls_certs(Some(pem))),
+        }
+        .map_err(config_err)?;
+        Ok(Backend {
+            kind: Kind::Single {
+                client,
+                conn: OnceCell::new(),
+            },
+            redacted: vec![redact_url(url)],
+            urls: vec![url.to_owned()],
+            root_cert,
+        })
+    }
+
+    fn cluster(urls: Vec<String>, root_cert: Option<Vec<u8>>) -> Result<Self, CacheError> {
+        // Validate the URLs now; the client used is built on first use.
+        cluster_client(&urls, root_cert.as_deref(), RedisEngine::DEFAULT_TIMEOUT)?;
+        Ok(Backend {
+            kind: Kind::Cluster {
+                conn: OnceCell::new(),
+            },
+            redacted: urls.iter().map(|u| redact_url(u)).collect(),
+            urls,
+            root_cert,
+        })
+    }
 }
 
 impl RedisEngine {
@@ -103,14 +171,7 @@ impl RedisEngine {
     /// and re-opened by the client after failures. Fails with
     /// [`CacheError::Config`] when the URL is malformed.
     pub fn new(url: &str) -> Result<Self, CacheError> {
-        let client = redis::Client::open(url).map_err(config_err)?;
-        Ok(Self::from_kind(
-            Kind::Single {
-                client,
-                conn: OnceCell::new(),
-            },
-            vec![redact_url(url)],
-        ))
+        Ok(Self::from_backend(Backend::single(url, None)?))
     }
 
     /// An engine on a Redis Cluster reached through the given seed node URLs
@@ -124,24 +185,29 @@ impl RedisEngine {
         if urls.is_empty() {
             return Err(CacheError::Config("no Redis Cluster node given".into()));
         }
-        let redacted = urls.iter().map(|u| redact_url(u)).collect();
-        // Validate the URLs now; the client used is built on first use.
-        cluster_client(&urls, Self::DEFAULT_TIMEOUT)?;
-        Ok(Self::from_kind(
-            Kind::Cluster {
-                urls,
-                conn: OnceCell::new(),
-            },
-            redacted,
-        ))
+        Ok(Self::from_backend(Backend::cluster(urls, None)?))
     }
 
-    fn from_kind(kind: Kind, redacted: Vec<String>) -> Self {
+    fn from_backend(backend: Backend) -> Self {
         RedisEngine {
-            backend: Arc::new(Backend { kind, redacted }),
+            backend: Arc::new(backend),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
             timeout: Self::DEFAULT_TIMEOUT,
         }
+    }
+
+    /// Trusts this PEM root certificate (for example a private CA) for
+    /// `rediss://` connections, instead of the built-in web PKI roots. Call it
+    /// right after construction: it replaces the (not yet opened) connection.
+    pub fn with_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Result<Self, CacheError> {
+        let pem = Some(pem.into());
+        let urls = self.backend.urls.clone();
+        let backend = match self.backend.kind {
+            Kind::Single { .. } => Backend::single(&urls[0], pem)?,
+            Kind::Cluster { .. } => Backend::cluster(urls, pem)?,
+        };
+        self.backend = Arc::new(backend);
+        Ok(self)
     }
 
     /// Sets the key prefix (default [`DEFAULT_PREFIX`](Self::DEFAULT_PREFIX)).
@@ -186,25 +252,27 @@ impl RedisEngine {
         match &self.backend.kind {
             Kind::Single { client, conn } => {
                 let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(self.timeout)
-                    .set_response_timeout(self.timeout)
+                    .set_connection_timeout(inner_timeout(self.timeout))
+                    .set_response_timeout(inner_timeout(self.timeout))
                     .set_number_of_retries(2)
                     .set_max_delay(1_000);
                 let m = conn
                     .get_or_try_init(|| ConnectionManager::new_with_config(client.clone(), config))
                     .await
-                    .map_err(CacheError::backend)?;
+                    .map_err(|e| redis_err(e, self.timeout))?;
                 Ok(Conn::Single(m.clone()))
             }
-            Kind::Cluster { urls, conn } => {
+            Kind::Cluster { conn } => {
                 let timeout = self.timeout;
+                let backend = &self.backend;
                 let c = conn
                     .get_or_try_init(|| async move {
-                        let client = cluster_client(urls, timeout)?;
+                        let client =
+                            cluster_client(&backend.urls, backend.root_cert.as_deref(), timeout)?;
                         client
                             .get_async_connection()
                             .await
-                            .map_err(CacheError::backend)
+                            .map_err(|e| redis_err(e, timeout))
                     })
                     .await?;
                 Ok(Conn::Cluster(c.clone()))
@@ -229,7 +297,7 @@ impl RedisEngine {
             Conn::Single(mut m) => cmd.query_async(&mut m).await,
             Conn::Cluster(mut m) => cmd.query_async(&mut m).await,
         };
-        r.map_err(CacheError::backend)
+        r.map_err(|e| redis_err(e, self.timeout))
     }
 
     async fn scan_node<C: ClusterRoute>(
@@ -238,6 +306,7 @@ impl RedisEngine {
         prefix_len: usize,
         route: Option<&RoutingInfo>,
         out: &mut Vec<String>,
+        timeout: Duration,
     ) -> Result<(), CacheError> {
         let mut cursor: u64 = 0;
         loop {
@@ -251,7 +320,7 @@ impl RedisEngine {
                 .run(&cmd, route)
                 .await
                 .and_then(|v| redis::from_redis_value(&v))
-                .map_err(CacheError::backend)?;
+                .map_err(|e| redis_err(e, timeout))?;
             for k in batch {
                 if let Some(rest) = k.get(prefix_len..)
                     && let Ok(s) = std::str::from_utf8(rest)
@@ -422,18 +491,21 @@ impl CacheEngine for RedisEngine {
     async fn keys(&self) -> Result<Vec<String>, CacheError> {
         let pattern = format!("{}*", glob_escape(&self.prefix));
         let prefix_len = self.prefix.len();
+        // Connecting is bounded like any operation, the walk more generously.
+        let conn = self.timed(self.conn()).await?;
+        let timeout = self.timeout;
         let fut = async {
             let mut out = Vec::new();
-            match self.conn().await? {
+            match conn {
                 Conn::Single(mut m) => {
-                    Self::scan_node(&mut m, &pattern, prefix_len, None, &mut out).await?;
+                    Self::scan_node(&mut m, &pattern, prefix_len, None, &mut out, timeout).await?;
                 }
                 Conn::Cluster(mut c) => {
                     let nodes: String = redis::cmd("CLUSTER")
                         .arg("NODES")
                         .query_async(&mut c)
                         .await
-                        .map_err(CacheError::backend)?;
+                        .map_err(|e| redis_err(e, timeout))?;
                     let masters = parse_cluster_masters(&nodes);
                     if masters.is_empty() {
                         return Err(CacheError::backend("CLUSTER NODES listed no master"));
@@ -443,8 +515,15 @@ impl CacheEngine for RedisEngine {
                             host,
                             port,
                         });
-                        Self::scan_node(&mut c, &pattern, prefix_len, Some(&route), &mut out)
-                            .await?;
+                        Self::scan_node(
+                            &mut c,
+                            &pattern,
+                            prefix_len,
+                            Some(&route),
+                            &mut out,
+                            timeout,
+                        )
+                        .await?;
                     }
                 }
             }

@@ -26,9 +26,9 @@ use super::{CacheEngine, CacheError};
 /// An L1 engine in front of an L2 engine.
 ///
 /// Reads try L1, then L2; an L2 hit is copied into L1 so the next read stays
-/// local. Writes and deletes go to both levels. L2 is the source of truth: an
-/// L1 failure never fails an operation (it is logged), an L2 failure is
-/// reported. Entries copied from L2 into L1 carry no TTL of their own unless
+/// local. Writes and deletes go to both levels (L2 first). L2 is the source of
+/// truth: an L1 failure never fails a read or a write (it is logged), an L2
+/// failure is reported, and L1 never keeps a value that L2 refused. Entries copied from L2 into L1 carry no TTL of their own unless
 /// [`TieredEngine::with_l1_ttl`] caps it (entries written by the cache layer
 /// carry their expiry inside, so a long-lived L1 copy is still never served
 /// stale by the layer).
@@ -92,21 +92,22 @@ impl<L1: CacheEngine, L2: CacheEngine> CacheEngine for TieredEngine<L1, L2> {
         self.set_with_ttl(key, data, None).await
     }
 
+    /// Writes L2, then L1. When L2 fails, its error is returned and L1 is not
+    /// written (its old copy is dropped), so L1 never holds what L2 refused.
     async fn set_with_ttl(
         &self,
         key: &str,
         data: Bytes,
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
-        let (r1, r2) = tokio::join!(
-            self.l1
-                .set_with_ttl(key, data.clone(), self.l1_ttl_for(ttl)),
-            self.l2.set_with_ttl(key, data, ttl)
-        );
-        if let Err(e) = r1 {
+        if let Err(e) = self.l2.set_with_ttl(key, data.clone(), ttl).await {
+            let _ = self.l1.delete(key).await;
+            return Err(e);
+        }
+        if let Err(e) = self.l1.set_with_ttl(key, data, self.l1_ttl_for(ttl)).await {
             tracing::debug!(error = %e, "tiered cache: L1 set failed");
         }
-        r2
+        Ok(())
     }
 
     /// Deletes from both levels. An L1 error is reported too (after an L2
@@ -228,10 +229,15 @@ mod tests {
         assert_eq!(t.get("k").await.unwrap(), "v");
 
         let t = TieredEngine::new(Flaky::default(), Flaky::failing());
+        t.l1().set("k", Bytes::from_static(b"old")).await.unwrap();
         assert!(matches!(
             t.set("k", Bytes::from_static(b"v")).await,
             Err(CacheError::Backend(_))
         ));
+        assert!(
+            t.l1().map.lock().unwrap().is_empty(),
+            "L1 must not keep a value L2 refused"
+        );
         assert!(matches!(t.delete("k").await, Err(CacheError::Backend(_))));
     }
 }

@@ -40,10 +40,13 @@ const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 ///
 /// - every networked engine: `timeout=` per-operation timeout, as `500ms`, `2s` or
 ///   plain milliseconds;
-/// - `redis`: `prefix=` key prefix (default `mistral-tower:`);
+/// - `redis`: `prefix=` key prefix (default `mistral-tower:`), `tls_ca_file=`
+///   a PEM root certificate to trust for `rediss://` (a private CA);
 /// - `postgres`: `table=` table name (default `mistral_tower_cache`);
 /// - `s3`: `endpoint=` (for example `http://127.0.0.1:9000`), `region=`,
-///   `allow_http=true` (needed for a plain-HTTP endpoint); credentials, and any
+///   `allow_http=true` (needed for a plain-HTTP endpoint), `anonymous=true`
+///   (unsigned requests, for public buckets), `virtual_hosted_style=true`
+///   (default: path-style requests); credentials, and any
 ///   option not given in the URL, come from the usual `AWS_*` environment
 ///   variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` /
 ///   `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, ...);
@@ -111,9 +114,7 @@ pub async fn engine_from_url(url: &str) -> Result<BoxEngine, CacheError> {
             }
             let engine = FileEngine::new(path.as_str())
                 .map_err(|e| config(format!("cannot open cache directory {path:?}: {e}")))?;
-            // TEMPORARY until the cache branch's FileEngine (with its CacheEngine impl) is merged.
-            let _ = engine;
-            Err(config("file:// engine: FileEngine not merged yet".into()))
+            Ok(BoxEngine::new(engine))
         }
         "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => redis_from_url(&scheme, rest),
         "postgres" | "postgresql" => postgres_from_url(&scheme, rest),
@@ -158,6 +159,7 @@ fn redis_from_url(scheme: &str, rest: &str) -> Result<BoxEngine, CacheError> {
 
     let mut parsed = Parsed::new(rest);
     let prefix = parsed.take("prefix");
+    let ca_file = parsed.take("tls_ca_file");
     let timeout = parsed
         .take("timeout")
         .map(|v| parse_duration(&v))
@@ -189,6 +191,11 @@ fn redis_from_url(scheme: &str, rest: &str) -> Result<BoxEngine, CacheError> {
             RedisEngine::cluster(nodes)?
         }
     };
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(&path)
+            .map_err(|e| config(format!("cannot read tls_ca_file {path:?}: {e}")))?;
+        engine = engine.with_root_certificate(pem)?;
+    }
     if let Some(prefix) = prefix {
         engine = engine.with_prefix(prefix);
     }
@@ -240,6 +247,9 @@ fn s3_from_url(rest: &str) -> Result<BoxEngine, CacheError> {
     }
     if let Some(allow) = parsed.take("allow_http") {
         builder = builder.with_allow_http(parse_bool("allow_http", &allow)?);
+    }
+    if let Some(v) = parsed.take("anonymous") {
+        builder = builder.with_skip_signature(parse_bool("anonymous", &v)?);
     }
     if let Some(v) = parsed.take("virtual_hosted_style") {
         builder =

@@ -6,11 +6,12 @@ use std::time::Duration;
 use http::{HeaderValue, Request, Response};
 use http_body::Body as HttpBody;
 use tower::ServiceBuilder;
-use tower::util::BoxCloneSyncService;
+use tower::util::{BoxCloneSyncService, MapRequest};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::HttpService;
+use crate::cache::{CacheEngine, CacheLayer, RequestBody};
 use crate::layers::{
     AuthLayer, ConcurrencyLimitLayer, RateLimitLayer, RetryConfig, RetryLayer, TimeoutLayer,
     TraceLayer,
@@ -22,6 +23,8 @@ use crate::{Body, BoxError, Error};
 pub const DEFAULT_BASE_URL: &str = "https://api.mistral.ai";
 
 type BoxLayerFn = Box<dyn FnOnce(HttpService) -> HttpService + Send + Sync>;
+/// Builds the cache slot's service; gets the API key to scope cache entries.
+type BoxCacheFn = Box<dyn FnOnce(HttpService, Option<&str>) -> HttpService + Send + Sync>;
 
 /// Configures a [`Client`](crate::Client).
 ///
@@ -38,7 +41,7 @@ pub struct ClientBuilder {
     rate_limit: Option<(u64, Duration)>,
     concurrency_limit: Option<usize>,
     layers: Vec<BoxLayerFn>,
-    cache: Option<BoxLayerFn>,
+    cache: Option<BoxCacheFn>,
     service: Option<HttpService>,
     transport: TransportConfig,
     user_agent: Option<String>,
@@ -229,8 +232,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Puts a layer in the cache slot (outside the limits and retries, inside the
-    /// user layers). Used by `cache(...)`; one slot, the last call wins.
+    /// Puts any layer in the cache slot (outside the limits and retries, inside the
+    /// user layers), as is. One slot: the last of `cache`, `cache_layer` and
+    /// `cache_slot_layer` wins.
     pub fn cache_slot_layer<L, S, B>(mut self, layer: L) -> Self
     where
         L: Layer<HttpService, Service = S> + Send + Sync + 'static,
@@ -240,7 +244,39 @@ impl ClientBuilder {
         B: HttpBody<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        self.cache = Some(Box::new(move |inner| erase(layer.layer(inner))));
+        self.cache = Some(Box::new(move |inner, _key| erase(layer.layer(inner))));
+        self
+    }
+
+    /// Caches responses in `engine` with the default [`CacheLayer`] settings (the Go
+    /// client's `NewCached(client, engine)`).
+    ///
+    /// Entries are scoped to the configured API key (only a digest of it is kept),
+    /// so two clients with different keys never share entries.
+    pub fn cache<E: CacheEngine>(self, engine: E) -> Self {
+        self.cache_layer(CacheLayer::new(engine))
+    }
+
+    /// Puts a configured [`CacheLayer`] in the cache slot: outside the limits,
+    /// retries and timeouts, so a hit costs no rate-limit slot and no network.
+    ///
+    /// The `Authorization` header is added inside the cache, so when an API key is
+    /// configured (and [`keep_request_authorization`](Self::keep_request_authorization)
+    /// is off) the layer is scoped to that key with
+    /// [`CacheLayer::tenant_secret`]. To choose the scope yourself, use
+    /// [`cache_slot_layer`](Self::cache_slot_layer).
+    pub fn cache_layer<E: CacheEngine>(mut self, layer: CacheLayer<E>) -> Self {
+        let keep = self.keep_request_authorization;
+        self.cache = Some(Box::new(move |inner, key| {
+            let layer = match key {
+                Some(key) if !keep => layer.tenant_secret(key.trim()),
+                _ => layer,
+            };
+            erase(layer.layer(MapRequest::new(
+                inner,
+                from_cache_request as fn(Request<RequestBody<Body>>) -> Request<Body>,
+            )))
+        }));
         self
     }
 
@@ -293,13 +329,22 @@ impl ClientBuilder {
             .service(transport);
         let mut service: HttpService = BoxCloneSyncService::new(core);
         if let Some(cache) = self.cache {
-            service = cache(service);
+            service = cache(service, self.api_key.as_deref());
         }
         for layer in self.layers.into_iter().rev() {
             service = layer(service);
         }
         Ok(service)
     }
+}
+
+/// Turns the cache layer's request back into the stack's: a buffered body stays
+/// buffered (so retries can replay it), a streaming one is wrapped.
+fn from_cache_request(req: Request<RequestBody<Body>>) -> Request<Body> {
+    req.map(|b| match b.into_full() {
+        Ok(bytes) => Body::full(bytes),
+        Err(streaming) => Body::new(streaming),
+    })
 }
 
 fn map_timeout_body(res: Response<crate::layers::timeout::TimeoutBody<Body>>) -> Response<Body> {

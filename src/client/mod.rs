@@ -53,13 +53,17 @@ use crate::{Body, BoxError, Error};
 
 pub use crate::sse::EventStream;
 pub use builder::{ClientBuilder, DEFAULT_BASE_URL};
-pub use resources::{Chat, Embeddings};
+pub use resources::{Agents, Chat, Classifiers, Embeddings, Fim, Models, Ocr};
 
 /// The erased service at the heart of a [`Client`]: every layer plus the transport.
 pub type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
 
 /// The largest error body read into an [`Error`] (bigger ones are cut).
 const MAX_ERROR_BODY: usize = 1024 * 1024;
+
+/// The largest successful JSON body decoded (OCR answers with images are the
+/// biggest); a larger one is a decode error.
+const MAX_JSON_BODY: usize = 512 * 1024 * 1024;
 
 /// A typed API answer plus its HTTP metadata. Derefs to the data.
 #[derive(Debug, Clone)]
@@ -204,11 +208,24 @@ impl Client {
         let req = Client::build_request(method, path, body, "application/json")?;
         let res = self.send_checked(req).await?;
         let (parts, body) = res.into_parts();
-        let bytes = match body.collect().await {
+        if http_body::Body::size_hint(&body)
+            .exact()
+            .is_some_and(|n| n > MAX_JSON_BODY as u64)
+        {
+            return Err(
+                Error::decode("the response body is over the size limit", Bytes::new())
+                    .with_response_meta(parts.status, parts.headers),
+            );
+        }
+        let bytes = match Limited::new(body, MAX_JSON_BODY).collect().await {
             Ok(c) => c.to_bytes(),
             Err(e) => {
-                return Err(Error::from_body_error(e, false)
-                    .with_response_meta(parts.status, parts.headers));
+                let err = if e.is::<http_body_util::LengthLimitError>() {
+                    Error::decode(e, Bytes::new())
+                } else {
+                    Error::from_body_error(e, false)
+                };
+                return Err(err.with_response_meta(parts.status, parts.headers));
             }
         };
         match serde_json::from_slice::<Res>(&bytes) {

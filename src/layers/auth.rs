@@ -200,15 +200,15 @@ where
         }
         let headers = req.headers_mut();
         headers.remove(HOST);
-        if let Some(auth) = &c.authorization {
-            if !(c.keep_request_authorization && headers.contains_key(AUTHORIZATION)) {
-                headers.insert(AUTHORIZATION, auth.clone());
-            }
+        if let Some(auth) = &c.authorization
+            && !(c.keep_request_authorization && headers.contains_key(AUTHORIZATION))
+        {
+            headers.insert(AUTHORIZATION, auth.clone());
         }
-        if let Some(ua) = &c.user_agent {
-            if !headers.contains_key(USER_AGENT) {
-                headers.insert(USER_AGENT, ua.clone());
-            }
+        if let Some(ua) = &c.user_agent
+            && !headers.contains_key(USER_AGENT)
+        {
+            headers.insert(USER_AGENT, ua.clone());
         }
         self.inner.call(req)
     }

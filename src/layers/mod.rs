@@ -10,13 +10,14 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use mistral_tower::layers::{auth::AuthLayer, retry::{RetryConfig, RetryLayer}, timeout::TimeoutLayer};
+//! use mistral_tower::Body;
+//! use mistral_tower::layers::{AuthLayer, RetryConfig, RetryLayer, TimeoutLayer, timeout::TimeoutBody};
 //! use mistral_tower::transport::HttpTransport;
 //!
 //! let stack = tower::ServiceBuilder::new()
 //!     .layer(RetryLayer::new(RetryConfig::default()))
+//!     .map_response(|res: http::Response<TimeoutBody<Body>>| res.map(Body::new))
 //!     .layer(TimeoutLayer::new().total(Duration::from_secs(30)))
-//!     .map_response(|res: http::Response<_>| res.map(mistral_tower::Body::new))
 //!     .layer(AuthLayer::new("https://api.mistral.ai")?.api_key("sk-...")?)
 //!     .service(HttpTransport::default());
 //! # let _ = stack;

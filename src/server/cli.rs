@@ -23,7 +23,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::{CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS, ServerError, parse_duration};
+use super::{
+    CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS, ServerError, parse_cache_mode,
+    parse_duration,
+};
 
 /// `mistral-cache`: a caching proxy for the Mistral API.
 #[derive(Debug, Parser)]
@@ -44,7 +47,7 @@ pub enum Command {
     /// Serve the Mistral API on a local port, answering repeated requests from the cache.
     Serve(ServeArgs),
     /// Show the entries of an engine: count, bytes, oldest and newest.
-    Stats(EngineArgs),
+    Stats(StatsArgs),
     /// Delete entries of an engine (all of them unless filtered).
     Purge(PurgeArgs),
     /// Print one stored entry: kind, status, headers and body.
@@ -93,7 +96,7 @@ pub struct ServeArgs {
     #[arg(long, env = "MISTRAL_CACHE_PATHS", value_delimiter = ',', default_values_t = DEFAULT_CACHED_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())]
     pub cache_paths: Vec<String>,
     /// Cache mode: read-write, read-only, write-only or replay-only.
-    #[arg(long, env = "MISTRAL_CACHE_MODE", default_value = "read-write")]
+    #[arg(long, env = "MISTRAL_CACHE_MODE", default_value = "read-write", value_parser = parse_cache_mode)]
     pub mode: CacheMode,
     /// Largest request body considered for caching (bigger ones are forwarded uncached), e.g. 8MiB.
     #[arg(long, env = "MISTRAL_CACHE_MAX_REQUEST_BODY", default_value = "8MiB", value_parser = parse_size)]
@@ -168,13 +171,24 @@ pub struct EngineArgs {
     pub engine: String,
 }
 
+/// Flags of `stats`.
+#[derive(Debug, Clone, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    /// The engine.
+    pub engine: EngineArgs,
+    /// Print the numbers as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Flags of `purge`.
 #[derive(Debug, Clone, Args)]
 pub struct PurgeArgs {
     #[command(flatten)]
     /// The engine.
     pub engine: EngineArgs,
-    /// Only entries stored under this namespace.
+    /// Only entries stored under this namespace (`default` for the default one).
     #[arg(long)]
     pub namespace: Option<String>,
     /// Only entries stored longer ago than this, e.g. 7d, 12h, 3600.
@@ -273,7 +287,6 @@ pub async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "mistral-cache failed");
             eprintln!("mistral-cache: {e}");
             match e {
                 ServerError::Config(_)

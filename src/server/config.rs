@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::Method;
 
 use super::ServerError;
+pub use crate::cache::CacheMode;
 
 /// The API routes the proxy caches by default (all `POST`): the deterministic
 /// completions, embeddings, classifiers, moderations, OCR and agents calls.
@@ -103,33 +104,22 @@ impl Default for CachedRoutes {
     }
 }
 
-/// How the proxy uses the cache (the cache layer's modes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum CacheMode {
-    /// Read entries and store fresh answers (the default).
-    #[default]
-    ReadWrite,
-    /// Serve stored entries, never store new ones.
-    ReadOnly,
-    /// Store fresh answers, never serve stored ones.
-    WriteOnly,
-    /// Serve stored entries only; a miss is answered 504 without calling upstream.
-    ReplayOnly,
-}
-
-impl std::str::FromStr for CacheMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().replace('_', "-").as_str() {
-            "read-write" | "rw" => Ok(CacheMode::ReadWrite),
-            "read-only" | "ro" => Ok(CacheMode::ReadOnly),
-            "write-only" | "wo" => Ok(CacheMode::WriteOnly),
-            "replay-only" | "replay" => Ok(CacheMode::ReplayOnly),
-            other => Err(format!(
-                "unknown cache mode {other:?} (read-write, read-only, write-only, replay-only)"
-            )),
-        }
+/// Parses a cache mode name: `read-write`, `read-only`, `write-only` or `replay-only`.
+///
+/// ```
+/// use mistral_tower::server::{CacheMode, parse_cache_mode};
+/// assert_eq!(parse_cache_mode("replay-only"), Ok(CacheMode::ReplayOnly));
+/// assert!(parse_cache_mode("sometimes").is_err());
+/// ```
+pub fn parse_cache_mode(s: &str) -> Result<CacheMode, String> {
+    match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+        "read-write" | "rw" => Ok(CacheMode::ReadWrite),
+        "read-only" | "ro" => Ok(CacheMode::ReadOnly),
+        "write-only" | "wo" => Ok(CacheMode::WriteOnly),
+        "replay-only" | "replay" => Ok(CacheMode::ReplayOnly),
+        other => Err(format!(
+            "unknown cache mode {other:?} (read-write, read-only, write-only, replay-only)"
+        )),
     }
 }
 
@@ -388,11 +378,9 @@ mod tests {
 
     #[test]
     fn modes_parse() {
-        assert_eq!("read-only".parse::<CacheMode>(), Ok(CacheMode::ReadOnly));
-        assert_eq!(
-            "replay_only".parse::<CacheMode>(),
-            Ok(CacheMode::ReplayOnly)
-        );
-        assert!("sometimes".parse::<CacheMode>().is_err());
+        assert_eq!(parse_cache_mode("read-only"), Ok(CacheMode::ReadOnly));
+        assert_eq!(parse_cache_mode("replay_only"), Ok(CacheMode::ReplayOnly));
+        assert_eq!(parse_cache_mode("RW"), Ok(CacheMode::ReadWrite));
+        assert!(parse_cache_mode("sometimes").is_err());
     }
 }

@@ -20,6 +20,9 @@ pub enum CacheState {
     Refresh,
     /// Forwarded without consulting the cache (not cacheable, `no-store`, too large...).
     Bypass,
+    /// Answered by joining an identical request already in flight (no upstream call
+    /// of its own).
+    Coalesced,
     /// Any other state the cache layer reports.
     Other,
     /// The route is not cached by the proxy at all.
@@ -36,6 +39,7 @@ impl CacheState {
         let word = v.split([' ', ',', ';']).next().unwrap_or("");
         match word.to_ascii_uppercase().as_str() {
             "HIT" | "STALE" => CacheState::Hit,
+            "COALESCED" => CacheState::Coalesced,
             "MISS" => CacheState::Miss,
             "REFRESH" => CacheState::Refresh,
             "BYPASS" => CacheState::Bypass,
@@ -43,10 +47,17 @@ impl CacheState {
         }
     }
 
+    /// Whether the answer came from the cache (a stored entry or a shared in-flight
+    /// answer) rather than from an upstream call of its own.
+    pub fn is_from_cache(self) -> bool {
+        matches!(self, CacheState::Hit | CacheState::Coalesced)
+    }
+
     /// The label used in logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             CacheState::Hit => "hit",
+            CacheState::Coalesced => "coalesced",
             CacheState::Miss => "miss",
             CacheState::Refresh => "refresh",
             CacheState::Bypass => "bypass",
@@ -62,6 +73,7 @@ impl CacheState {
 pub struct Metrics {
     requests: AtomicU64,
     hits: AtomicU64,
+    coalesced: AtomicU64,
     misses: AtomicU64,
     refreshes: AtomicU64,
     bypasses: AtomicU64,
@@ -115,6 +127,10 @@ impl Metrics {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let counter = match state {
             CacheState::Hit => &self.hits,
+            CacheState::Coalesced => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                &self.coalesced
+            }
             CacheState::Miss => &self.misses,
             CacheState::Refresh => &self.refreshes,
             CacheState::Bypass => &self.bypasses,
@@ -197,11 +213,11 @@ impl Metrics {
         }
     }
 
-    /// Renders every metric in the Prometheus text exposition format (0.0.4).
-    ///
-    /// `engine_errors` is added to the proxy's own engine error count (the cache
-    /// layer keeps its own counter).
-    pub fn render(&self, extra_engine_errors: u64) -> String {
+    /// Renders every metric in the Prometheus text exposition format (0.0.4),
+    /// with the cache layer's own counters when a cache is configured.
+    pub fn render(&self, cache: Option<crate::cache::MetricsSnapshot>) -> String {
+        let cache = cache.unwrap_or_default();
+        let extra_engine_errors = cache.engine_errors + cache.store_errors;
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::with_capacity(4096);
         let mut counter = |name: &str, help: &str, samples: &[(&str, u64)]| {
@@ -215,7 +231,8 @@ impl Metrics {
             "mistral_cache_requests_total",
             "Requests proxied, by cache state.",
             &[
-                (r#"{cache="hit"}"#, load(&self.hits)),
+                (r#"{cache="hit"}"#, load(&self.hits) - load(&self.coalesced)),
+                (r#"{cache="coalesced"}"#, load(&self.coalesced)),
                 (r#"{cache="miss"}"#, load(&self.misses)),
                 (r#"{cache="refresh"}"#, load(&self.refreshes)),
                 (r#"{cache="bypass"}"#, load(&self.bypasses)),
@@ -225,7 +242,7 @@ impl Metrics {
         );
         counter(
             "mistral_cache_hits_total",
-            "Requests answered from the cache.",
+            "Requests answered from the cache (stored entries and shared in-flight answers).",
             &[("", load(&self.hits))],
         );
         counter(
@@ -242,6 +259,26 @@ impl Metrics {
             "mistral_cache_engine_errors_total",
             "Cache engine failures (the proxy fails open: the request is forwarded).",
             &[("", load(&self.engine_errors) + extra_engine_errors)],
+        );
+        counter(
+            "mistral_cache_coalesced_total",
+            "Requests answered by joining an identical request in flight (counted as hits too).",
+            &[("", load(&self.coalesced))],
+        );
+        counter(
+            "mistral_cache_stores_total",
+            "Entries written to the engine.",
+            &[("", cache.stores)],
+        );
+        counter(
+            "mistral_cache_store_errors_total",
+            "Entries that could not be written (engine error or timeout).",
+            &[("", cache.store_errors)],
+        );
+        counter(
+            "mistral_cache_corrupt_entries_total",
+            "Stored entries that did not decode (treated as misses and overwritten).",
+            &[("", cache.corrupt_entries)],
         );
         counter(
             "mistral_cache_upstream_errors_total",
@@ -370,6 +407,10 @@ mod tests {
     #[test]
     fn state_from_header() {
         assert_eq!(CacheState::from_header(Some("HIT")), CacheState::Hit);
+        assert_eq!(
+            CacheState::from_header(Some("COALESCED")),
+            CacheState::Coalesced
+        );
         assert_eq!(CacheState::from_header(Some("miss")), CacheState::Miss);
         assert_eq!(CacheState::from_header(Some("BYPASS")), CacheState::Bypass);
         assert_eq!(
@@ -418,7 +459,12 @@ mod tests {
             total_tokens: 3,
         });
         m.record_upstream_latency(Duration::from_millis(30));
-        let text = m.render(2);
+        let cache = crate::cache::MetricsSnapshot {
+            engine_errors: 1,
+            store_errors: 1,
+            ..Default::default()
+        };
+        let text = m.render(Some(cache));
         assert!(text.contains("mistral_cache_hits_total 1\n"));
         assert!(text.contains("mistral_cache_misses_total 1\n"));
         assert!(text.contains("mistral_cache_engine_errors_total 2\n"));

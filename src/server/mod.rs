@@ -9,25 +9,25 @@
 //!
 //! # Example
 //!
-//! Run the proxy in-process on a free port, in front of an upstream, with an
-//! in-memory cache:
+//! Build the proxy in front of an upstream, with an in-memory cache, and use its
+//! router like any axum app (here for the health endpoint; [`Proxy::run`] serves
+//! it on a listener, and [`serve`] binds [`Config::listen`] itself):
 //!
-//! ```no_run
+//! ```
 //! use mistral_tower::server::{Config, Proxy};
+//! use tower::ServiceExt;
 //!
-//! # async fn run() -> Result<(), mistral_tower::server::ServerError> {
-//! let mut config = Config::default();
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let mut config = Config::default(); // 127.0.0.1:8080 -> https://api.mistral.ai, file engine
 //! config.upstream = "http://127.0.0.1:7000".into();
 //! config.engine = "memory://".into();
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let proxy = Proxy::new(config).await?;
-//! let metrics = proxy.metrics();
-//! proxy
-//!     .run(listener, None, async { let _ = tokio::signal::ctrl_c().await; })
-//!     .await?;
-//! println!("{:?}", metrics.snapshot());
-//! # Ok(())
-//! # }
+//!
+//! let req = http::Request::get("/_mistral-cache/healthz").body(axum::body::Body::empty())?;
+//! let res = proxy.router().oneshot(req).await?;
+//! assert_eq!(res.status(), 200);
+//! assert!(proxy.render_metrics().contains("mistral_cache_hits_total 0"));
+//! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 //!
 //! # Endpoints
@@ -44,6 +44,7 @@ mod config;
 mod duration;
 mod metrics;
 mod proxy;
+mod stack;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -57,7 +58,9 @@ use http::{HeaderValue, header};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
-pub use config::{ADMIN_PREFIX, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS};
+pub use config::{
+    ADMIN_PREFIX, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS, parse_cache_mode,
+};
 pub use duration::parse_duration;
 pub use metrics::{CacheState, Metrics, MetricsSnapshot, Usage, usage_from_body};
 
@@ -107,6 +110,9 @@ pub enum ServerError {
     /// The client stack could not be built.
     #[error("cannot build the upstream client: {0}")]
     Client(#[source] crate::Error),
+    /// An administration command failed (no such entry, unsupported operation...).
+    #[error("{0}")]
+    Admin(String),
     /// Serving failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -156,7 +162,7 @@ async fn probe_engine(engine: &BoxEngine) -> Result<(), CacheError> {
 pub struct Proxy {
     config: Arc<Config>,
     state: Arc<ProxyState>,
-    cache: Option<cache_glue::CacheHandle>,
+    cache: Option<stack::CacheHandle>,
 }
 
 impl Proxy {
@@ -191,7 +197,7 @@ impl Proxy {
         };
         let (cached, cache) = match engine {
             Some(engine) => {
-                let (svc, handle) = cache_glue::cached_service(engine, &config, direct.clone());
+                let (svc, handle) = stack::cached_service(engine, &config, direct.clone());
                 (svc, Some(handle))
             }
             None => (direct.clone(), None),
@@ -219,14 +225,11 @@ impl Proxy {
         self.state.metrics.clone()
     }
 
-    /// The Prometheus text of [`Proxy::metrics`], including the cache layer's
-    /// engine error count.
+    /// The Prometheus text of [`Proxy::metrics`], with the cache layer's own
+    /// counters (stores, engine errors, corrupt entries).
     pub fn render_metrics(&self) -> String {
-        let engine_errors = self
-            .cache
-            .as_ref()
-            .map_or(0, cache_glue::CacheHandle::engine_errors);
-        self.state.metrics.render(engine_errors)
+        let cache = self.cache.as_ref().map(stack::CacheHandle::metrics);
+        self.state.metrics.render(cache)
     }
 
     /// The router of the API port: forwards everything, and serves
@@ -308,8 +311,13 @@ impl Proxy {
         F: Future<Output = ()> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let grace = self.config.shutdown_timeout;
         tokio::spawn(async move {
             shutdown.await;
+            tracing::info!(
+                grace_secs = grace.as_secs_f64(),
+                "shutting down: no new connections, waiting for in-flight requests"
+            );
             let _ = tx.send(true);
         });
         let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -350,13 +358,8 @@ impl Proxy {
                 None => api.await,
             }
         };
-        let grace = self.config.shutdown_timeout;
         let deadline = async {
             signalled(rx.clone()).await;
-            tracing::info!(
-                grace_secs = grace.as_secs_f64(),
-                "shutting down: no new connections, waiting for in-flight requests"
-            );
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
@@ -367,11 +370,19 @@ impl Proxy {
         }
         if let Some(cache) = &self.cache {
             let started = Instant::now();
-            cache.flush(grace).await;
-            tracing::debug!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "cache writes flushed"
-            );
+            let pending = cache.pending_writes();
+            if cache.flush(grace).await {
+                tracing::info!(
+                    pending,
+                    elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "cache writes flushed"
+                );
+            } else {
+                tracing::warn!(
+                    pending = cache.pending_writes(),
+                    "cache writes still pending after the shutdown grace period"
+                );
+            }
         }
         tracing::info!("mistral-cache stopped");
         Ok(())
@@ -422,34 +433,4 @@ fn timed(http: HttpService, metrics: Arc<Metrics>) -> HttpService {
         })
         .service(http);
     BoxCloneSyncService::new(svc)
-}
-
-/// The seam between the proxy and the cache layer.
-mod cache_glue {
-    use super::*;
-
-    /// What the proxy keeps of the cache layer: counters and pending writes.
-    #[derive(Debug, Clone)]
-    pub(super) struct CacheHandle {
-        engine: BoxEngine,
-    }
-
-    impl CacheHandle {
-        pub(super) fn engine_errors(&self) -> u64 {
-            0
-        }
-
-        pub(super) async fn flush(&self, _within: Duration) {
-            let _ = &self.engine;
-        }
-    }
-
-    /// The cached stack: the cache layer over `inner`.
-    pub(super) fn cached_service(
-        engine: BoxEngine,
-        _config: &Config,
-        inner: HttpService,
-    ) -> (HttpService, CacheHandle) {
-        (inner, CacheHandle { engine })
-    }
 }

@@ -80,6 +80,8 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
     // identity encoding so stored entries can be served to any client.
     parts.headers.remove(header::HOST);
     parts.headers.remove(header::ACCEPT_ENCODING);
+    // `Expect: 100-continue` was answered by this server already.
+    parts.headers.remove(header::EXPECT);
     parts.uri = match upstream_uri(&parts.uri) {
         Ok(uri) => uri,
         Err(e) => {
@@ -128,7 +130,7 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
                 .get("mistral-correlation-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            log.capture = (cache == CacheState::Hit).then(Vec::new);
+            log.capture = cache.is_from_cache().then(Vec::new);
             let body = ObservedBody { inner: body, log };
             Response::from_parts(parts, axum::body::Body::new(body))
         }
@@ -260,7 +262,7 @@ impl Drop for RequestLog {
         let m = &self.metrics;
         m.in_flight_dec();
         m.record_request(self.cache);
-        let from_cache = self.cache == CacheState::Hit;
+        let from_cache = self.cache.is_from_cache();
         m.record_bytes(self.bytes, from_cache);
         if from_cache
             && self.complete

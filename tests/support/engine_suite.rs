@@ -113,9 +113,11 @@ pub async fn allowed_key_characters<E: CacheEngine>(e: &E) {
     let t = tag();
     let keys = [
         format!("{all}{t}"),
+        format!("{t}{all}"),
         format!("{t}.json"),
         format!("-{t}_"),
-        format!("..{t}"),
+        format!("{t}..{t}"),
+        format!("{t}."),
         // The shape the cache layer uses: 64 lowercase hex characters.
         format!("{t}{}", "0123456789abcdef".repeat(4))[..64].to_owned(),
     ];
@@ -132,6 +134,30 @@ pub async fn allowed_key_characters<E: CacheEngine>(e: &E) {
             format!("value {i}"),
             "key {k:?}"
         );
+    }
+    // Keys starting with '.' (including "." and ".."): an engine may refuse
+    // them (the file engine does, as they name hidden or parent entries), but
+    // only with InvalidKey on both set and get, never by storing elsewhere.
+    for k in [
+        format!(".{t}"),
+        format!("..{t}"),
+        ".".to_owned(),
+        "..".to_owned(),
+    ] {
+        match e.set(&k, Bytes::from_static(b"dot")).await {
+            Ok(()) => assert_eq!(
+                e.get(&k)
+                    .await
+                    .unwrap_or_else(|err| panic!("get {k:?}: {err}")),
+                "dot",
+                "key {k:?}"
+            ),
+            Err(CacheError::InvalidKey(_)) => assert!(
+                matches!(e.get(&k).await, Err(CacheError::InvalidKey(_))),
+                "key {k:?} refused by set but not by get"
+            ),
+            Err(err) => panic!("set {k:?}: {err}"),
+        }
     }
 }
 
@@ -257,6 +283,17 @@ pub fn env_or_skip(var: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// `MISTRAL_TOWER_S3_URL`, provided credentials are set too (`AWS_ACCESS_KEY_ID`,
+/// or `anonymous=true` in the URL): without them the AWS client would ask the
+/// instance-metadata endpoint, which tests must never contact.
+pub fn s3_url_or_skip() -> Option<String> {
+    let url = env_or_skip("MISTRAL_TOWER_S3_URL")?;
+    if !url.contains("anonymous=true") {
+        env_or_skip("AWS_ACCESS_KEY_ID")?;
+    }
+    Some(url)
 }
 
 /// Checks that `engine` answers (a miss on a random key counts); otherwise

@@ -1,0 +1,178 @@
+//! The cached stack: the cache layer over the client stack, and an engine wrapper
+//! that tracks pending writes so a shutdown can flush them.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
+
+use super::Config;
+use crate::Body;
+use crate::cache::{BoxEngine, CacheEngine, CacheError, CacheLayer, RequestBody, ResponseBody};
+use crate::client::HttpService;
+
+/// An engine that counts its writes in progress.
+#[derive(Debug, Clone)]
+pub(super) struct TrackedEngine {
+    inner: BoxEngine,
+    pending: Arc<AtomicU64>,
+}
+
+/// Decrements the pending-write count when a write ends or is dropped.
+struct PendingGuard(Arc<AtomicU64>);
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl TrackedEngine {
+    fn write_guard(&self) -> PendingGuard {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        PendingGuard(self.pending.clone())
+    }
+}
+
+impl CacheEngine for TrackedEngine {
+    fn get(&self, key: &str) -> impl Future<Output = Result<Bytes, CacheError>> + Send {
+        self.inner.get(key)
+    }
+
+    fn set(&self, key: &str, data: Bytes) -> impl Future<Output = Result<(), CacheError>> + Send {
+        self.set_with_ttl(key, data, None)
+    }
+
+    fn set_with_ttl(
+        &self,
+        key: &str,
+        data: Bytes,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<(), CacheError>> + Send {
+        // Counted from the moment the layer creates the write, not when it is first polled.
+        let guard = self.write_guard();
+        let fut = self.inner.set_with_ttl(key, data, ttl);
+        async move {
+            let res = fut.await;
+            drop(guard);
+            res
+        }
+    }
+
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), CacheError>> + Send {
+        self.inner.delete(key)
+    }
+
+    fn keys(&self) -> impl Future<Output = Result<Vec<String>, CacheError>> + Send {
+        self.inner.keys()
+    }
+}
+
+/// What the proxy keeps of the cache layer: its counters and pending writes.
+#[derive(Debug, Clone)]
+pub(super) struct CacheHandle {
+    layer: CacheLayer<TrackedEngine>,
+    pending: Arc<AtomicU64>,
+}
+
+impl CacheHandle {
+    /// The layer's counters.
+    pub(super) fn metrics(&self) -> crate::cache::MetricsSnapshot {
+        self.layer.metrics()
+    }
+
+    /// Writes still in progress.
+    pub(super) fn pending_writes(&self) -> u64 {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Waits until every pending write has finished, for at most `within`.
+    pub(super) async fn flush(&self, within: Duration) -> bool {
+        let wait = async {
+            while self.pending_writes() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(within, wait).await.is_ok()
+    }
+}
+
+/// Hands the cache layer's buffered request body to the client stack as a
+/// buffered [`Body`] (so the stack's retry can replay it).
+fn to_stack_request(req: Request<RequestBody<Body>>) -> Request<Body> {
+    req.map(|body| match body.into_full() {
+        Ok(bytes) => Body::full(bytes),
+        Err(body) => Body::new(body),
+    })
+}
+
+fn from_cache_response(res: Response<ResponseBody<Body>>) -> Response<Body> {
+    res.map(Body::new)
+}
+
+/// The cached stack: the cache layer, configured from `config`, over `inner`.
+pub(super) fn cached_service(
+    engine: BoxEngine,
+    config: &Config,
+    inner: HttpService,
+) -> (HttpService, CacheHandle) {
+    let pending = Arc::new(AtomicU64::new(0));
+    let engine = TrackedEngine {
+        inner: engine,
+        pending: pending.clone(),
+    };
+    let mut layer = CacheLayer::new(engine)
+        .default_ttl(config.ttl)
+        .mode(config.mode)
+        .max_request_body(config.max_request_body)
+        .max_response_body(config.max_entry_size);
+    if let Some(ns) = &config.namespace {
+        layer = layer.namespace(ns.clone());
+    }
+    if config.share_across_keys {
+        layer = layer.shared_tenant();
+    }
+    let svc = ServiceBuilder::new()
+        .map_response(from_cache_response as fn(_) -> _)
+        .layer(layer.clone())
+        .map_request(to_stack_request as fn(_) -> _)
+        .service(inner);
+    (
+        BoxCloneSyncService::new(svc),
+        CacheHandle { layer, pending },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::MemoryEngine;
+
+    #[tokio::test]
+    async fn tracked_engine_counts_writes_until_they_end() {
+        let engine = TrackedEngine {
+            inner: BoxEngine::new(MemoryEngine::new(1 << 20)),
+            pending: Arc::default(),
+        };
+        let write = engine.set("k", Bytes::from_static(b"v"));
+        assert_eq!(
+            engine.pending.load(Ordering::Acquire),
+            1,
+            "counted when created"
+        );
+        write.await.unwrap();
+        assert_eq!(engine.pending.load(Ordering::Acquire), 0);
+        drop(engine.set("k2", Bytes::new()));
+        assert_eq!(
+            engine.pending.load(Ordering::Acquire),
+            0,
+            "a dropped write ends"
+        );
+        assert_eq!(engine.get("k").await.unwrap(), "v");
+    }
+}

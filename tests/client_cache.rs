@@ -1,0 +1,154 @@
+//! The client with a response cache in its cache slot, against the fake server.
+
+mod support;
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use mistral_tower::Client;
+use mistral_tower::cache::{CacheLayer, MemoryEngine};
+use mistral_tower::chat::{ChatCompletionRequest, ChatMessage};
+use mistral_tower::embeddings::EmbeddingRequest;
+use mistral_tower::layers::RetryConfig;
+use support::fake_mistral::FakeMistral;
+
+fn req(model: &str) -> ChatCompletionRequest {
+    ChatCompletionRequest::new(model, vec![ChatMessage::user("How far is the Moon?")])
+}
+
+fn cached(fake: &FakeMistral, key: &str, engine: Arc<MemoryEngine>) -> Client {
+    Client::builder()
+        .api_key(key)
+        .base_url(fake.base_url())
+        .retry(RetryConfig::default().base_delay(std::time::Duration::from_millis(1)))
+        .cache(engine)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn chat_stream_and_embeddings_served_from_cache() {
+    let fake = FakeMistral::start().await;
+    let c = cached(&fake, "k1", Arc::new(MemoryEngine::new(16 << 20)));
+
+    let first = c.chat().create(req("mistral-large-latest")).await.unwrap();
+    assert_eq!(first.headers["x-cache"], "MISS");
+    let second = c.chat().create(req("mistral-large-latest")).await.unwrap();
+    assert_eq!(second.headers["x-cache"], "HIT");
+    assert_eq!(first.data, second.data);
+    assert_eq!(fake.calls("/v1/chat/completions"), 1);
+
+    let collect = |c: Client| async move {
+        let s = c
+            .chat()
+            .create_stream(req("mistral-small-latest"))
+            .await
+            .unwrap();
+        let cache = s.headers()["x-cache"].to_str().unwrap().to_owned();
+        let chunks: Vec<_> = s.map(Result::unwrap).collect().await;
+        (cache, chunks)
+    };
+    let (miss, a) = collect(c.clone()).await;
+    let (hit, b) = collect(c.clone()).await;
+    assert_eq!((miss.as_str(), hit.as_str()), ("MISS", "HIT"));
+    assert_eq!(a.len(), 5);
+    assert_eq!(a, b);
+    assert_eq!(
+        fake.calls("/v1/chat/completions"),
+        2,
+        "one upstream call per request shape"
+    );
+
+    for expected in ["MISS", "HIT"] {
+        let res = c
+            .embeddings()
+            .create(EmbeddingRequest::new("mistral-embed", ["a", "b"]))
+            .await
+            .unwrap();
+        assert_eq!(res.headers["x-cache"], expected);
+        assert_eq!(res.data.data.len(), 2);
+    }
+    assert_eq!(fake.calls("/v1/embeddings"), 1);
+}
+
+#[tokio::test]
+async fn two_api_keys_do_not_share_entries() {
+    let fake = FakeMistral::start().await;
+    let engine = Arc::new(MemoryEngine::new(16 << 20));
+    let a = cached(&fake, "key-a", engine.clone());
+    let b = cached(&fake, "key-b", engine.clone());
+    a.chat().create(req("m")).await.unwrap();
+    let res = b.chat().create(req("m")).await.unwrap();
+    assert_eq!(res.headers["x-cache"], "MISS");
+    assert_eq!(fake.calls("/v1/chat/completions"), 2);
+    // the same key in another client shares them
+    let a2 = cached(&fake, "key-a", engine);
+    assert_eq!(
+        a2.chat().create(req("m")).await.unwrap().headers["x-cache"],
+        "HIT"
+    );
+    assert_eq!(fake.calls("/v1/chat/completions"), 2);
+}
+
+#[tokio::test]
+async fn retries_run_inside_the_cache_and_errors_are_not_stored() {
+    let fake = FakeMistral::start().await;
+    let c = cached(&fake, "k", Arc::new(MemoryEngine::new(16 << 20)));
+    // 503 once, retried with the buffered body, then stored
+    let res = c.chat().create(req("fail-503-1")).await.unwrap();
+    assert_eq!(res.headers["x-cache"], "MISS");
+    assert_eq!(fake.calls("/v1/chat/completions"), 2);
+    assert_eq!(
+        fake.requests()[0].body,
+        fake.requests()[1].body,
+        "the retry replays the same body"
+    );
+    let res = c.chat().create(req("fail-503-1")).await.unwrap();
+    assert_eq!(res.headers["x-cache"], "HIT");
+    assert_eq!(fake.calls("/v1/chat/completions"), 2);
+    // an error is never stored
+    let c = Client::builder()
+        .api_key("k")
+        .base_url(fake.base_url())
+        .no_retry()
+        .cache(MemoryEngine::new(16 << 20))
+        .build()
+        .unwrap();
+    assert!(c.chat().create(req("error-05a")).await.is_err());
+    assert!(c.chat().create(req("error-05a")).await.is_err());
+    assert_eq!(fake.calls("/v1/chat/completions"), 4);
+}
+
+#[tokio::test]
+async fn a_truncated_stream_is_not_stored() {
+    let fake = FakeMistral::start().await;
+    let c = cached(&fake, "k", Arc::new(MemoryEngine::new(16 << 20)));
+    for _ in 0..2 {
+        let items: Vec<_> = c
+            .chat()
+            .create_stream(req("stream-truncated"))
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert!(items.last().unwrap().as_ref().unwrap_err().is_stream());
+    }
+    assert_eq!(fake.calls("/v1/chat/completions"), 2);
+}
+
+#[tokio::test]
+async fn cache_layer_with_settings() {
+    let fake = FakeMistral::start().await;
+    let layer = CacheLayer::new(MemoryEngine::new(16 << 20)).namespace("tests");
+    let c = Client::builder()
+        .api_key("k")
+        .base_url(fake.base_url())
+        .cache_layer(layer.clone())
+        .build()
+        .unwrap();
+    c.models().list().await.unwrap();
+    c.models().list().await.unwrap();
+    assert_eq!(fake.calls("/v1/models"), 1);
+    let m = layer.metrics();
+    assert_eq!((m.hits, m.misses), (1, 1));
+}
