@@ -9,6 +9,7 @@
 #   CONNECTIONS="1 64"    connection counts to run
 #   BODY_SIZE=2048        size of the chat request body in bytes
 #   BUILD_FLAGS="--features server"   extra cargo build flags (e.g. --all-features)
+#   PROFILE=release       cargo profile (`bench` reuses the criterion build)
 #   SKIP_INSTALL=1        do not apt-get install nginx/wrk when missing
 #
 # It installs nginx-light and wrk from Debian when missing (needs root), builds
@@ -22,11 +23,11 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-"1 64"}
 BODY_SIZE=${BODY_SIZE:-2048}
 BUILD_FLAGS=${BUILD_FLAGS:---features server}
+PROFILE=${PROFILE:-release}
 AUTH="Bearer load-test-0000000000000000000000000000"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-target=${CARGO_TARGET_DIR:-$root/target}
 
 PIDS=()
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mistral-cache-load.XXXXXX")
@@ -68,12 +69,23 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 # ---- build -------------------------------------------------------------------------
-log "building (release): examples/static_upstream and mistral-cache"
+log "building ($PROFILE profile): examples/static_upstream and mistral-cache"
+# The executables' exact paths come from cargo's JSON messages (the uplifted copies in
+# target/<profile>/ can be replaced by another build sharing the target directory).
 # shellcheck disable=SC2086
-(cd "$root" && cargo build --release --quiet $BUILD_FLAGS --example static_upstream --bin mistral-cache)
-UPSTREAM_BIN=$target/release/examples/static_upstream
-PROXY_BIN=$target/release/mistral-cache
-[[ -x $UPSTREAM_BIN && -x $PROXY_BIN ]] || die "binaries not found under $target/release"
+(cd "$root" && cargo build --profile "$PROFILE" --message-format=json-render-diagnostics \
+    $BUILD_FLAGS --example static_upstream --bin mistral-cache) >"$TMP/build.json"
+exe_of() {
+    python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[2] and m.get("executable"):
+        print(m["executable"])' "$TMP/build.json" "$1" | tail -n 1
+}
+UPSTREAM_BIN=$(exe_of static_upstream)
+PROXY_BIN=$(exe_of mistral-cache)
+[[ -x $UPSTREAM_BIN && -x $PROXY_BIN ]] || die "built executables not found (see $TMP/build.json)"
 
 # ---- helpers -----------------------------------------------------------------------
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
