@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::StreamExt;
 use futures_util::future::join_all;
 use http::{Request, Response, header};
 use http_body::Frame;
@@ -76,9 +77,15 @@ fn inner_json<B>(
     })
 }
 
-type EventStream = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+type EventStream = StreamBody<
+    futures_util::stream::Map<
+        futures_util::stream::Iter<std::ops::Range<usize>>,
+        Box<dyn FnMut(usize) -> Result<Frame<Bytes>, Infallible> + Send>,
+    >,
+>;
 
-/// An inner service answering with a streamed completion: `events` SSE frames.
+/// An inner service answering with a streamed completion: `events` SSE frames,
+/// produced lazily from a shared list (so the inner's own cost stays small).
 fn inner_sse<B>(
     calls: Arc<AtomicUsize>,
     events: usize,
@@ -86,15 +93,17 @@ fn inner_sse<B>(
 + Clone
 + Send
 + 'static {
-    let frames = sse_events(events);
+    let frames: Arc<[Bytes]> = sse_events(events).into();
     service_fn(move |_req: Request<B>| {
         calls.fetch_add(1, Ordering::Relaxed);
-        let frames: Vec<_> = frames.iter().cloned().map(|b| Ok(Frame::data(b))).collect();
+        let frames = frames.clone();
+        let next: Box<dyn FnMut(usize) -> Result<Frame<Bytes>, Infallible> + Send> =
+            Box::new(move |i| Ok(Frame::data(frames[i].clone())));
         async move {
             Ok::<_, Infallible>(
                 Response::builder()
                     .header(header::CONTENT_TYPE, "text/event-stream")
-                    .body(StreamBody::new(futures_util::stream::iter(frames)))
+                    .body(StreamBody::new(futures_util::stream::iter(0..events).map(next)))
                     .unwrap(),
             )
         }
