@@ -105,7 +105,9 @@ fn inner_sse<B>(
             Ok::<_, Infallible>(
                 Response::builder()
                     .header(header::CONTENT_TYPE, "text/event-stream")
-                    .body(StreamBody::new(futures_util::stream::iter(0..events).map(next)))
+                    .body(StreamBody::new(
+                        futures_util::stream::iter(0..events).map(next),
+                    ))
                     .unwrap(),
             )
         }
@@ -141,7 +143,11 @@ where
             assert_eq!(drain(res).await.len(), RESPONSE_SIZE);
         }
         let res = svc.clone().oneshot(req()).await.unwrap();
-        assert!(x_cache(&res).to_ascii_uppercase().contains("HIT"), "not a hit: {:?}", res.headers());
+        assert!(
+            x_cache(&res).to_ascii_uppercase().contains("HIT"),
+            "not a hit: {:?}",
+            res.headers()
+        );
     });
     assert_eq!(calls.load(Ordering::Relaxed), 1, "warm-up did not cache");
 }
@@ -178,12 +184,18 @@ fn hit(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
-        assert_eq!(calls.load(Ordering::Relaxed), 1, "memory bench was not all hits");
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            1,
+            "memory bench was not all hits"
+        );
 
         // (c) peer: http-cache-tower + moka on a GET hit (it cannot key on a POST body).
         let calls = Arc::new(AtomicUsize::new(0));
         let peer = ServiceBuilder::new()
-            .layer(http_cache_tower::HttpCacheLayer::new(http_cache::MokaManager::default()))
+            .layer(http_cache_tower::HttpCacheLayer::new(
+                http_cache::MokaManager::default(),
+            ))
             .service(inner_json(calls.clone()));
         let get = || {
             Request::builder()
@@ -201,7 +213,11 @@ fn hit(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
-        assert_eq!(calls.load(Ordering::Relaxed), 1, "peer bench was not all hits");
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            1,
+            "peer bench was not all hits"
+        );
 
         // (d) the crate: CacheLayer + FileEngine (warm page cache).
         let calls = Arc::new(AtomicUsize::new(0));
@@ -216,7 +232,11 @@ fn hit(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
-        assert_eq!(calls.load(Ordering::Relaxed), 1, "file bench was not all hits");
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            1,
+            "file bench was not all hits"
+        );
     }
     group.finish();
 }
@@ -240,7 +260,9 @@ fn miss(c: &mut Criterion) {
         // call, tee the 4 KiB answer and store it into the memory engine.
         let calls = Arc::new(AtomicUsize::new(0));
         let layer = CacheLayer::new(MemoryEngine::new(MEMORY_BUDGET));
-        let memory = ServiceBuilder::new().layer(layer.clone()).service(inner_json(calls.clone()));
+        let memory = ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(inner_json(calls.clone()));
         group.bench_function(BenchmarkId::new("cache_layer_memory", &label), |b| {
             b.to_async(rt()).iter_batched(
                 || (memory.clone(), chat_post(unique_body(size))),
@@ -292,21 +314,27 @@ fn key(c: &mut Criterion) {
         let body = chat_request(kib * 1024, 0);
         group.throughput(Throughput::Bytes(body.len() as u64));
         let label = format!("{kib}KiB");
-        group.bench_with_input(BenchmarkId::new("sha256_floor", &label), &body, |b, body| {
-            b.iter(|| Sha256::digest(body))
-        });
-        group.bench_with_input(BenchmarkId::new("default_key_fn", &label), &body, |b, body| {
-            b.iter(|| {
-                DefaultKeyFn.key(&KeyInput {
-                    method: &parts.method,
-                    uri: &parts.uri,
-                    headers: &parts.headers,
-                    body,
-                    namespace: "",
-                    tenant: AUTHORIZATION.as_bytes(),
+        group.bench_with_input(
+            BenchmarkId::new("sha256_floor", &label),
+            &body,
+            |b, body| b.iter(|| Sha256::digest(body)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("default_key_fn", &label),
+            &body,
+            |b, body| {
+                b.iter(|| {
+                    DefaultKeyFn.key(&KeyInput {
+                        method: &parts.method,
+                        uri: &parts.uri,
+                        headers: &parts.headers,
+                        body,
+                        namespace: "",
+                        tenant: AUTHORIZATION.as_bytes(),
+                    })
                 })
-            })
-        });
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("serde_value_sha256", &label),
             &body,
@@ -334,7 +362,7 @@ fn stream_replay(c: &mut Criterion) {
     // Baseline: the inner service producing the same frames from memory.
     let calls = Arc::new(AtomicUsize::new(0));
     let bare = inner_sse(calls.clone(), EVENTS);
-    group.bench_function("bare_service_fn/1000_events", |b| {
+    group.bench_function(BenchmarkId::new("bare_service_fn", "1000_events"), |b| {
         b.to_async(rt()).iter_batched(
             || (bare.clone(), post()),
             |(svc, req)| async move { drain(svc.oneshot(req).await.unwrap()).await },
@@ -361,14 +389,18 @@ fn stream_replay(c: &mut Criterion) {
         }
         assert_eq!(frames, EVENTS);
     });
-    group.bench_function("cache_layer_memory/1000_events", |b| {
+    group.bench_function(BenchmarkId::new("cache_layer_memory", "1000_events"), |b| {
         b.to_async(rt()).iter_batched(
             || (memory.clone(), post()),
             |(svc, req)| async move { drain(svc.oneshot(req).await.unwrap()).await },
             BatchSize::SmallInput,
         )
     });
-    assert_eq!(calls.load(Ordering::Relaxed), 1, "replay bench was not all hits");
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        1,
+        "replay bench was not all hits"
+    );
     group.finish();
 }
 
@@ -381,8 +413,12 @@ fn single_flight(c: &mut Criterion) {
     // followers arrive while the leader's call is in flight.
     fn slow_inner<B: Send + 'static>(
         calls: Arc<AtomicUsize>,
-    ) -> impl Service<Request<B>, Response = Response<Full<Bytes>>, Error = Infallible, Future = impl Send>
-    + Clone
+    ) -> impl Service<
+        Request<B>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
     + Send
     + 'static {
         let inner = inner_json(calls);
@@ -397,16 +433,20 @@ fn single_flight(c: &mut Criterion) {
 
     let calls = Arc::new(AtomicUsize::new(0));
     let bare = slow_inner(calls.clone());
-    group.bench_function("bare_service_fn/64_identical", |b| {
+    group.bench_function(BenchmarkId::new("bare_service_fn", "64_identical"), |b| {
         b.to_async(rt()).iter_batched(
             || {
                 let body = unique_body(2048);
-                (0..N).map(|_| (bare.clone(), chat_post(body.clone()))).collect::<Vec<_>>()
+                (0..N)
+                    .map(|_| (bare.clone(), chat_post(body.clone())))
+                    .collect::<Vec<_>>()
             },
             |reqs| async move {
-                join_all(reqs.into_iter().map(|(svc, req)| async move {
-                    drain(svc.oneshot(req).await.unwrap()).await
-                }))
+                join_all(
+                    reqs.into_iter().map(|(svc, req)| async move {
+                        drain(svc.oneshot(req).await.unwrap()).await
+                    }),
+                )
                 .await
             },
             BatchSize::SmallInput,
@@ -418,22 +458,27 @@ fn single_flight(c: &mut Criterion) {
     let memory = ServiceBuilder::new()
         .layer(CacheLayer::new(MemoryEngine::new(MEMORY_BUDGET)))
         .service(slow_inner(calls.clone()));
-    group.bench_function("cache_layer_memory/64_identical", |b| {
-        b.to_async(rt()).iter_batched(
-            || {
-                batches.fetch_add(1, Ordering::Relaxed);
-                let body = unique_body(2048);
-                (0..N).map(|_| (memory.clone(), chat_post(body.clone()))).collect::<Vec<_>>()
-            },
-            |reqs| async move {
-                join_all(reqs.into_iter().map(|(svc, req)| async move {
-                    drain(svc.oneshot(req).await.unwrap()).await
-                }))
-                .await
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    group.bench_function(
+        BenchmarkId::new("cache_layer_memory", "64_identical"),
+        |b| {
+            b.to_async(rt()).iter_batched(
+                || {
+                    batches.fetch_add(1, Ordering::Relaxed);
+                    let body = unique_body(2048);
+                    (0..N)
+                        .map(|_| (memory.clone(), chat_post(body.clone())))
+                        .collect::<Vec<_>>()
+                },
+                |reqs| async move {
+                    join_all(reqs.into_iter().map(|(svc, req)| async move {
+                        drain(svc.oneshot(req).await.unwrap()).await
+                    }))
+                    .await
+                },
+                BatchSize::SmallInput,
+            )
+        },
+    );
     assert_eq!(
         calls.load(Ordering::Relaxed),
         batches.load(Ordering::Relaxed),

@@ -21,8 +21,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use mistral_tower::cache::{CacheEngine, FileEngine, MemoryEngine};
 
 use support::{chat_response, rt};
@@ -40,14 +42,17 @@ fn bench_engine<E: CacheEngine>(group: &mut BenchmarkGroup<'_, WallTime>, name: 
     for size in SIZES {
         let value = chat_response(size);
         let key = format!("{KEY}-{size}");
-        rt().block_on(engine.set(&key, value.clone())).expect("engine set");
+        rt().block_on(engine.set(&key, value.clone()))
+            .expect("engine set");
         assert_eq!(rt().block_on(engine.get(&key)).expect("engine get"), value);
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_function(BenchmarkId::new(format!("{name}/get"), label(size)), |b| {
-            b.to_async(rt()).iter(|| async { engine.get(&key).await.unwrap() })
+            b.to_async(rt())
+                .iter(|| async { engine.get(&key).await.unwrap() })
         });
         group.bench_function(BenchmarkId::new(format!("{name}/set"), label(size)), |b| {
-            b.to_async(rt()).iter(|| async { engine.set(&key, value.clone()).await.unwrap() })
+            b.to_async(rt())
+                .iter(|| async { engine.set(&key, value.clone()).await.unwrap() })
         });
     }
 }
@@ -110,7 +115,9 @@ fn redis(c: &mut Criterion) {
         return;
     };
     let mut group = c.benchmark_group("engines");
-    let engine = RedisEngine::new(&url).unwrap().with_prefix("mistral-tower-bench:");
+    let engine = RedisEngine::new(&url)
+        .unwrap()
+        .with_prefix("mistral-tower-bench:");
     bench_engine(&mut group, "redis", &engine);
     // The raw client: the same ConnectionManager type the engine uses, plain GET/SET.
     bench_raw(
@@ -145,11 +152,16 @@ fn redis(c: &mut Criterion) {
 fn postgres(c: &mut Criterion) {
     use mistral_tower::cache::PostgresEngine;
     use std::sync::Arc;
-    let Some(url) = env("DATABASE_URL") else { return };
+    let Some(url) = env("DATABASE_URL") else {
+        return;
+    };
     const TABLE: &str = "mistral_tower_bench";
     let raw = rt().block_on(async {
         let connect = tokio_postgres::connect(&url, tokio_postgres::NoTls);
-        let (client, conn) = tokio::time::timeout(Duration::from_secs(2), connect).await.ok()?.ok()?;
+        let (client, conn) = tokio::time::timeout(Duration::from_secs(2), connect)
+            .await
+            .ok()?
+            .ok()?;
         tokio::spawn(conn);
         Some(Arc::new(client))
     });
@@ -157,7 +169,10 @@ fn postgres(c: &mut Criterion) {
         println!("skipped: cannot reach Postgres at DATABASE_URL");
         return;
     };
-    let engine = PostgresEngine::new(&url).unwrap().with_table(TABLE).unwrap();
+    let engine = PostgresEngine::new(&url)
+        .unwrap()
+        .with_table(TABLE)
+        .unwrap();
     rt().block_on(engine.create_table()).expect("create table");
     let mut group = c.benchmark_group("engines");
     bench_engine(&mut group, "postgres", &engine);
@@ -193,7 +208,9 @@ fn postgres(c: &mut Criterion) {
         |key, value| {
             let (raw, set) = (raw.clone(), set.clone());
             async move {
-                raw.execute(&set, &[&format!("raw-{key}"), &value.as_ref()]).await.unwrap();
+                raw.execute(&set, &[&format!("raw-{key}"), &value.as_ref()])
+                    .await
+                    .unwrap();
             }
         },
     );
@@ -205,7 +222,9 @@ fn s3(c: &mut Criterion) {
     use object_store::ObjectStore;
     use object_store::aws::AmazonS3Builder;
     use object_store::path::Path;
-    let Some(url) = env("MISTRAL_TOWER_S3_URL") else { return };
+    let Some(url) = env("MISTRAL_TOWER_S3_URL") else {
+        return;
+    };
     // s3://bucket/prefix?endpoint=...&region=...&allow_http=true
     let Some(rest) = url.strip_prefix("s3://") else {
         println!("skipped: MISTRAL_TOWER_S3_URL is not an s3:// URL");
@@ -228,7 +247,10 @@ fn s3(c: &mut Criterion) {
     let store = engine.store().clone();
     let reachable = rt().block_on(async {
         let probe = engine.set("probe", Bytes::from_static(b"x"));
-        matches!(tokio::time::timeout(Duration::from_secs(3), probe).await, Ok(Ok(())))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(3), probe).await,
+            Ok(Ok(()))
+        )
     });
     if !reachable {
         println!("skipped: cannot reach S3 at MISTRAL_TOWER_S3_URL");

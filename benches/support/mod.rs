@@ -66,7 +66,10 @@ pub fn chat_request(size: usize, salt: u64) -> Bytes {
         serde_json::to_vec(&body).expect("serialize")
     };
     let unpadded = build(0).len();
-    assert!(unpadded <= size, "skeleton {unpadded} B > requested {size} B");
+    assert!(
+        unpadded <= size,
+        "skeleton {unpadded} B > requested {size} B"
+    );
     let body = build(size - unpadded);
     assert_eq!(body.len(), size);
     Bytes::from(body)
@@ -75,7 +78,8 @@ pub fn chat_request(size: usize, salt: u64) -> Bytes {
 /// A non-streamed chat completion of exactly `size` bytes of JSON.
 pub fn chat_response(size: usize) -> Bytes {
     let build = |pad: usize| -> Vec<u8> {
-        let mut content = String::from("The average distance between the Earth and the Moon is 384,400 km. ");
+        let mut content =
+            String::from("The average distance between the Earth and the Moon is 384,400 km. ");
         content.extend(std::iter::repeat_n('y', pad));
         let body = json!({
             "id": "bed9481e857e40fab7c7eea4232f294a",
