@@ -184,7 +184,7 @@ def main():
 
 
 def write_svg(path, sizes, series):
-    W, H = 760, 470
+    W, H = 820, 470
     L, R, T, B = 70, 290, 40, 60
     pw, ph = W - L - R, H - T - B
     xs = [math.log2(s) for s in sizes]
