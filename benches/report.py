@@ -6,7 +6,7 @@ prints Markdown tables of medians and ratios (crate / baseline, crate / peer,
 key throughput / SHA-256 throughput), checks the targets of the benchmark issue, and
 writes an SVG plot of hit latency against request size (crate, peer, floor).
 
-    python3 benches/report.py [--target-dir DIR] [--svg benches/hit_latency.svg]
+    python3 benches/report.py [--target-dir DIR | --criterion-home DIR] [--svg benches/hit_latency.svg]
 
 No third-party modules: the SVG is written by hand.
 """
@@ -21,7 +21,7 @@ KIB = 1024
 
 
 def median_ns(root, group, function, inp):
-    path = os.path.join(root, "criterion", group, function, inp, "new", "estimates.json")
+    path = os.path.join(root, group, function, inp, "new", "estimates.json")
     try:
         with open(path) as f:
             return json.load(f)["median"]["point_estimate"]
@@ -32,6 +32,8 @@ def median_ns(root, group, function, inp):
 def fmt_time(ns):
     if ns is None:
         return "n/a"
+    if ns < 0:
+        return "−" + fmt_time(-ns)
     if ns < 1_000:
         return f"{ns:.0f} ns"
     if ns < 1_000_000:
@@ -59,9 +61,11 @@ def main():
         os.path.dirname(os.path.abspath(__file__)), "..", "target"
     )
     ap.add_argument("--target-dir", default=default_target)
+    ap.add_argument("--criterion-home", default=os.environ.get("CRITERION_HOME"),
+                    help="criterion's output directory (default: <target-dir>/criterion)")
     ap.add_argument("--svg", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "hit_latency.svg"))
     args = ap.parse_args()
-    root = args.target_dir
+    root = args.criterion_home or os.path.join(args.target_dir, "criterion")
     m = lambda g, f, i: median_ns(root, g, f, i)  # noqa: E731
 
     out = []
@@ -104,7 +108,7 @@ def main():
     # ---- stream replay / single flight -----------------------------------------------
     sse_bytes = None
     try:
-        with open(os.path.join(root, "criterion", "stream_replay", "cache_layer_memory", "1000_events", "new", "benchmark.json")) as f:
+        with open(os.path.join(root, "stream_replay", "cache_layer_memory", "1000_events", "new", "benchmark.json")) as f:
             sse_bytes = json.load(f)["throughput"]["Bytes"]
     except (OSError, KeyError, ValueError, TypeError):
         pass
@@ -123,10 +127,10 @@ def main():
     for eng in ("memory", "file", "redis", "postgres", "s3"):
         for op in ("get", "set"):
             for lab in ("4KiB", "32KiB"):
-                e = m("engines", f"{eng}/{op}", lab)
+                e = m("engines", f"{eng}_{op}", lab)
                 if e is None:
                     continue
-                raw = m("engines", f"{eng}_raw/{op}", lab)
+                raw = m("engines", f"{eng}_raw_{op}", lab)
                 rows.append(f"| {eng} | {op} | {lab[:-3]} KiB | {fmt_time(e)} | {fmt_time(raw) if raw else '-'} | {fmt_time(e - raw) if raw else '-'} |")
     if rows:
         p("### engines: `get`/`set` next to the raw client call\n")
@@ -161,7 +165,7 @@ def main():
     if sse_bytes and mem_r:
         g = gib_per_s(sse_bytes, mem_r)
         p(f"| stream replay ≥ 1 GiB/s | {g:.2f} GiB/s | {verdict(g >= 1)} |")
-    rg, rr = m("engines", "redis/get", "4KiB"), m("engines", "redis_raw/get", "4KiB")
+    rg, rr = m("engines", "redis_get", "4KiB"), m("engines", "redis_raw_get", "4KiB")
     if rg and rr:
         p(f"| Redis engine hit ≤ raw GET + 20 µs (4 KiB) | {fmt_time(rg)} vs {fmt_time(rr)} | {verdict(rg <= rr + 20_000)} |")
     p("")
