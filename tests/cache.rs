@@ -587,6 +587,43 @@ async fn concurrent_identical_sse_misses_share_one_live_stream() {
     assert_eq!(frames(res.into_body()).await.unwrap(), expected);
 }
 
+#[tokio::test]
+async fn a_leader_dropping_its_stream_midway_does_not_cut_the_followers() {
+    let (up, mut senders) = streaming("text/event-stream");
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(up.clone());
+    let leader = svc.clone().oneshot(post("/v1/chat", "{}")).await.unwrap();
+    let tx = senders.recv().await.unwrap();
+    let follower = tokio::spawn(svc.clone().oneshot(post("/v1/chat", "{}")));
+    tx.send(Ok(Bytes::from_static(EVENTS[0].as_bytes())))
+        .unwrap();
+    let mut leader_body = leader.into_body();
+    leader_body.frame().await.unwrap().unwrap();
+    let follower = tokio::time::timeout(Duration::from_secs(10), follower)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(x_cache(&follower), "COALESCED");
+    drop(leader_body); // the leader's caller goes away mid-stream
+    for ev in &EVENTS[1..] {
+        tx.send(Ok(Bytes::from_static(ev.as_bytes()))).unwrap();
+    }
+    drop(tx);
+    let got = tokio::time::timeout(Duration::from_secs(10), frames(follower.into_body()))
+        .await
+        .unwrap()
+        .unwrap();
+    let expected: Vec<Bytes> = EVENTS
+        .iter()
+        .map(|e| Bytes::from_static(e.as_bytes()))
+        .collect();
+    assert_eq!(got, expected);
+    let res = svc.oneshot(post("/v1/chat", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT", "the completed stream was stored");
+    assert_eq!(frames(res.into_body()).await.unwrap(), expected);
+    assert_eq!(up.calls.load(SeqCst), 1);
+}
+
 async fn futures_join<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     let mut out = Vec::new();
     for h in handles {
@@ -820,7 +857,53 @@ async fn only_if_cached_no_cache_and_no_store() {
         "{\"call\":3}",
         "refresh was stored"
     );
-    assert_eq!(calls.load(SeqCst), 3);
+    // A refresh right after a refresh still calls upstream.
+    let res = send(with_header(post("/x", "{}"), "cache-control", "no-cache"))
+        .await
+        .unwrap();
+    assert_eq!(x_cache(&res), "REFRESH");
+    assert_eq!(body_string(res.into_body()).await, "{\"call\":4}");
+    assert_eq!(calls.load(SeqCst), 4);
+}
+
+/// An engine whose writes take a (paused-time) second, so completed flights linger.
+#[derive(Debug, Clone)]
+struct SlowWrites(MemoryEngine);
+
+impl CacheEngine for SlowWrites {
+    async fn get(&self, key: &str) -> Result<Bytes, CacheError> {
+        self.0.get(key).await
+    }
+    async fn set(&self, key: &str, data: Bytes) -> Result<(), CacheError> {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.0.set(key, data).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn answers_are_shared_while_the_entry_is_written_but_not_for_refreshes() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = CacheLayer::new(SlowWrites(MemoryEngine::new(1 << 20)));
+    let svc = layer.layer(counting(calls.clone(), StatusCode::OK));
+    drain(svc.clone().oneshot(post("/x", "{}")).await.unwrap()).await;
+    // The write is still pending: the completed answer is served from the flight.
+    let res = svc.clone().oneshot(post("/x", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+    assert_eq!(body_string(res.into_body()).await, "{\"call\":1}");
+    // Still within the first write (so the refresh's write surely lands last).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let res = svc
+        .clone()
+        .oneshot(with_header(post("/x", "{}"), "cache-control", "no-cache"))
+        .await
+        .unwrap();
+    assert_eq!(x_cache(&res), "REFRESH");
+    assert_eq!(body_string(res.into_body()).await, "{\"call\":2}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(layer.metrics().stores, 2);
+    let res = svc.oneshot(post("/x", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+    assert_eq!(body_string(res.into_body()).await, "{\"call\":2}");
 }
 
 #[tokio::test]
@@ -852,6 +935,24 @@ async fn max_age_and_ttl_use_the_clock() {
     let res = send(post("/x", "{}")).await.unwrap();
     assert_eq!(x_cache(&res), "MISS", "expired entry was served");
     body_string(res.into_body()).await;
+
+    // Absurd values neither overflow nor expire anything.
+    let res = send(with_header(
+        post("/z", "{}"),
+        "x-cache-ttl",
+        "18446744073709551615",
+    ))
+    .await
+    .unwrap();
+    body_string(res.into_body()).await;
+    let res = send(with_header(
+        post("/z", "{}"),
+        "cache-control",
+        "max-age=18446744073709551615",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(x_cache(&res), "HIT");
 
     // x-cache-ttl overrides the layer TTL.
     let res = send(with_header(post("/y", "{}"), "x-cache-ttl", "5"))
@@ -1156,7 +1257,7 @@ fn public_types_are_send_and_sync() {
         >,
     >();
     send_sync::<RequestBody<Full<Bytes>>>();
-    send_sync::<mistral_tower::cache::ResponseBody<Full<Bytes>>>();
+    send::<mistral_tower::cache::ResponseBody<Full<Bytes>>>();
     send::<mistral_tower::cache::ResponseFuture<Full<Bytes>>>();
     send_sync::<CacheEntry>();
     send_sync::<MemoryEngine>();

@@ -171,8 +171,16 @@ pub(crate) trait Commit: Send + Sync + 'static {
     fn commit(&self, key: String, flight: Arc<Flight>);
 }
 
+/// The leader's upstream body, type-erased so it can be handed to a task.
+pub(crate) type TeeBody = Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>;
+
 /// Tees the leader's body into its flight and commits on a clean end of stream.
+///
+/// If the leader's caller drops the body before its end while followers are reading
+/// the same flight, the rest of the upstream body is read on a spawned task so the
+/// followers still get (and the cache still stores) the complete answer.
 pub(crate) struct Recorder {
+    pub(crate) body: Option<TeeBody>,
     pub(crate) guard: Option<LeaderGuard>,
     pub(crate) commit: Arc<dyn Commit>,
     pub(crate) size: usize,
@@ -206,6 +214,58 @@ impl Recorder {
     fn fail(&mut self) {
         self.guard = None;
     }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let Some(body) = self.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match ready!(body.as_mut().poll_frame(cx)) {
+            None => {
+                self.body = None;
+                self.finish();
+                Poll::Ready(None)
+            }
+            Some(Ok(frame)) => {
+                let ended = body.is_end_stream();
+                if let Some(d) = frame.data_ref() {
+                    self.record(d);
+                }
+                if ended {
+                    self.finish();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => {
+                self.body = None;
+                self.fail();
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let Some(g) = &self.guard else { return };
+        // The guard, the flight table and at least one follower hold the flight.
+        if self.body.is_none() || Arc::strong_count(&g.flight) <= 2 {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        tracing::debug!(key = %g.key, "leader dropped its body; finishing it for the followers");
+        let mut rest = Recorder {
+            body: self.body.take(),
+            guard: self.guard.take(),
+            commit: self.commit.clone(),
+            size: self.size,
+            limit: self.limit,
+        };
+        handle.spawn(async move {
+            while let Some(Ok(_)) = std::future::poll_fn(|cx| rest.poll_frame(cx)).await {}
+        });
+    }
 }
 
 pin_project! {
@@ -223,7 +283,7 @@ pin_project! {
     enum RespKind<B> {
         Replay { frames: std::vec::IntoIter<Bytes> },
         Follow { flight: Arc<Flight>, next: usize },
-        Tee { #[pin] inner: B, rec: Recorder },
+        Tee { rec: Recorder },
         Pass { #[pin] inner: B },
     }
 }
@@ -244,9 +304,9 @@ impl<B> ResponseBody<B> {
             kind: RespKind::Follow { flight, next: 0 },
         }
     }
-    pub(crate) fn tee(inner: B, rec: Recorder) -> Self {
+    pub(crate) fn tee(rec: Recorder) -> Self {
         ResponseBody {
-            kind: RespKind::Tee { inner, rec },
+            kind: RespKind::Tee { rec },
         }
     }
     pub(crate) fn pass(inner: B) -> Self {
@@ -295,28 +355,7 @@ where
                 Next::End => Poll::Ready(None),
                 Next::Failed => Poll::Ready(Some(Err(SharedResponseFailed.into()))),
             },
-            RespProj::Tee { mut inner, rec } => {
-                let res = ready!(inner.as_mut().poll_frame(cx));
-                match res {
-                    None => {
-                        rec.finish();
-                        Poll::Ready(None)
-                    }
-                    Some(Ok(frame)) => {
-                        if let Some(d) = frame.data_ref() {
-                            rec.record(d);
-                        }
-                        if inner.is_end_stream() {
-                            rec.finish();
-                        }
-                        Poll::Ready(Some(Ok(frame)))
-                    }
-                    Some(Err(e)) => {
-                        rec.fail();
-                        Poll::Ready(Some(Err(e.into())))
-                    }
-                }
-            }
+            RespProj::Tee { rec } => rec.poll_frame(cx),
             RespProj::Pass { inner } => inner.poll_frame(cx).map_err(Into::into),
         }
     }
@@ -325,7 +364,8 @@ where
         match &self.kind {
             RespKind::Replay { frames } => frames.len() == 0,
             RespKind::Follow { flight, next } => flight.is_end(*next),
-            RespKind::Tee { inner, .. } | RespKind::Pass { inner } => inner.is_end_stream(),
+            RespKind::Tee { rec } => rec.body.as_ref().is_none_or(|b| b.is_end_stream()),
+            RespKind::Pass { inner } => inner.is_end_stream(),
         }
     }
 
@@ -335,7 +375,11 @@ where
                 SizeHint::with_exact(frames.as_slice().iter().map(|f| f.len() as u64).sum())
             }
             RespKind::Follow { .. } => SizeHint::new(),
-            RespKind::Tee { inner, .. } | RespKind::Pass { inner } => inner.size_hint(),
+            RespKind::Tee { rec } => rec
+                .body
+                .as_ref()
+                .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint()),
+            RespKind::Pass { inner } => inner.size_hint(),
         }
     }
 }

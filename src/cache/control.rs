@@ -29,15 +29,15 @@
 
 use std::time::Duration;
 
-use http::HeaderMap;
 use http::request::Parts;
+use http::{HeaderMap, HeaderName};
 
 /// The request header setting the TTL of the stored answer, in seconds.
-pub const X_CACHE_TTL: &str = "x-cache-ttl";
+pub const X_CACHE_TTL: HeaderName = HeaderName::from_static("x-cache-ttl");
 /// The request header choosing the namespace.
-pub const X_CACHE_NAMESPACE: &str = "x-cache-namespace";
+pub const X_CACHE_NAMESPACE: HeaderName = HeaderName::from_static("x-cache-namespace");
 /// The response header reporting what the cache did ([`CacheStatus`]).
-pub const X_CACHE: &str = "x-cache";
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// What the layer may do with the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -206,6 +206,19 @@ mod tests {
         assert_eq!(c.ttl, Some(Duration::from_secs(120)));
         assert_eq!(c.namespace.as_deref(), Some("tests"));
         assert_eq!(h.len(), 1, "only authorization is left: {h:?}");
+    }
+
+    #[test]
+    fn huge_values_do_not_overflow() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "cache-control",
+            "max-age=18446744073709551615".parse().unwrap(),
+        );
+        h.insert("x-cache-ttl", "18446744073709551615".parse().unwrap());
+        let c = RequestControl::take(&mut h);
+        assert_eq!(c.max_age, Some(u64::MAX));
+        assert_eq!(c.ttl, Some(Duration::from_secs(u64::MAX)));
     }
 
     #[test]

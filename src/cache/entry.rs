@@ -91,9 +91,13 @@ pub struct CacheEntry {
     frames: Vec<Bytes>,
     created_ms: u64,
     expires_ms: Option<u64>,
-    namespace: String,
-    method: String,
-    path: String,
+    namespace: Bytes,
+    method: Bytes,
+    path: Bytes,
+}
+
+fn as_str(b: &Bytes) -> &str {
+    std::str::from_utf8(b).unwrap_or("")
 }
 
 impl CacheEntry {
@@ -106,9 +110,9 @@ impl CacheEntry {
             frames: Vec::new(),
             created_ms: 0,
             expires_ms: None,
-            namespace: String::new(),
-            method: String::new(),
-            path: String::new(),
+            namespace: Bytes::new(),
+            method: Bytes::new(),
+            path: Bytes::new(),
         }
     }
 
@@ -132,9 +136,9 @@ impl CacheEntry {
         method: impl Into<String>,
         path: impl Into<String>,
     ) -> Self {
-        self.namespace = namespace.into();
-        self.method = method.into();
-        self.path = path.into();
+        self.namespace = Bytes::from(namespace.into());
+        self.method = Bytes::from(method.into());
+        self.path = Bytes::from(path.into());
         self
     }
 
@@ -186,15 +190,15 @@ impl CacheEntry {
     }
     /// The namespace the entry was stored under.
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        as_str(&self.namespace)
     }
     /// The request method that produced the entry.
     pub fn method(&self) -> &str {
-        &self.method
+        as_str(&self.method)
     }
     /// The request path and query that produced the entry.
     pub fn path(&self) -> &str {
-        &self.path
+        as_str(&self.path)
     }
 
     /// Takes the headers and frames out of the entry.
@@ -226,7 +230,7 @@ impl CacheEntry {
         b.put_u64(self.created_ms);
         b.put_u64(self.expires_ms.unwrap_or(0));
         for s in [&self.namespace, &self.method, &self.path] {
-            let s = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+            let s = &s[..s.len().min(u16::MAX as usize)];
             b.put_u16(s.len() as u16);
             b.put_slice(s);
         }
@@ -383,9 +387,11 @@ impl Reader<'_> {
     fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.slice(8)?.try_into().expect("8")))
     }
-    fn string(&mut self) -> Result<String, DecodeError> {
+    fn string(&mut self) -> Result<Bytes, DecodeError> {
         let len = self.u16()? as usize;
-        String::from_utf8(self.slice(len)?.to_vec()).map_err(|_| DecodeError::Malformed("string"))
+        let b = self.bytes(len)?;
+        std::str::from_utf8(&b).map_err(|_| DecodeError::Malformed("string"))?;
+        Ok(b)
     }
 }
 

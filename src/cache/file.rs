@@ -157,7 +157,11 @@ impl FileEngine {
                 opts.mode(0o600);
             }
             let mut f = opts.open(&tmp)?;
-            let expires = ttl.map_or(0, |t| now_ms().saturating_add(t.as_millis() as u64).max(1));
+            let expires = ttl.map_or(0, |t| {
+                now_ms()
+                    .saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+                    .max(1)
+            });
             f.write_all(MAGIC)?;
             f.write_all(&expires.to_be_bytes())?;
             f.write_all(data)?;

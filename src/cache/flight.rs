@@ -206,12 +206,16 @@ impl Flights {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn join_or_lead(&self, key: &str) -> Role {
+    /// Joins the flight for `key`, or starts one. A completed flight (whose entry is
+    /// still being written) is joined only when `accept_complete`; otherwise (a refresh)
+    /// a new flight replaces it.
+    pub(crate) fn join_or_lead(&self, key: &str, accept_complete: bool) -> Role {
         let mut map = self.lock();
-        if let Some(f) = map.get(key)
-            && f.lock().outcome != Outcome::Failed
-        {
-            return Role::Follower(f.clone());
+        if let Some(f) = map.get(key) {
+            let outcome = f.lock().outcome;
+            if outcome == Outcome::Running || (outcome == Outcome::Complete && accept_complete) {
+                return Role::Follower(f.clone());
+            }
         }
         let f = Arc::new(Flight::new());
         map.insert(key.to_owned(), f.clone());

@@ -33,7 +33,8 @@
 //! - insignificant whitespace is removed;
 //! - object members are sorted by the raw bytes of their key as written between the
 //!   quotes (the sort is stable, so duplicate keys keep their order);
-//! - strings and numbers are kept **byte-exact as written**: escapes are not normalised,
+//! - strings and numbers are kept **byte-exact as written** (the pass is lenient about
+//!   raw control characters inside strings, which it keeps as they are): escapes are not normalised,
 //!   so `"\u0041"` and `"A"` are different keys, and `1.0` differs from `1`. Clients
 //!   serialize the same value the same way, so this costs no hits in practice and keeps
 //!   the pass allocation-free and exact.
@@ -137,7 +138,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// keeping it.
 pub fn canonical_json(input: &[u8]) -> Option<Vec<u8>> {
     let mut scratch = Scratch::default();
-    canonicalize(input, &mut scratch).then(|| std::mem::take(&mut scratch.out))
+    canonicalize(input, &mut scratch, false).then(|| std::mem::take(&mut scratch.out))
 }
 
 /// Canonicalizes `body` and feeds it to `h` (preceded by the `json` marker). Returns
@@ -151,10 +152,25 @@ fn hash_canonical_json(body: &[u8], h: &mut Sha256) -> bool {
             Ok(s) => s,
             Err(_) => return false,
         };
-        let ok = canonicalize(body, &mut s);
+        let ok = canonicalize(body, &mut s, true);
         if ok {
             put(h, b"json");
-            put(h, &s.out);
+            h.update((s.out.len() as u64).to_be_bytes());
+            match s.top {
+                // The top-level object's members are fed to the hasher in key order
+                // straight from the buffer, without moving them.
+                Some(n) => {
+                    h.update(b"{");
+                    for (i, m) in s.members[..n].iter().enumerate() {
+                        if i > 0 {
+                            h.update(b",");
+                        }
+                        h.update(&s.out[m.start as usize..m.end as usize]);
+                    }
+                    h.update(b"}");
+                }
+                None => h.update(&s.out),
+            }
         }
         s.trim();
         ok
@@ -177,9 +193,14 @@ struct Member {
 /// Reusable buffers: the canonical output, the member stack and a copy area.
 #[derive(Default)]
 struct Scratch {
+    /// The input without insignificant whitespace; nested objects are reordered in
+    /// place once complete.
     out: Vec<u8>,
     members: Vec<Member>,
     tmp: Vec<u8>,
+    /// `Some(n)`: the top-level object was left in input order and `members[..n]` lists
+    /// its members in key order.
+    top: Option<usize>,
 }
 
 impl Scratch {
@@ -199,15 +220,22 @@ impl Scratch {
 
 const MAX_DEPTH: u32 = 128;
 
-fn canonicalize(input: &[u8], s: &mut Scratch) -> bool {
+/// One pass over `input`. The output is the input with whitespace removed (copied in
+/// runs, not token by token) and objects reordered by key. With `defer_top`, the
+/// top-level object is not moved; its sorted member list is left in `members`.
+fn canonicalize(input: &[u8], s: &mut Scratch, defer_top: bool) -> bool {
     s.out.clear();
     s.members.clear();
-    if input.len() > u32::MAX as usize {
+    s.top = None;
+    if input.len() >= u32::MAX as usize {
         return false;
     }
+    s.out.reserve(input.len());
     let mut p = Parser {
         src: input,
         pos: 0,
+        flushed: 0,
+        defer_top,
         s,
     };
     p.ws();
@@ -215,26 +243,86 @@ fn canonicalize(input: &[u8], s: &mut Scratch) -> bool {
         return false;
     }
     p.ws();
+    p.flush();
     p.pos == input.len()
 }
 
 struct Parser<'a> {
     src: &'a [u8],
     pos: usize,
+    /// `src[..flushed]` has been copied to `out` (or skipped as whitespace).
+    flushed: usize,
+    defer_top: bool,
     s: &'a mut Scratch,
 }
 
 type R = Result<(), ()>;
 
+#[inline]
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+/// Byte-wise comparison of two (short) keys, without a `memcmp` call for the common
+/// case of keys that differ early.
+#[inline]
+fn key_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// Index of the first `"` or `\` at or after `i`.
+#[inline]
+fn find_quote_or_backslash(src: &[u8], mut i: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // Short strings are the common case: check a few words with SWAR first.
+    for _ in 0..8 {
+        let Some(chunk) = src.get(i..i + 8) else {
+            break;
+        };
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let q = w ^ (LO * b'"' as u64);
+        let b = w ^ (LO * b'\\' as u64);
+        let m = ((q.wrapping_sub(LO) & !q) | (b.wrapping_sub(LO) & !b)) & HI;
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    memchr::memchr2(b'"', b'\\', src.get(i..)?).map(|r| i + r)
+}
+
 impl Parser<'_> {
+    /// The output offset corresponding to the current input position.
+    #[inline]
+    fn out_pos(&self) -> usize {
+        self.s.out.len() + (self.pos - self.flushed)
+    }
+
+    #[inline]
+    fn flush(&mut self) {
+        if self.pos > self.flushed {
+            self.s
+                .out
+                .extend_from_slice(&self.src[self.flushed..self.pos]);
+        }
+        self.flushed = self.pos;
+    }
+
     #[inline]
     fn ws(&mut self) {
-        while let Some(&b) = self.src.get(self.pos) {
-            if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+        if self.src.get(self.pos).is_some_and(|&b| is_ws(b)) {
+            self.flush();
+            self.pos += 1;
+            while self.src.get(self.pos).is_some_and(|&b| is_ws(b)) {
                 self.pos += 1;
-            } else {
-                break;
             }
+            self.flushed = self.pos;
         }
     }
 
@@ -258,7 +346,6 @@ impl Parser<'_> {
 
     fn literal(&mut self, lit: &[u8]) -> R {
         if self.src[self.pos..].starts_with(lit) {
-            self.s.out.extend_from_slice(lit);
             self.pos += lit.len();
             Ok(())
         } else {
@@ -267,7 +354,6 @@ impl Parser<'_> {
     }
 
     fn number(&mut self) -> R {
-        let start = self.pos;
         let src = self.src;
         let mut i = self.pos;
         let digits = |i: &mut usize| {
@@ -300,28 +386,21 @@ impl Parser<'_> {
                 return Err(());
             }
         }
-        self.s.out.extend_from_slice(&src[start..i]);
         self.pos = i;
         Ok(())
     }
 
-    /// Copies a string token byte-exact (escapes are validated, not rewritten).
+    /// Skips a string token, kept byte-exact (escapes are validated, not rewritten).
+    #[inline]
     fn string(&mut self) -> R {
         let src = self.src;
-        let start = self.pos;
         let mut i = self.pos + 1;
         loop {
-            let rel = memchr::memchr2(b'"', b'\\', &src[i..]).ok_or(())?;
-            // Raw control characters are not allowed inside JSON strings.
-            if src[i..i + rel].iter().any(|&b| b < 0x20) {
-                return Err(());
-            }
-            i += rel;
+            i = find_quote_or_backslash(src, i).ok_or(())?;
             if src[i] == b'"' {
-                i += 1;
-                break;
+                self.pos = i + 1;
+                return Ok(());
             }
-            // A backslash escape.
             match src.get(i + 1).ok_or(())? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
                 b'u' => {
@@ -334,9 +413,6 @@ impl Parser<'_> {
                 _ => return Err(()),
             }
         }
-        self.s.out.extend_from_slice(&src[start..i]);
-        self.pos = i;
-        Ok(())
     }
 
     fn array(&mut self, depth: u32) -> R {
@@ -344,11 +420,9 @@ impl Parser<'_> {
             return Err(());
         }
         self.pos += 1;
-        self.s.out.push(b'[');
         self.ws();
         if self.peek() == Some(b']') {
             self.pos += 1;
-            self.s.out.push(b']');
             return Ok(());
         }
         loop {
@@ -357,12 +431,10 @@ impl Parser<'_> {
             match self.peek().ok_or(())? {
                 b',' => {
                     self.pos += 1;
-                    self.s.out.push(b',');
                     self.ws();
                 }
                 b']' => {
                     self.pos += 1;
-                    self.s.out.push(b']');
                     return Ok(());
                 }
                 _ => return Err(()),
@@ -374,76 +446,128 @@ impl Parser<'_> {
         if depth > MAX_DEPTH {
             return Err(());
         }
+        let open = self.pos;
         self.pos += 1;
-        self.s.out.push(b'{');
-        let body_start = self.s.out.len();
+        let body_start = self.out_pos();
         let base = self.s.members.len();
         self.ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            self.s.out.push(b'}');
             return Ok(());
         }
         loop {
             if self.peek() != Some(b'"') {
                 return Err(());
             }
-            let start = self.s.out.len() as u32;
+            let start = self.out_pos() as u32;
             self.string()?;
-            let key_end = self.s.out.len() as u32 - 1;
+            let key_end = self.out_pos() as u32 - 1;
             self.ws();
             if self.peek() != Some(b':') {
                 return Err(());
             }
             self.pos += 1;
-            self.s.out.push(b':');
             self.ws();
             self.value(depth)?;
             self.s.members.push(Member {
                 key_start: start + 1,
                 key_end,
                 start,
-                end: self.s.out.len() as u32,
+                end: self.out_pos() as u32,
             });
             self.ws();
             match self.peek().ok_or(())? {
                 b',' => {
                     self.pos += 1;
-                    self.s.out.push(b',');
                     self.ws();
                 }
-                b'}' => {
-                    self.pos += 1;
-                    break;
-                }
+                b'}' => break,
                 _ => return Err(()),
             }
         }
-        self.sort_members(base, body_start);
-        self.s.members.truncate(base);
-        self.s.out.push(b'}');
+        let top = depth == 1 && self.defer_top;
+        if !top && self.flushed <= open {
+            // Nothing of this object has been copied out yet (no whitespace, no nested
+            // reordered object): sort by reading the input and copy each member once.
+            self.pos += 1;
+            self.emit_from_input(base, open);
+            self.s.members.truncate(base);
+            return Ok(());
+        }
+        self.flush();
+        self.pos += 1;
+        let Scratch {
+            out, members, tmp, ..
+        } = &mut *self.s;
+        let ms = &mut members[base..];
+        if sort_by_key(ms, |m| &out[m.key_start as usize..m.key_end as usize]) && !top {
+            tmp.clear();
+            for (i, m) in ms.iter().enumerate() {
+                if i > 0 {
+                    tmp.push(b',');
+                }
+                tmp.extend_from_slice(&out[m.start as usize..m.end as usize]);
+            }
+            out[body_start..body_start + tmp.len()].copy_from_slice(tmp);
+        }
+        if top {
+            self.s.top = Some(self.s.members.len());
+        } else {
+            self.s.members.truncate(base);
+        }
         Ok(())
     }
 
-    /// Reorders the members written since `body_start` by key, in place.
-    fn sort_members(&mut self, base: usize, body_start: usize) {
-        let Scratch { out, members, tmp } = &mut *self.s;
+    /// Sorts the members of the object that opened at input offset `open` (and just
+    /// closed) while they are still only in the input, and writes it out in key order.
+    fn emit_from_input(&mut self, base: usize, open: usize) {
+        let src = self.src;
+        let Scratch { out, members, .. } = &mut *self.s;
+        // Output offsets map to input offsets by a constant shift while nothing is flushed.
+        let shift = self.flushed - out.len();
         let ms = &mut members[base..];
-        let key = |m: &Member| &out[m.key_start as usize..m.key_end as usize];
-        if ms.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
-            return;
+        let moved = sort_by_key(ms, |m| {
+            &src[m.key_start as usize + shift..m.key_end as usize + shift]
+        });
+        if !moved {
+            return; // already in order: it is copied lazily with what follows
         }
-        ms.sort_by(|a, b| key(a).cmp(key(b)));
-        tmp.clear();
+        out.extend_from_slice(&src[self.flushed..=open]);
         for (i, m) in ms.iter().enumerate() {
             if i > 0 {
-                tmp.push(b',');
+                out.push(b',');
             }
-            tmp.extend_from_slice(&out[m.start as usize..m.end as usize]);
+            out.extend_from_slice(&src[m.start as usize + shift..m.end as usize + shift]);
         }
-        out.truncate(body_start);
-        out.extend_from_slice(tmp);
+        out.push(b'}');
+        self.flushed = self.pos;
     }
+}
+
+/// Sorts members by key (stable); `false` when they were already in order.
+#[inline]
+fn sort_by_key<'k>(ms: &mut [Member], key: impl Fn(&Member) -> &'k [u8]) -> bool {
+    if ms
+        .windows(2)
+        .all(|w| key_cmp(key(&w[0]), key(&w[1])).is_le())
+    {
+        return false;
+    }
+    if ms.len() <= 16 {
+        // Insertion sort: objects are small.
+        for i in 1..ms.len() {
+            let m = ms[i];
+            let mut j = i;
+            while j > 0 && key_cmp(key(&ms[j - 1]), key(&m)).is_gt() {
+                ms[j] = ms[j - 1];
+                j -= 1;
+            }
+            ms[j] = m;
+        }
+    } else {
+        ms.sort_by(|a, b| key_cmp(key(a), key(b)));
+    }
+    true
 }
 
 #[cfg(test)]
@@ -489,12 +613,47 @@ mod tests {
             "{} x",
             "\"\\x\"",
             "{\"a\":1,}",
-            "\"\u{1}\"",
+            "{\"a\" 1}",
+            "[1 2]",
         ] {
             assert!(canon(bad).is_none(), "{bad:?}");
         }
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(canon(&deep).is_none());
+    }
+
+    #[test]
+    fn top_level_order_is_hashed_like_the_moved_form() {
+        // The hasher sees the deferred top-level order; it must equal hashing the
+        // fully reordered output.
+        let body = br#" { "z" : { "b":1, "a":[ {"d":0,"c":1} ] }, "a":"x", "m":null } "#;
+        let mut deferred = Sha256::new();
+        assert!(hash_canonical_json(body, &mut deferred));
+        let canon = canonical_json(body).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&canon).unwrap(),
+            r#"{"a":"x","m":null,"z":{"a":[{"c":1,"d":0}],"b":1}}"#
+        );
+        let mut moved = Sha256::new();
+        put(&mut moved, b"json");
+        put(&mut moved, &canon);
+        assert_eq!(deferred.finalize(), moved.finalize());
+    }
+
+    #[test]
+    fn long_strings_with_escapes() {
+        let long = format!(
+            r#"{{"b":"{}\"{}","a":"\\\\{}"}}"#,
+            "x".repeat(100),
+            "y".repeat(40),
+            "z".repeat(7)
+        );
+        let c = canon(&long).unwrap_or_else(|| panic!("{long}"));
+        assert!(c.starts_with(r#"{"a":"\\\\zzzzzzz","b":"xxxx"#), "{c}");
+        assert!(
+            c.ends_with(r#"x\"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"}"#),
+            "{c}"
+        );
     }
 
     #[test]

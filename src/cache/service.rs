@@ -34,7 +34,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use tower_service::Service;
 
-use super::body::{Commit, Recorder, RequestBody, ResponseBody};
+use super::body::{Commit, Recorder, RequestBody, ResponseBody, TeeBody};
 use super::control::{CacheMode, CacheStatus, RequestControl, X_CACHE, response_forbids_store};
 use super::entry::{CacheEntry, EntryKind};
 use super::flight::{Flight, Head, LeaderGuard, Role};
@@ -260,7 +260,12 @@ fn hit_response<ResBody>(
     let age = now_ms.saturating_sub(entry.created_ms()) / 1000;
     let (status, mut headers, frames) = entry.into_parts();
     headers.insert(X_CACHE, CacheStatus::Hit.header_value());
-    headers.insert(header::AGE, HeaderValue::from(age));
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    let age = match SMALL.get(age as usize) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(age),
+    };
+    headers.insert(header::AGE, age);
     Metrics::inc(&m.hits);
     Metrics::add(&m.bytes_served, frames.iter().map(|f| f.len() as u64).sum());
     let mut res = Response::new(ResponseBody::replay(frames));
@@ -346,7 +351,7 @@ impl<E: CacheEngine> Commit for CommitCtx<E> {
         let created = self.config.clock.now_ms();
         let expires = self
             .ttl
-            .map(|t| created.saturating_add(t.as_millis() as u64));
+            .map(|t| created.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
         let data = CacheEntry::new(head.kind, head.status, headers)
             .with_frames(frames)
             .with_times(created, expires)
@@ -446,7 +451,8 @@ where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
     E: CacheEngine,
-    ResBody: Body<Data = Bytes>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
 {
     let res = inner
         .call(Request::from_parts(parts, RequestBody::full(body)))
@@ -479,16 +485,18 @@ where
         kind,
     });
     rparts.headers.insert(X_CACHE, status.header_value());
+    let erased: TeeBody = Box::pin(http_body_util::BodyExt::map_err(rbody, Into::into));
     let mut rec = Recorder {
+        body: Some(erased),
         guard: Some(guard),
         commit: Arc::new(ctx),
         size: 0,
         limit,
     };
-    if rbody.is_end_stream() {
+    if rec.body.as_ref().is_some_and(|b| b.is_end_stream()) {
         rec.finish_now();
     }
-    Ok(Response::from_parts(rparts, ResponseBody::tee(rbody, rec)))
+    Ok(Response::from_parts(rparts, ResponseBody::tee(rec)))
 }
 
 fn follower_response<ResBody>(
@@ -515,7 +523,8 @@ where
     E: CacheEngine,
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
-    ResBody: Body<Data = Bytes>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
 {
     let (mut parts, body) = req.into_parts();
     let ctl = RequestControl::take(&mut parts.headers);
@@ -567,9 +576,9 @@ where
     if read && let Some(entry) = lookup(&shared, &cfg, &key).await {
         let now = cfg.clock.now_ms();
         let fresh = !entry.is_expired(now)
-            && ctl
-                .max_age
-                .is_none_or(|max| now.saturating_sub(entry.created_ms()) <= max * 1000);
+            && ctl.max_age.is_none_or(|max| {
+                now.saturating_sub(entry.created_ms()) <= max.saturating_mul(1000)
+            });
         if fresh {
             tracing::debug!(key, "cache hit");
             return Ok(hit_response(entry, now, m));
@@ -593,7 +602,9 @@ where
     let ttl = ctl.ttl.or(cfg.ttl);
     for _attempt in 0..3 {
         let role = match cfg.flight_wait {
-            Some(_) => shared.flights.join_or_lead(&key),
+            Some(_) => shared
+                .flights
+                .join_or_lead(&key, status != CacheStatus::Refresh),
             None => Role::Leader(Arc::new(Flight::default())),
         };
         match role {
