@@ -294,28 +294,110 @@ struct CommitCtx<E> {
     path: String,
 }
 
-fn sse_done_seen(frames: &[Bytes]) -> bool {
-    const DONE: &[u8] = b"data: [DONE]";
-    let finder = memchr::memmem::Finder::new(DONE);
-    let mut carry: Vec<u8> = Vec::new();
-    for f in frames {
-        if finder.find(f).is_some() {
-            return true;
+/// Whether a recorded event stream ended cleanly, so that replaying it is right.
+///
+/// Clean means: its last event is `data: [DONE]` (a whole event, not the text
+/// inside another event's data), and no event reports an error: an `event: error`,
+/// or a JSON payload with an `error` member, `"object": "error"`, or a choice whose
+/// `finish_reason` is `"error"` (LLM APIs end a failed generation that way). Lines
+/// end in LF, CRLF or CR, as the event-stream format allows.
+fn sse_completed_cleanly(frames: &[Bytes]) -> bool {
+    let body: std::borrow::Cow<'_, [u8]> = match frames {
+        [] => return false,
+        [one] => std::borrow::Cow::Borrowed(one),
+        many => {
+            let mut all = Vec::with_capacity(many.iter().map(Bytes::len).sum());
+            many.iter().for_each(|f| all.extend_from_slice(f));
+            std::borrow::Cow::Owned(all)
         }
-        // The marker may straddle frames.
-        carry.extend_from_slice(&f[..f.len().min(DONE.len())]);
-        if finder.find(&carry).is_some() {
-            return true;
+    };
+    let mut done = false;
+    let mut data: Vec<u8> = Vec::new();
+    let mut has_data = false;
+    let mut error_event = false;
+    let mut rest: &[u8] = &body;
+    while !rest.is_empty() {
+        let end = memchr::memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
+        let line = &rest[..end];
+        let mut next = end;
+        if next < rest.len() {
+            next += if rest[next] == b'\r' && rest.get(next + 1) == Some(&b'\n') {
+                2
+            } else {
+                1
+            };
         }
-        let tail = &f[f.len().saturating_sub(DONE.len() - 1)..];
-        if f.len() >= DONE.len() - 1 {
-            carry.clear();
+        rest = &rest[next..];
+        if line.is_empty() {
+            // Dispatch the event.
+            if has_data || error_event {
+                if error_event {
+                    return false;
+                }
+                if data == b"[DONE]" {
+                    done = true;
+                } else {
+                    if sse_payload_reports_error(&data) {
+                        return false;
+                    }
+                    done = false;
+                }
+            }
+            data.clear();
+            has_data = false;
+            error_event = false;
+            continue;
         }
-        carry.extend_from_slice(tail);
-        let excess = carry.len().saturating_sub(DONE.len() - 1);
-        carry.drain(..excess);
+        if line[0] == b':' {
+            continue;
+        }
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"data" => {
+                if has_data {
+                    data.push(b'\n');
+                }
+                data.extend_from_slice(value);
+                has_data = true;
+            }
+            b"event" => error_event = value == b"error",
+            _ => {}
+        }
     }
-    false
+    // A final `data: [DONE]` without its blank line still marks the end.
+    if has_data {
+        done = data == b"[DONE]" && !error_event;
+    }
+    done
+}
+
+/// Whether one event's JSON payload reports an error (see [`sse_completed_cleanly`]).
+fn sse_payload_reports_error(data: &[u8]) -> bool {
+    if memchr::memmem::find(data, b"error").is_none() {
+        return false;
+    }
+    let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice::<serde_json::Value>(data)
+    else {
+        return false;
+    };
+    if obj.get("error").is_some_and(|e| !e.is_null())
+        || obj.get("object").and_then(|o| o.as_str()) == Some("error")
+    {
+        return true;
+    }
+    obj.get("choices")
+        .and_then(|c| c.as_array())
+        .is_some_and(|choices| {
+            choices
+                .iter()
+                .any(|c| c.get("finish_reason").and_then(|f| f.as_str()) == Some("error"))
+        })
 }
 
 impl<E: CacheEngine> Commit for CommitCtx<E> {
@@ -326,8 +408,11 @@ impl<E: CacheEngine> Commit for CommitCtx<E> {
             shared.flights.remove(&key, &flight);
             return;
         };
-        if head.kind == EntryKind::Sse && !sse_done_seen(&frames) {
-            tracing::debug!(key, "stream ended without `data: [DONE]`; not stored");
+        if head.kind == EntryKind::Sse && !sse_completed_cleanly(&frames) {
+            tracing::debug!(
+                key,
+                "stream ended without `data: [DONE]` or reported an error; not stored"
+            );
             shared.flights.remove(&key, &flight);
             return;
         }
@@ -344,7 +429,23 @@ impl<E: CacheEngine> Commit for CommitCtx<E> {
                         b.freeze()
                     }
                 };
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                let declared = headers
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                let bodiless = self.method == "HEAD"
+                    || head.status == http::StatusCode::NO_CONTENT
+                    || head.status == http::StatusCode::NOT_MODIFIED;
+                if !bodiless {
+                    if declared.is_some_and(|n| n != body.len() as u64) {
+                        // The body ended short of (or past) its declared length: a
+                        // truncated answer, never stored.
+                        tracing::debug!(key, "body length differs from Content-Length; not stored");
+                        shared.flights.remove(&key, &flight);
+                        return;
+                    }
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                }
                 vec![body]
             }
         };
@@ -432,9 +533,11 @@ fn store<E: CacheEngine>(
 }
 
 fn is_sse(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .get(..17)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"text/event-stream"))
+    })
 }
 
 /// The leader: calls upstream and, if the answer is cacheable, shares and records it.
@@ -677,4 +780,57 @@ where
     }
     Metrics::inc(&m.misses);
     forward(inner, parts, RequestBody::full(bytes), status).await
+}
+
+#[cfg(test)]
+mod sse_commit_tests {
+    use super::*;
+
+    fn clean(parts: &[&'static str]) -> bool {
+        let frames: Vec<Bytes> = parts
+            .iter()
+            .map(|p| Bytes::from_static(p.as_bytes()))
+            .collect();
+        sse_completed_cleanly(&frames)
+    }
+
+    #[test]
+    fn done_event_ends_a_clean_stream_in_any_line_ending() {
+        assert!(clean(&["data: {\"a\":1}\n\n", "data: [DONE]\n\n"]));
+        assert!(clean(&[
+            "data: {\"a\":1}\r\n\r\n",
+            "data: [DO",
+            "NE]\r\n\r\n"
+        ]));
+        assert!(clean(&["data: {\"a\":1}\r\rdata: [DONE]\r\r"]));
+        assert!(clean(&[": keep-alive\n\ndata:[DONE]\n\n"]));
+        assert!(clean(&["data: [DONE]"]));
+    }
+
+    #[test]
+    fn missing_or_embedded_done_is_not_clean() {
+        assert!(!clean(&[]));
+        assert!(!clean(&["data: {\"a\":1}\n\n"]));
+        assert!(!clean(&["data: {\"t\":\"data: [DONE]\"}\n\n"]));
+        assert!(!clean(&["data: [DONE]\n\ndata: {\"a\":1}\n\n"]));
+        assert!(!clean(&["data: [DONE]\ndata: x\n\n"]));
+    }
+
+    #[test]
+    fn error_events_and_error_finishes_are_not_clean() {
+        assert!(!clean(&["event: error\ndata: {}\n\n", "data: [DONE]\n\n"]));
+        assert!(!clean(&[
+            "data: {\"error\":{\"message\":\"x\"}}\n\ndata: [DONE]\n\n"
+        ]));
+        assert!(!clean(&[
+            "data: {\"object\":\"error\",\"message\":\"x\"}\n\ndata: [DONE]\n\n"
+        ]));
+        assert!(!clean(&[
+            "data: {\"choices\":[{\"finish_reason\":\"error\"}]}\n\ndata: [DONE]\n\n"
+        ]));
+        // The word "error" in content is not an error.
+        assert!(clean(&[
+            "data: {\"choices\":[{\"delta\":{\"content\":\"error\"},\"finish_reason\":\"stop\"}],\"error\":null}\n\ndata: [DONE]\n\n"
+        ]));
+    }
 }
