@@ -1,0 +1,119 @@
+//! Shared fixtures for the criterion benches: realistic chat request bodies, a 4 KiB
+//! chat completion, a 1,000-event SSE stream, and the one tokio runtime every bench
+//! group runs on.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use serde_json::json;
+
+/// The bearer token sent by every benchmark request (never a real key).
+pub const AUTHORIZATION: &str = "Bearer bench-0000000000000000000000000000000000";
+
+/// The one runtime shared by every group (current-thread: lowest noise for latency).
+pub fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+}
+
+/// Prose used to fill message contents: sentences with the escapes a real prompt has
+/// (newlines, quotes, a tab, non-ASCII), so the canonicalizer sees real string work.
+const PROSE: &str = "You are a careful assistant. Answer in \"plain\" English and cite the \
+source when you can.\nThe user asked about the distance between the Earth and the Moon, \
+which varies between ~363,300 km (perigee) and ~405,500 km (apogee).\n\t- Keep it short; \
+use **markdown** lists.\nCafé, naïve, 東京 — unicode must survive canonicalization. ";
+
+/// A chat completion request of exactly `size` bytes of compact JSON, the way an SDK
+/// sends it: a system prompt, a few user/assistant turns, sampling parameters, and
+/// the last user message padded so the whole body is `size` bytes long.
+///
+/// `salt` changes the last message so two calls with different salts give different
+/// cache keys (for miss benches).
+pub fn chat_request(size: usize, salt: u64) -> Bytes {
+    let turn = |i: usize| -> String {
+        let mut s = format!("Turn {i}: ");
+        s.push_str(PROSE);
+        s
+    };
+    let build = |pad: usize| -> Vec<u8> {
+        let mut messages = vec![json!({"role": "system", "content": PROSE})];
+        // One user/assistant pair per ~1.5 KiB of requested size.
+        let pairs = (size / 1536).min(64);
+        for i in 0..pairs {
+            messages.push(json!({"role": "user", "content": turn(2 * i)}));
+            messages.push(json!({"role": "assistant", "content": turn(2 * i + 1)}));
+        }
+        let mut last = format!("Request #{salt}. Now summarize the above. ");
+        last.extend(std::iter::repeat_n('x', pad));
+        messages.push(json!({"role": "user", "content": last}));
+        let body = json!({
+            "model": "mistral-large-latest",
+            "messages": messages,
+            "temperature": 0.2,
+            "top_p": 1.0,
+            "max_tokens": 512,
+            "stream": false,
+            "safe_prompt": false,
+            "random_seed": 42,
+        });
+        serde_json::to_vec(&body).expect("serialize")
+    };
+    let unpadded = build(0).len();
+    assert!(
+        unpadded <= size,
+        "skeleton {unpadded} B > requested {size} B"
+    );
+    let body = build(size - unpadded);
+    assert_eq!(body.len(), size);
+    Bytes::from(body)
+}
+
+/// A non-streamed chat completion of exactly `size` bytes of JSON.
+pub fn chat_response(size: usize) -> Bytes {
+    let build = |pad: usize| -> Vec<u8> {
+        let mut content =
+            String::from("The average distance between the Earth and the Moon is 384,400 km. ");
+        content.extend(std::iter::repeat_n('y', pad));
+        let body = json!({
+            "id": "bed9481e857e40fab7c7eea4232f294a",
+            "object": "chat.completion",
+            "model": "mistral-large-latest",
+            "usage": {"prompt_tokens": 11, "completion_tokens": 268, "total_tokens": 279},
+            "created": 1764257531,
+            "choices": [{
+                "index": 0,
+                "message": {"content": content, "tool_calls": null, "prefix": false, "role": "assistant"},
+                "finish_reason": "stop"
+            }]
+        });
+        serde_json::to_vec(&body).expect("serialize")
+    };
+    let unpadded = build(0).len();
+    assert!(unpadded <= size);
+    let body = build(size - unpadded);
+    assert_eq!(body.len(), size);
+    Bytes::from(body)
+}
+
+/// A streamed chat completion: `events` SSE events (one `Bytes` per event, as an
+/// upstream sends them), the last one being `data: [DONE]`.
+pub fn sse_events(events: usize) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(events);
+    for i in 0..events.saturating_sub(1) {
+        let ev = format!(
+            "data: {{\"id\":\"59060ef9339a4112b2c9e57e3ee6199d\",\"model\":\"mistral-large-latest\",\
+\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"token{i} \"}},\"finish_reason\":null}}],\
+\"object\":\"chat.completion.chunk\",\"created\":1764258570,\"usage\":null}}\n\n"
+        );
+        out.push(Bytes::from(ev));
+    }
+    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    out
+}
