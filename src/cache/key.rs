@@ -199,6 +199,42 @@ struct Member {
     start: u32,
     /// End of the member (after its value).
     end: u32,
+    /// The first 8 bytes of the key, big-endian, zero-padded: comparing prefixes orders
+    /// keys like comparing their bytes whenever the prefixes differ.
+    prefix: u64,
+}
+
+/// The sort prefix of the key `src[start..end]` (see [`Member::prefix`]): one 8-byte
+/// load with the bytes past the key masked off (a key is always followed by at least
+/// `":` and a value, so the load rarely needs the copying fallback).
+#[inline]
+fn key_prefix(src: &[u8], start: usize, end: usize) -> u64 {
+    let n = (end - start).min(8);
+    if n == 0 {
+        return 0;
+    }
+    let mask = u64::MAX << (8 * (8 - n));
+    match src.get(start..start + 8) {
+        Some(w) => u64::from_be_bytes(w.try_into().expect("8 bytes")) & mask,
+        None => {
+            let mut b = [0u8; 8];
+            b[..n].copy_from_slice(&src[start..start + n]);
+            u64::from_be_bytes(b)
+        }
+    }
+}
+
+/// Orders members by key bytes: by prefix, then (on a tie) by the whole key.
+#[inline]
+fn member_cmp<'k>(
+    a: &Member,
+    b: &Member,
+    key: &impl Fn(&Member) -> &'k [u8],
+) -> std::cmp::Ordering {
+    match a.prefix.cmp(&b.prefix) {
+        std::cmp::Ordering::Equal => key_cmp(key(a), key(b)),
+        o => o,
+    }
 }
 
 /// Reusable buffers: the canonical output, the member stack and a copy area.
@@ -470,7 +506,9 @@ impl Parser<'_> {
                 return Err(());
             }
             let start = self.out_pos() as u32;
+            let key_in = self.pos + 1;
             self.string()?;
+            let prefix = key_prefix(self.src, key_in, self.pos - 1);
             let key_end = self.out_pos() as u32 - 1;
             self.ws();
             if self.peek() != Some(b':') {
@@ -484,6 +522,7 @@ impl Parser<'_> {
                 key_end,
                 start,
                 end: self.out_pos() as u32,
+                prefix,
             });
             self.ws();
             match self.peek().ok_or(())? {
@@ -559,7 +598,7 @@ impl Parser<'_> {
 fn sort_by_key<'k>(ms: &mut [Member], key: impl Fn(&Member) -> &'k [u8]) -> bool {
     if ms
         .windows(2)
-        .all(|w| key_cmp(key(&w[0]), key(&w[1])).is_le())
+        .all(|w| member_cmp(&w[0], &w[1], &key).is_le())
     {
         return false;
     }
@@ -568,14 +607,14 @@ fn sort_by_key<'k>(ms: &mut [Member], key: impl Fn(&Member) -> &'k [u8]) -> bool
         for i in 1..ms.len() {
             let m = ms[i];
             let mut j = i;
-            while j > 0 && key_cmp(key(&ms[j - 1]), key(&m)).is_gt() {
+            while j > 0 && member_cmp(&ms[j - 1], &m, &key).is_gt() {
                 ms[j] = ms[j - 1];
                 j -= 1;
             }
             ms[j] = m;
         }
     } else {
-        ms.sort_by(|a, b| key_cmp(key(a), key(b)));
+        ms.sort_by(|a, b| member_cmp(a, b, &key));
     }
     true
 }
@@ -664,6 +703,55 @@ mod tests {
             c.ends_with(r#"x\"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"}"#),
             "{c}"
         );
+    }
+
+    #[test]
+    fn keys_sort_by_their_bytes_beyond_the_prefix() {
+        // Shared 8-byte prefixes, prefixes of each other, a raw NUL and a high byte.
+        let keys: [&[u8]; 9] = [
+            b"abcdefghZ",
+            b"abcdefghA",
+            b"abcdefgh",
+            b"ab",
+            b"ab\0",
+            b"ab\0\0",
+            b"\xc3\xa9t\xc3\xa9",
+            b"a",
+            b"",
+        ];
+        let mut body = b"{".to_vec();
+        for (i, k) in keys.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.push(b'"');
+            body.extend_from_slice(k);
+            body.extend_from_slice(format!("\":{i}").as_bytes());
+        }
+        body.push(b'}');
+        let mut sorted: Vec<(&[u8], usize)> = keys.iter().copied().zip(0..).collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        let mut want = b"{".to_vec();
+        for (i, (k, v)) in sorted.iter().enumerate() {
+            if i > 0 {
+                want.push(b',');
+            }
+            want.push(b'"');
+            want.extend_from_slice(k);
+            want.extend_from_slice(format!("\":{v}").as_bytes());
+        }
+        want.push(b'}');
+        assert_eq!(canonical_json(&body).unwrap(), want);
+        // Nested (sorted from the input) and more than 16 members (merge sort).
+        let many: Vec<String> = (0..40)
+            .rev()
+            .map(|i| format!("\"k{i:02}xxxxxx{}\":{i}", 40 - i))
+            .collect();
+        let nested = format!("[{{{}}}]", many.join(","));
+        let out = String::from_utf8(canonical_json(nested.as_bytes()).unwrap()).unwrap();
+        let mut m = many.clone();
+        m.sort();
+        assert_eq!(out, format!("[{{{}}}]", m.join(",")));
     }
 
     #[test]
