@@ -705,15 +705,16 @@ where
 
     let read = !ctl.no_cache && cfg.mode != CacheMode::WriteOnly;
     let mut lookup = read;
-    if read && let Some(res) = shared.engine.try_get_now(key.as_str()) {
+    let k = key.as_str(); // validated once
+    if read && let Some(res) = shared.engine.try_get_now(k) {
         lookup = false;
         let m = &shared.metrics;
-        if let Some(entry) = decode_entry(m, key.as_str(), res)
-            && let Some(res) = fresh_hit(cfg, &ctl, m, key.as_str(), entry)
+        if let Some(entry) = decode_entry(m, k, res)
+            && let Some(res) = fresh_hit(cfg, &ctl, m, k, entry)
         {
             return Start::Done(Ok(res));
         }
-        if let Some(res) = replay_only_miss(cfg, &ctl, m, key.as_str()) {
+        if let Some(res) = replay_only_miss(cfg, &ctl, m, k) {
             return Start::Done(Ok(res));
         }
     }
