@@ -282,6 +282,7 @@ pin_project! {
     #[project = RespProj]
     enum RespKind<B> {
         Replay { frames: std::vec::IntoIter<Bytes> },
+        Once { frame: Option<Bytes> },
         Follow { flight: Arc<Flight>, next: usize },
         Tee { rec: Recorder },
         Pass { #[pin] inner: B },
@@ -294,6 +295,12 @@ impl<B> ResponseBody<B> {
             kind: RespKind::Replay {
                 frames: frames.into_iter(),
             },
+        }
+    }
+    /// Replays one frame, like [`replay`](Self::replay) of a one-frame `Vec`.
+    pub(crate) fn once(frame: Bytes) -> Self {
+        ResponseBody {
+            kind: RespKind::Once { frame: Some(frame) },
         }
     }
     pub(crate) fn empty() -> Self {
@@ -319,7 +326,7 @@ impl<B> ResponseBody<B> {
 impl<B> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
-            RespKind::Replay { .. } => "replay",
+            RespKind::Replay { .. } | RespKind::Once { .. } => "replay",
             RespKind::Follow { .. } => "follow",
             RespKind::Tee { .. } => "tee",
             RespKind::Pass { .. } => "pass",
@@ -347,6 +354,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
             RespProj::Replay { frames } => Poll::Ready(frames.next().map(|f| Ok(Frame::data(f)))),
+            RespProj::Once { frame } => Poll::Ready(frame.take().map(|f| Ok(Frame::data(f)))),
             RespProj::Follow { flight, next } => match ready!(flight.poll_frame(*next, cx)) {
                 Next::Frame(f) => {
                     *next += 1;
@@ -363,6 +371,7 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             RespKind::Replay { frames } => frames.len() == 0,
+            RespKind::Once { frame } => frame.is_none(),
             RespKind::Follow { flight, next } => flight.is_end(*next),
             RespKind::Tee { rec } => rec.body.as_ref().is_none_or(|b| b.is_end_stream()),
             RespKind::Pass { inner } => inner.is_end_stream(),
@@ -373,6 +382,9 @@ where
         match &self.kind {
             RespKind::Replay { frames } => {
                 SizeHint::with_exact(frames.as_slice().iter().map(|f| f.len() as u64).sum())
+            }
+            RespKind::Once { frame } => {
+                SizeHint::with_exact(frame.as_ref().map_or(0, |f| f.len() as u64))
             }
             RespKind::Follow { .. } => SizeHint::new(),
             RespKind::Tee { rec } => rec

@@ -119,6 +119,18 @@ pub trait CacheEngine: Send + Sync + 'static {
     fn keys(&self) -> impl Future<Output = Result<Vec<String>, CacheError>> + Send {
         async { Err(CacheError::Unsupported("keys")) }
     }
+
+    /// Reads the value under `key` without waiting, for engines that can answer
+    /// synchronously (an in-memory engine): `Some` with what [`get`](CacheEngine::get)
+    /// would return, or `None` to say "call `get`".
+    ///
+    /// The cache layer tries this first, so a hit on such an engine is answered inside
+    /// `Service::call` with an already-completed future (no boxing, no await). The
+    /// default returns `None`; an engine whose reads involve I/O keeps the default.
+    fn try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
+        let _ = key;
+        None
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -142,6 +154,11 @@ pub trait DynCacheEngine: Send + Sync + 'static {
     fn dyn_keys(&self) -> BoxFuture<'_, Result<Vec<String>, CacheError>>;
     /// A short description for `Debug` (never credentials).
     fn describe(&self) -> String;
+    /// See [`CacheEngine::try_get_now`]. The default returns `None`.
+    fn dyn_try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
+        let _ = key;
+        None
+    }
 }
 
 impl<E: CacheEngine> DynCacheEngine for E {
@@ -164,6 +181,9 @@ impl<E: CacheEngine> DynCacheEngine for E {
     }
     fn describe(&self) -> String {
         std::any::type_name::<E>().to_owned()
+    }
+    fn dyn_try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
+        self.try_get_now(key)
     }
 }
 
@@ -223,6 +243,9 @@ impl CacheEngine for BoxEngine {
     async fn keys(&self) -> Result<Vec<String>, CacheError> {
         self.inner.dyn_keys().await
     }
+    fn try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
+        self.inner.dyn_try_get_now(key)
+    }
 }
 
 impl<E: CacheEngine> CacheEngine for Arc<E> {
@@ -245,6 +268,9 @@ impl<E: CacheEngine> CacheEngine for Arc<E> {
     }
     fn keys(&self) -> impl Future<Output = Result<Vec<String>, CacheError>> + Send {
         (**self).keys()
+    }
+    fn try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
+        (**self).try_get_now(key)
     }
 }
 
@@ -298,5 +324,7 @@ mod tests {
             Err(CacheError::Unsupported("delete"))
         ));
         assert!(format!("{e:?}").contains("Map"));
+        // Engines that do not override `try_get_now` say "call get".
+        assert!(e.try_get_now("a").is_none());
     }
 }

@@ -88,12 +88,28 @@ pub struct CacheEntry {
     kind: EntryKind,
     status: StatusCode,
     headers: HeaderMap,
-    frames: Vec<Bytes>,
+    frames: Frames,
     created_ms: u64,
     expires_ms: Option<u64>,
     namespace: Bytes,
     method: Bytes,
     path: Bytes,
+}
+
+/// The body frames: one frame (every JSON entry) is kept without a `Vec`.
+#[derive(Debug, Clone)]
+pub(crate) enum Frames {
+    One(Bytes),
+    Many(Vec<Bytes>),
+}
+
+impl Frames {
+    fn as_slice(&self) -> &[Bytes] {
+        match self {
+            Frames::One(b) => std::slice::from_ref(b),
+            Frames::Many(v) => v,
+        }
+    }
 }
 
 fn as_str(b: &Bytes) -> &str {
@@ -107,7 +123,7 @@ impl CacheEntry {
             kind,
             status,
             headers,
-            frames: Vec::new(),
+            frames: Frames::Many(Vec::new()),
             created_ms: 0,
             expires_ms: None,
             namespace: Bytes::new(),
@@ -118,7 +134,7 @@ impl CacheEntry {
 
     /// Sets the body frames (one frame for a JSON body, one per received frame for SSE).
     pub fn with_frames(mut self, frames: Vec<Bytes>) -> Self {
-        self.frames = frames;
+        self.frames = Frames::Many(frames);
         self
     }
 
@@ -156,11 +172,11 @@ impl CacheEntry {
     }
     /// The body frames as received.
     pub fn frames(&self) -> &[Bytes] {
-        &self.frames
+        self.frames.as_slice()
     }
     /// The whole body (frames concatenated).
     pub fn body(&self) -> Bytes {
-        match self.frames.as_slice() {
+        match self.frames() {
             [] => Bytes::new(),
             [one] => one.clone(),
             many => {
@@ -174,7 +190,7 @@ impl CacheEntry {
     }
     /// The body length in bytes.
     pub fn body_len(&self) -> usize {
-        self.frames.iter().map(Bytes::len).sum()
+        self.frames().iter().map(Bytes::len).sum()
     }
     /// When the entry was stored, unix milliseconds.
     pub fn created_ms(&self) -> u64 {
@@ -203,6 +219,15 @@ impl CacheEntry {
 
     /// Takes the headers and frames out of the entry.
     pub fn into_parts(self) -> (StatusCode, HeaderMap, Vec<Bytes>) {
+        let frames = match self.frames {
+            Frames::One(b) => vec![b],
+            Frames::Many(v) => v,
+        };
+        (self.status, self.headers, frames)
+    }
+
+    /// Takes the status, headers and frames out (without building a `Vec` for one frame).
+    pub(crate) fn into_hit_parts(self) -> (StatusCode, HeaderMap, Frames) {
         (self.status, self.headers, self.frames)
     }
 
@@ -217,7 +242,7 @@ impl CacheEntry {
                 .iter()
                 .map(|(k, v)| 6 + k.as_str().len() + v.len())
                 .sum::<usize>()
-            + self.frames.iter().map(|f| 4 + f.len()).sum::<usize>();
+            + self.frames().iter().map(|f| 4 + f.len()).sum::<usize>();
         let mut b = BytesMut::with_capacity(est);
         b.put_slice(MAGIC);
         b.put_u8(FORMAT_VERSION);
@@ -247,8 +272,8 @@ impl CacheEntry {
             b.put_u32(v.len() as u32);
             b.put_slice(v.as_bytes());
         }
-        b.put_u32(self.frames.len() as u32);
-        for f in &self.frames {
+        b.put_u32(self.frames().len() as u32);
+        for f in self.frames() {
             b.put_u32(f.len() as u32);
             b.put_slice(f);
         }
@@ -260,6 +285,12 @@ impl CacheEntry {
     /// Decodes an entry. The body frames and header values share `data`'s memory
     /// (no copy).
     pub fn decode(data: &Bytes) -> Result<CacheEntry, DecodeError> {
+        Self::decode_with_spare(data, 0)
+    }
+
+    /// [`decode`](Self::decode), leaving room in the header map for `spare` more headers
+    /// (the cache adds `x-cache` and `age` to a hit without growing the map).
+    pub(crate) fn decode_with_spare(data: &Bytes, spare: usize) -> Result<CacheEntry, DecodeError> {
         if data.len() < 4 || &data[..4] != MAGIC {
             return Err(DecodeError::BadMagic);
         }
@@ -295,7 +326,7 @@ impl CacheEntry {
         let method = r.string()?;
         let path = r.string()?;
         let n = r.u16()? as usize;
-        let mut headers = HeaderMap::with_capacity(n);
+        let mut headers = HeaderMap::with_capacity(n + spare);
         for _ in 0..n {
             let len = r.u16()? as usize;
             let name = HeaderName::from_bytes(r.slice(len)?)
@@ -309,11 +340,17 @@ impl CacheEntry {
         if n > r.end - r.pos {
             return Err(DecodeError::Truncated);
         }
-        let mut frames = Vec::with_capacity(n);
-        for _ in 0..n {
+        let frames = if n == 1 {
             let len = r.u32()? as usize;
-            frames.push(r.bytes(len)?);
-        }
+            Frames::One(r.bytes(len)?)
+        } else {
+            let mut frames = Vec::with_capacity(n);
+            for _ in 0..n {
+                let len = r.u32()? as usize;
+                frames.push(r.bytes(len)?);
+            }
+            Frames::Many(frames)
+        };
         if r.pos != r.end {
             return Err(DecodeError::Malformed("trailing bytes"));
         }

@@ -25,32 +25,89 @@ use http::Response;
 use super::body::ResponseBody;
 use crate::BoxError;
 
-type Inner<B> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, BoxError>> + Send>>;
+type Output<B> = Result<Response<ResponseBody<B>>, BoxError>;
+type Boxed<B> = Pin<Box<dyn Future<Output = Output<B>> + Send>>;
 
 /// The response future of [`CacheService`](super::CacheService).
 ///
-/// A named wrapper, so its implementation (currently one boxed future covering the hit,
-/// miss, follower and bypass paths) can change without breaking users.
+/// A named wrapper around a private enum, so its variants can change without breaking
+/// users. A hit on an engine that answers synchronously (see
+/// [`CacheEngine::try_get_now`](super::CacheEngine::try_get_now)) is decided inside
+/// `call` and returned as an already-completed future, without allocating; every other
+/// path (misses, single-flight, engines that do I/O, bypasses) runs as one boxed future.
 pub struct ResponseFuture<B> {
-    inner: Inner<B>,
+    kind: Kind<B>,
 }
 
+enum Kind<B> {
+    /// Answered in `call` (a hit, or an `only-if-cached` miss); `None` once taken.
+    Ready { res: Option<Output<B>> },
+    /// Everything that waits: the engine, the inner service, another request.
+    Pending { fut: Boxed<B> },
+}
+
+// No field is structurally pinned: the ready answer is moved out, and the pending
+// future is already boxed.
+impl<B> Unpin for ResponseFuture<B> {}
+
 impl<B> ResponseFuture<B> {
-    pub(crate) fn new(inner: Inner<B>) -> Self {
-        ResponseFuture { inner }
+    pub(crate) fn ready(res: Output<B>) -> Self {
+        ResponseFuture {
+            kind: Kind::Ready { res: Some(res) },
+        }
+    }
+
+    pub(crate) fn pending(fut: Boxed<B>) -> Self {
+        ResponseFuture {
+            kind: Kind::Pending { fut },
+        }
     }
 }
 
 impl<B> fmt::Debug for ResponseFuture<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        let state = match &self.kind {
+            Kind::Ready { res: Some(_) } => "ready",
+            Kind::Ready { res: None } => "done",
+            Kind::Pending { .. } => "pending",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 
 impl<B> Future for ResponseFuture<B> {
-    type Output = Result<Response<ResponseBody<B>>, BoxError>;
+    type Output = Output<B>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().kind {
+            Kind::Ready { res } => {
+                Poll::Ready(res.take().expect("ResponseFuture polled after completion"))
+            }
+            Kind::Pending { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_future_is_send_and_unpin_whatever_the_body() {
+        fn assert_send_unpin<T: Send + Unpin>() {}
+        // A body that is neither Unpin nor Sync.
+        type NotUnpin = http_body_util::StreamBody<
+            std::pin::Pin<
+                Box<
+                    dyn futures_core::Stream<
+                            Item = Result<http_body::Frame<bytes::Bytes>, BoxError>,
+                        > + Send,
+                >,
+            >,
+        >;
+        assert_send_unpin::<ResponseFuture<NotUnpin>>();
+        assert_send_unpin::<ResponseFuture<std::marker::PhantomPinned>>();
     }
 }

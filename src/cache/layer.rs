@@ -74,6 +74,8 @@ pub(crate) struct Config {
     pub(crate) mode: CacheMode,
     pub(crate) cacheable: Arc<dyn Cacheable>,
     pub(crate) key_fn: Arc<dyn KeyFn>,
+    /// `true` while `key_fn` is [`DefaultKeyFn`] (its key is then derived on the stack).
+    pub(crate) default_key: bool,
     pub(crate) tenant: Tenant,
     pub(crate) max_request_body: usize,
     pub(crate) max_response_body: usize,
@@ -91,6 +93,7 @@ impl Config {
             mode: CacheMode::ReadWrite,
             cacheable: Arc::new(DefaultCacheable),
             key_fn: Arc::new(DefaultKeyFn),
+            default_key: true,
             tenant: Tenant::Authorization,
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
             max_response_body: DEFAULT_MAX_RESPONSE_BODY,
@@ -215,7 +218,10 @@ impl<E> CacheLayer<E> {
     /// Replaces the key derivation (default: [`DefaultKeyFn`]).
     pub fn key_fn(self, key_fn: impl KeyFn) -> Self {
         let k: Arc<dyn KeyFn> = Arc::new(key_fn);
-        self.with(|c| c.key_fn = k)
+        self.with(|c| {
+            c.key_fn = k;
+            c.default_key = false;
+        })
     }
 
     /// Scopes every entry to this secret (for example an API key that is added *inside*

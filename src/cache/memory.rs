@@ -133,6 +133,9 @@ impl CacheEngine for MemoryEngine {
     async fn keys(&self) -> Result<Vec<String>, CacheError> {
         Ok(self.cache.iter().map(|(k, _)| k.to_string()).collect())
     }
+    fn try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
+        Some(self.get_sync(key).ok_or(CacheError::Miss))
+    }
 }
 
 #[cfg(test)]
@@ -168,5 +171,16 @@ mod tests {
         assert_eq!(e.get("b").await.unwrap(), "2");
         e.delete("b").await.unwrap();
         assert!(e.get("b").await.unwrap_err().is_miss());
+    }
+
+    #[test]
+    fn answers_synchronously() {
+        let e = MemoryEngine::new(1 << 20);
+        e.set_sync("k", Bytes::from_static(b"v"), None);
+        assert_eq!(e.try_get_now("k").unwrap().unwrap(), "v");
+        assert!(e.try_get_now("absent").unwrap().unwrap_err().is_miss());
+        let boxed = crate::cache::BoxEngine::new(e.clone());
+        assert_eq!(boxed.try_get_now("k").unwrap().unwrap(), "v");
+        assert_eq!(Arc::new(e).try_get_now("k").unwrap().unwrap(), "v");
     }
 }

@@ -25,7 +25,7 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -36,10 +36,10 @@ use tower_service::Service;
 
 use super::body::{Commit, Recorder, RequestBody, ResponseBody, TeeBody};
 use super::control::{CacheMode, CacheStatus, RequestControl, X_CACHE, response_forbids_store};
-use super::entry::{CacheEntry, EntryKind};
+use super::entry::{CacheEntry, EntryKind, Frames};
 use super::flight::{Flight, Head, LeaderGuard, Role};
 use super::future::ResponseFuture;
-use super::key::KeyInput;
+use super::key::{HexKey, KeyInput, default_key_hex};
 use super::layer::{Config, Shared, Tenant};
 use super::metrics::Metrics;
 use super::{CacheEngine, CacheError};
@@ -127,13 +127,21 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        // Everything that can be decided without waiting (buffering a body that is
+        // already there, the key, a read from an engine that answers synchronously) is
+        // done here: a hit is returned as a ready future and the inner service is left
+        // untouched (still ready for the next call).
+        let state = match start(&self.config, &self.shared, req) {
+            Start::Done(res) => return ResponseFuture::ready(res),
+            Start::Continue(state) => state,
+        };
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(Box::pin(run(
+        ResponseFuture::pending(Box::pin(finish(
             inner,
             self.config.clone(),
             self.shared.clone(),
-            req,
+            state,
         )))
     }
 }
@@ -159,58 +167,87 @@ where
     Ok(res.map(ResponseBody::pass))
 }
 
-enum Buffered<B> {
+/// The outcome of buffering a request body.
+enum Buffered {
+    /// The whole body, within the limit.
     Full(Bytes),
-    Over(Bytes, Pin<Box<B>>),
+    /// Over the limit: the prefix read so far (the rest is still in the body).
+    Over(Bytes),
 }
 
-/// Reads the request body up to `limit` bytes (checking `Content-Length` first).
-async fn buffer<B>(parts: &Parts, body: B, limit: usize) -> Result<Buffered<B>, BoxError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
+/// Reads a request body up to a limit, frame by frame, across polls.
+struct Buffer {
+    first: Option<Bytes>,
+    rest: Option<BytesMut>,
+    total: usize,
+    limit: usize,
+}
+
+impl Buffer {
+    fn new(limit: usize) -> Self {
+        Buffer {
+            first: None,
+            rest: None,
+            total: 0,
+            limit,
+        }
+    }
+
+    fn take(&mut self) -> Bytes {
+        match self.rest.take() {
+            Some(b) => b.freeze(),
+            None => self.first.take().unwrap_or_default(),
+        }
+    }
+
+    fn poll<B>(
+        &mut self,
+        mut body: Pin<&mut B>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Buffered, BoxError>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        loop {
+            let Some(frame) = ready!(body.as_mut().poll_frame(cx)) else {
+                return Poll::Ready(Ok(Buffered::Full(self.take())));
+            };
+            let Ok(data) = frame.map_err(Into::into)?.into_data() else {
+                continue; // trailers are dropped
+            };
+            self.total += data.len();
+            let over = self.total > self.limit;
+            match (&mut self.first, &mut self.rest) {
+                (None, _) => self.first = Some(data),
+                (Some(f), None) => {
+                    let cap = if over {
+                        self.total
+                    } else {
+                        self.total.max(2 * f.len())
+                    };
+                    let mut b = BytesMut::with_capacity(cap);
+                    b.extend_from_slice(f);
+                    b.extend_from_slice(&data);
+                    self.rest = Some(b);
+                }
+                (Some(_), Some(b)) => b.extend_from_slice(&data),
+            }
+            if over {
+                return Poll::Ready(Ok(Buffered::Over(self.take())));
+            }
+        }
+    }
+}
+
+/// `true` when `Content-Length` or the body's size hint already says it is over `limit`.
+fn declared_over<B: Body>(parts: &Parts, body: &B, limit: usize) -> bool {
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut body = Box::pin(body);
-    if declared.is_some_and(|n| n > limit as u64) || body.size_hint().lower() > limit as u64 {
-        return Ok(Buffered::Over(Bytes::new(), body));
-    }
-    let mut first: Option<Bytes> = None;
-    let mut rest: Option<BytesMut> = None;
-    let mut total = 0usize;
-    while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-        let Ok(data) = frame.map_err(Into::into)?.into_data() else {
-            continue; // trailers are dropped
-        };
-        total += data.len();
-        let over = total > limit;
-        match (&mut first, &mut rest) {
-            (None, _) => first = Some(data),
-            (Some(f), None) => {
-                let mut b =
-                    BytesMut::with_capacity(if over { total } else { total.max(2 * f.len()) });
-                b.extend_from_slice(f);
-                b.extend_from_slice(&data);
-                rest = Some(b);
-            }
-            (Some(_), Some(b)) => b.extend_from_slice(&data),
-        }
-        if over {
-            let prefix = match rest {
-                Some(b) => b.freeze(),
-                None => first.unwrap_or_default(),
-            };
-            return Ok(Buffered::Over(prefix, body));
-        }
-    }
-    Ok(Buffered::Full(match rest {
-        Some(b) => b.freeze(),
-        None => first.unwrap_or_default(),
-    }))
+    declared.is_some_and(|n| n > limit as u64) || body.size_hint().lower() > limit as u64
 }
 
 /// Polls a future once; if it is not ready, waits for it under a tokio timeout when a
@@ -229,10 +266,14 @@ async fn bounded<F: Future>(fut: F, timeout: Duration) -> Option<F::Output> {
 
 /// Reads and decodes the entry under `key`; every failure is a miss (fail-open).
 async fn lookup<E: CacheEngine>(shared: &Shared<E>, cfg: &Config, key: &str) -> Option<CacheEntry> {
-    let m = &shared.metrics;
     let res = bounded(shared.engine.get(key), cfg.get_timeout)
         .await
         .unwrap_or(Err(CacheError::Timeout(cfg.get_timeout)));
+    decode_entry(&shared.metrics, key, res)
+}
+
+/// Decodes what the engine answered; every failure is a miss (fail-open).
+fn decode_entry(m: &Metrics, key: &str, res: Result<Bytes, CacheError>) -> Option<CacheEntry> {
     let data = match res {
         Ok(d) => d,
         Err(CacheError::Miss) => return None,
@@ -242,7 +283,8 @@ async fn lookup<E: CacheEngine>(shared: &Shared<E>, cfg: &Config, key: &str) -> 
             return None;
         }
     };
-    match CacheEntry::decode(&data) {
+    // Room for the `x-cache` and `age` headers of a hit.
+    match CacheEntry::decode_with_spare(&data, 2) {
         Ok(e) => Some(e),
         Err(e) => {
             Metrics::inc(&m.corrupt_entries);
@@ -258,7 +300,7 @@ fn hit_response<ResBody>(
     m: &Metrics,
 ) -> Response<ResponseBody<ResBody>> {
     let age = now_ms.saturating_sub(entry.created_ms()) / 1000;
-    let (status, mut headers, frames) = entry.into_parts();
+    let (status, mut headers, frames) = entry.into_hit_parts();
     headers.insert(X_CACHE, CacheStatus::Hit.header_value());
     const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
     let age = match SMALL.get(age as usize) {
@@ -267,8 +309,17 @@ fn hit_response<ResBody>(
     };
     headers.insert(header::AGE, age);
     Metrics::inc(&m.hits);
-    Metrics::add(&m.bytes_served, frames.iter().map(|f| f.len() as u64).sum());
-    let mut res = Response::new(ResponseBody::replay(frames));
+    let body = match frames {
+        Frames::One(f) => {
+            Metrics::add(&m.bytes_served, f.len() as u64);
+            ResponseBody::once(f)
+        }
+        Frames::Many(frames) => {
+            Metrics::add(&m.bytes_served, frames.iter().map(|f| f.len() as u64).sum());
+            ResponseBody::replay(frames)
+        }
+    };
+    let mut res = Response::new(body);
     *res.status_mut() = status;
     *res.headers_mut() = headers;
     res
@@ -614,11 +665,213 @@ fn follower_response<ResBody>(
     res
 }
 
-async fn run<S, E, B, ResBody>(
+/// The key of a request: on the stack for the default key function.
+enum Key {
+    Hex(HexKey),
+    Owned(String),
+}
+
+impl Key {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Hex(k) => k.as_str(),
+            Key::Owned(k) => k,
+        }
+    }
+
+    fn into_string(self) -> String {
+        match self {
+            Key::Hex(k) => k.as_str().to_owned(),
+            Key::Owned(k) => k,
+        }
+    }
+}
+
+/// What `call` could not finish without waiting.
+enum State<B> {
+    /// Not cached: forward as is.
+    Forward { parts: Parts, body: RequestBody<B> },
+    /// The body has not fully arrived yet.
+    Buffering {
+        parts: Parts,
+        ctl: RequestControl,
+        body: Pin<Box<B>>,
+        buf: Buffer,
+    },
+    /// Keyed; `lookup`: the engine must still be asked (it does not answer
+    /// synchronously), otherwise no usable entry was found.
+    Keyed {
+        parts: Parts,
+        ctl: RequestControl,
+        bytes: Bytes,
+        key: String,
+        lookup: bool,
+    },
+}
+
+enum Start<B, ResBody> {
+    Done(Res<ResBody>),
+    Continue(State<B>),
+}
+
+/// The synchronous part of a request: control headers, bypass, buffering (if the body
+/// is already there), key, and a read from an engine that answers synchronously.
+fn start<E, B, ResBody>(cfg: &Config, shared: &Shared<E>, req: Request<B>) -> Start<B, ResBody>
+where
+    E: CacheEngine,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, body) = req.into_parts();
+    let ctl = RequestControl::take(&mut parts.headers);
+    let m = &shared.metrics;
+
+    if ctl.no_store || !cfg.cacheable.is_cacheable(&parts) {
+        Metrics::inc(&m.bypasses);
+        tracing::debug!(method = %parts.method, path = parts.uri.path(), "cache bypass");
+        let body = RequestBody::chained(Bytes::new(), body);
+        return Start::Continue(State::Forward { parts, body });
+    }
+    let mut body = Box::pin(body);
+    let mut buf = Buffer::new(cfg.max_request_body);
+    let buffered = if declared_over(&parts, &*body, cfg.max_request_body) {
+        Poll::Ready(Ok(Buffered::Over(Bytes::new())))
+    } else {
+        // A body that is already there (the usual case for a buffered client body) is
+        // read now; otherwise the future goes on (the body is polled again with the
+        // task's waker).
+        buf.poll(body.as_mut(), &mut Context::from_waker(Waker::noop()))
+    };
+    match buffered {
+        Poll::Ready(Ok(Buffered::Full(bytes))) => keyed(cfg, shared, parts, ctl, bytes),
+        Poll::Ready(Ok(Buffered::Over(prefix))) => {
+            Start::Continue(over_limit(m, parts, prefix, body))
+        }
+        Poll::Ready(Err(e)) => Start::Done(Err(e)),
+        Poll::Pending => Start::Continue(State::Buffering {
+            parts,
+            ctl,
+            body,
+            buf,
+        }),
+    }
+}
+
+fn over_limit<B>(m: &Metrics, parts: Parts, prefix: Bytes, rest: Pin<Box<B>>) -> State<B> {
+    Metrics::inc(&m.bypasses);
+    tracing::debug!(
+        path = parts.uri.path(),
+        "request body over the cache limit; bypass"
+    );
+    let body = RequestBody::chained_pinned(prefix, rest);
+    State::Forward { parts, body }
+}
+
+/// The namespace of a request: `x-cache-namespace` or the layer's.
+fn namespace<'a>(cfg: &'a Config, ctl: &'a RequestControl) -> &'a str {
+    ctl.namespace.as_deref().unwrap_or(&cfg.namespace)
+}
+
+/// Keys the buffered request and answers it if the engine has a fresh entry and can
+/// say so without waiting.
+fn keyed<E, B, ResBody>(
+    cfg: &Config,
+    shared: &Shared<E>,
+    parts: Parts,
+    ctl: RequestControl,
+    bytes: Bytes,
+) -> Start<B, ResBody>
+where
+    E: CacheEngine,
+{
+    let tenant: &[u8] = match &cfg.tenant {
+        Tenant::Authorization => parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map_or(&[], |v| v.as_bytes()),
+        Tenant::Fixed(d) => d,
+        Tenant::Shared => &[],
+    };
+    let input = KeyInput {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body: &bytes,
+        namespace: namespace(cfg, &ctl),
+        tenant,
+    };
+    let key = if cfg.default_key {
+        Key::Hex(default_key_hex(&input))
+    } else {
+        Key::Owned(cfg.key_fn.key(&input))
+    };
+
+    let read = !ctl.no_cache && cfg.mode != CacheMode::WriteOnly;
+    let mut lookup = read;
+    let k = key.as_str(); // validated once
+    if read && let Some(res) = shared.engine.try_get_now(k) {
+        lookup = false;
+        let m = &shared.metrics;
+        if let Some(entry) = decode_entry(m, k, res)
+            && let Some(res) = fresh_hit(cfg, &ctl, m, k, entry)
+        {
+            return Start::Done(Ok(res));
+        }
+        if let Some(res) = replay_only_miss(cfg, &ctl, m, k) {
+            return Start::Done(Ok(res));
+        }
+    }
+    Start::Continue(State::Keyed {
+        parts,
+        ctl,
+        bytes,
+        key: key.into_string(),
+        lookup,
+    })
+}
+
+/// The hit response if `entry` is fresh enough for this request.
+fn fresh_hit<ResBody>(
+    cfg: &Config,
+    ctl: &RequestControl,
+    m: &Metrics,
+    key: &str,
+    entry: CacheEntry,
+) -> Option<Response<ResponseBody<ResBody>>> {
+    let now = cfg.clock.now_ms();
+    let fresh = !entry.is_expired(now)
+        && ctl
+            .max_age
+            .is_none_or(|max| now.saturating_sub(entry.created_ms()) <= max.saturating_mul(1000));
+    if !fresh {
+        return None;
+    }
+    tracing::debug!(key, "cache hit");
+    Some(hit_response(entry, now, m))
+}
+
+/// The `504` of `only-if-cached` (or replay-only mode) when nothing usable was found.
+fn replay_only_miss<ResBody>(
+    cfg: &Config,
+    ctl: &RequestControl,
+    m: &Metrics,
+    key: &str,
+) -> Option<Response<ResponseBody<ResBody>>> {
+    if ctl.only_if_cached || cfg.mode == CacheMode::ReplayOnly {
+        Metrics::inc(&m.misses);
+        tracing::debug!(key, "cache miss with only-if-cached; 504");
+        return Some(only_if_cached_miss());
+    }
+    None
+}
+
+/// The part of a request that waits: the rest of the body, the engine, upstream,
+/// another request of the same flight.
+async fn finish<S, E, B, ResBody>(
     inner: S,
     cfg: Arc<Config>,
     shared: Arc<Shared<E>>,
-    req: Request<B>,
+    state: State<B>,
 ) -> Res<ResBody>
 where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
@@ -629,68 +882,83 @@ where
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
-    let (mut parts, body) = req.into_parts();
-    let ctl = RequestControl::take(&mut parts.headers);
-    let m = &shared.metrics;
-
-    if ctl.no_store || !cfg.cacheable.is_cacheable(&parts) {
-        Metrics::inc(&m.bypasses);
-        tracing::debug!(method = %parts.method, path = parts.uri.path(), "cache bypass");
-        return forward(
-            inner,
-            parts,
-            RequestBody::chained(Bytes::new(), body),
-            CacheStatus::Bypass,
-        )
-        .await;
-    }
-    let bytes = match buffer(&parts, body, cfg.max_request_body).await? {
-        Buffered::Full(b) => b,
-        Buffered::Over(prefix, rest) => {
-            Metrics::inc(&m.bypasses);
-            tracing::debug!(
-                path = parts.uri.path(),
-                "request body over the cache limit; bypass"
-            );
-            let body = RequestBody::chained_pinned(prefix, rest);
+    let (parts, ctl, bytes, key, lookup) = match state {
+        State::Forward { parts, body } => {
             return forward(inner, parts, body, CacheStatus::Bypass).await;
         }
+        State::Buffering {
+            parts,
+            ctl,
+            mut body,
+            mut buf,
+        } => match poll_fn(|cx| buf.poll(body.as_mut(), cx)).await? {
+            Buffered::Full(bytes) => match keyed::<E, B, ResBody>(&cfg, &shared, parts, ctl, bytes)
+            {
+                Start::Done(res) => return res,
+                Start::Continue(State::Keyed {
+                    parts,
+                    ctl,
+                    bytes,
+                    key,
+                    lookup,
+                }) => (parts, ctl, bytes, key, lookup),
+                Start::Continue(_) => unreachable!("keyed returns Keyed"),
+            },
+            Buffered::Over(prefix) => {
+                let State::Forward { parts, body } =
+                    over_limit(&shared.metrics, parts, prefix, body)
+                else {
+                    unreachable!("over_limit returns Forward")
+                };
+                return forward(inner, parts, body, CacheStatus::Bypass).await;
+            }
+        },
+        State::Keyed {
+            parts,
+            ctl,
+            bytes,
+            key,
+            lookup,
+        } => (parts, ctl, bytes, key, lookup),
     };
+    run(inner, cfg, shared, parts, ctl, bytes, key, lookup).await
+}
 
-    let namespace = ctl.namespace.as_deref().unwrap_or(&cfg.namespace);
-    let tenant: &[u8] = match &cfg.tenant {
-        Tenant::Authorization => parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .map_or(&[], |v| v.as_bytes()),
-        Tenant::Fixed(d) => d,
-        Tenant::Shared => &[],
-    };
-    let key = cfg.key_fn.key(&KeyInput {
-        method: &parts.method,
-        uri: &parts.uri,
-        headers: &parts.headers,
-        body: &bytes,
-        namespace,
-        tenant,
-    });
-
+#[allow(clippy::too_many_arguments)]
+async fn run<S, E, B, ResBody>(
+    inner: S,
+    cfg: Arc<Config>,
+    shared: Arc<Shared<E>>,
+    parts: Parts,
+    ctl: RequestControl,
+    bytes: Bytes,
+    key: String,
+    lookup_first: bool,
+) -> Res<ResBody>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    E: CacheEngine,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    let m = &shared.metrics;
+    let namespace = namespace(&cfg, &ctl);
     let read = !ctl.no_cache && cfg.mode != CacheMode::WriteOnly;
-    if read && let Some(entry) = lookup(&shared, &cfg, &key).await {
-        let now = cfg.clock.now_ms();
-        let fresh = !entry.is_expired(now)
-            && ctl.max_age.is_none_or(|max| {
-                now.saturating_sub(entry.created_ms()) <= max.saturating_mul(1000)
-            });
-        if fresh {
-            tracing::debug!(key, "cache hit");
-            return Ok(hit_response(entry, now, m));
+    if lookup_first {
+        if let Some(entry) = lookup(&shared, &cfg, &key).await
+            && let Some(res) = fresh_hit(&cfg, &ctl, m, &key, entry)
+        {
+            return Ok(res);
         }
-    }
-    if ctl.only_if_cached || cfg.mode == CacheMode::ReplayOnly {
-        Metrics::inc(&m.misses);
-        tracing::debug!(key, "cache miss with only-if-cached; 504");
-        return Ok(only_if_cached_miss());
+        if let Some(res) = replay_only_miss(&cfg, &ctl, m, &key) {
+            return Ok(res);
+        }
+    } else if !read && let Some(res) = replay_only_miss(&cfg, &ctl, m, &key) {
+        // Not read at all (no-cache / write-only) yet only-if-cached: still a 504.
+        return Ok(res);
     }
     let mut status = if read {
         CacheStatus::Miss
@@ -832,5 +1100,92 @@ mod sse_commit_tests {
         assert!(clean(&[
             "data: {\"choices\":[{\"delta\":{\"content\":\"error\"},\"finish_reason\":\"stop\"}],\"error\":null}\n\ndata: [DONE]\n\n"
         ]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::{BodyExt, Full};
+    use tower::ServiceExt;
+    use tower_layer::Layer;
+
+    use super::*;
+    use crate::cache::{CacheLayer, MemoryEngine};
+
+    fn post(body: &'static str) -> Request<Full<Bytes>> {
+        Request::post("/v1/x")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn memory_hit_is_ready_in_call_and_leaves_inner_alone() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let inner = tower::service_fn(move |_req: Request<RequestBody<Full<Bytes>>>| {
+            c.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) }
+        });
+        let mut svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(inner);
+        let res = svc.ready().await.unwrap().call(post("{}")).await.unwrap();
+        assert_eq!(res.headers()[X_CACHE], "MISS");
+        res.into_body().collect().await.unwrap();
+
+        let mut fut = svc.ready().await.unwrap().call(post("{ }"));
+        assert!(format!("{fut:?}").contains("ready"), "{fut:?}");
+        let mut cx = Context::from_waker(Waker::noop());
+        let Poll::Ready(Ok(res)) = Pin::new(&mut fut).poll(&mut cx) else {
+            panic!("a memory hit must be ready on the first poll")
+        };
+        assert_eq!(res.headers()[X_CACHE], "HIT");
+        assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A body that is pending on its first poll (waking its task), then yields `data`.
+    struct Late {
+        data: Option<Bytes>,
+        polled: bool,
+    }
+
+    impl Body for Late {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+            if !self.polled {
+                self.polled = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(self.data.take().map(|d| Ok(http_body::Frame::data(d))))
+        }
+    }
+
+    #[tokio::test]
+    async fn body_arriving_later_is_buffered_by_the_future() {
+        let inner = tower::service_fn(|req: Request<RequestBody<Late>>| async move {
+            let b = req.into_body().into_full().ok().unwrap();
+            Ok::<_, Infallible>(Response::new(Full::new(b)))
+        });
+        let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(inner);
+        for expected in ["MISS", "HIT"] {
+            let body = Late {
+                data: Some(Bytes::from_static(b"{\"a\":1}")),
+                polled: false,
+            };
+            let req = Request::post("/v1/x").body(body).unwrap();
+            let res = svc.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.headers()[X_CACHE], expected);
+            assert_eq!(
+                res.into_body().collect().await.unwrap().to_bytes(),
+                "{\"a\":1}"
+            );
+        }
     }
 }

@@ -1,0 +1,192 @@
+//! A profiling harness for the cache-hit path (for callgrind / dhat, not a benchmark).
+//!
+//! ```text
+//! cargo build --release --example hitprof --all-features
+//! valgrind --tool=callgrind --toggle-collect='*hitprof::one_*' \
+//!     target/release/examples/hitprof layer 2048 10000
+//! valgrind --tool=dhat target/release/examples/hitprof layer 2048 10000
+//! ```
+//!
+//! Modes (first argument), each running `N` iterations on a `SIZE`-byte chat request:
+//! - `layer`: a hit through `CacheLayer` + `MemoryEngine` (request in, body collected);
+//! - `floor`: the hand-written floor: SHA-256 of the body, a moka get, the response built
+//!   and its body collected;
+//! - `key`: the default key derivation alone; `sha`: plain SHA-256 of the body;
+//! - `base`: building and dropping the request only (the setup cost the other modes
+//!   include in their allocation counts).
+//!
+//! Every iteration runs in `one_*` functions marked `#[inline(never)]`, so callgrind's
+//! `--toggle-collect` counts only the measured work; the futures are polled with a no-op
+//! waker (a memory hit never waits), so no runtime is in the measured region.
+
+#![allow(missing_docs)]
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, header};
+use http_body_util::{BodyExt, Full};
+use mistral_tower::cache::{CacheLayer, DefaultKeyFn, KeyFn, KeyInput, MemoryEngine};
+use sha2::{Digest, Sha256};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+fn now<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("the measured future is not ready on its first poll"),
+    }
+}
+
+fn chat_post(body: Bytes) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method("POST")
+        .uri("/v1/chat/completions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, support::AUTHORIZATION)
+        .body(Full::new(body))
+        .unwrap()
+}
+
+#[inline(never)]
+fn one_layer<S, B>(svc: &S, req: Request<Full<Bytes>>) -> usize
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    now(async {
+        let res = svc.clone().oneshot(req).await.unwrap();
+        debug_assert_eq!(res.headers()["x-cache"], "HIT");
+        res.into_body().collect().await.unwrap().to_bytes().len()
+    })
+}
+
+#[inline(never)]
+fn one_floor(cache: &moka::sync::Cache<[u8; 32], Bytes>, req: Request<Full<Bytes>>) -> usize {
+    now(async {
+        let (_parts, body) = req.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let key: [u8; 32] = Sha256::digest(&body).into();
+        let data = cache.get(&key).unwrap();
+        let mut res = Response::new(Full::new(data));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        res.headers_mut()
+            .insert("x-cache", HeaderValue::from_static("HIT"));
+        res.into_body().collect().await.unwrap().to_bytes().len()
+    })
+}
+
+#[inline(never)]
+fn one_key(parts: &http::request::Parts, body: &[u8]) -> String {
+    DefaultKeyFn.key(&KeyInput {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body,
+        namespace: "",
+        tenant: support::AUTHORIZATION.as_bytes(),
+    })
+}
+
+#[inline(never)]
+fn one_sha(body: &[u8]) -> [u8; 32] {
+    Sha256::digest(body).into()
+}
+
+fn report(mode: &str, start: std::time::Instant, n: usize) {
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    eprintln!("{mode}: {ns:.0} ns/iter (wall clock, includes building the request)");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map_or("layer", String::as_str);
+    let size: usize = args.get(2).map_or(2048, |s| s.parse().unwrap());
+    let n: usize = args.get(3).map_or(10_000, |s| s.parse().unwrap());
+    let body = match std::env::var("HITPROF_BODY") {
+        Ok(path) => Bytes::from(std::fs::read(path).unwrap()),
+        Err(_) => support::chat_request(size, 0),
+    };
+    let response = support::chat_response(4096);
+    let mut sink = 0usize;
+    let start = std::time::Instant::now();
+    match mode {
+        "layer" => {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let c2 = calls.clone();
+            let inner = service_fn(move |_req: Request<_>| {
+                c2.fetch_add(1, Ordering::Relaxed);
+                let r = response.clone();
+                async move {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header(header::CONTENT_TYPE, "application/json")
+                            .body(Full::new(r))
+                            .unwrap(),
+                    )
+                }
+            });
+            let svc = ServiceBuilder::new()
+                .layer(CacheLayer::new(MemoryEngine::new(256 << 20)))
+                .service(inner);
+            // Warm up (the store of a memory engine finishes inline).
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let res = svc.clone().oneshot(chat_post(body.clone())).await.unwrap();
+                    res.into_body().collect().await.unwrap();
+                });
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                sink += one_layer(&svc, chat_post(body.clone()));
+            }
+            assert_eq!(calls.load(Ordering::Relaxed), 1, "not all hits");
+            report(mode, start, n);
+        }
+        "floor" => {
+            let cache = moka::sync::Cache::new(1000);
+            cache.insert(Sha256::digest(&body).into(), response);
+            for _ in 0..n {
+                sink += one_floor(&cache, chat_post(body.clone()));
+            }
+        }
+        "key" => {
+            let (parts, _) = chat_post(Bytes::new()).into_parts();
+            for _ in 0..n {
+                sink += one_key(&parts, black_box(&body)).len();
+            }
+        }
+        "sha" => {
+            for _ in 0..n {
+                sink += one_sha(black_box(&body))[0] as usize;
+            }
+        }
+        "base" => {
+            for _ in 0..n {
+                sink += black_box(chat_post(body.clone())).headers().len();
+            }
+        }
+        other => panic!("unknown mode {other}"),
+    }
+    if mode != "layer" {
+        report(mode, start, n);
+    }
+    println!("{mode} size={} n={n} sink={sink}", body.len());
+}
