@@ -300,7 +300,6 @@ async fn a_head_hit_keeps_the_content_length_of_the_resource() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "defect: src/cache/{body,flight}.rs followers only advance when the leader's consumer polls its body"]
 async fn a_leader_that_stops_reading_does_not_stall_its_followers() {
     let (calls, svc) = inner(|_, _| sse("data: {\"choices\":[]}\n\ndata: [DONE]\n\n"));
     let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(svc);
@@ -321,4 +320,77 @@ async fn a_leader_that_stops_reading_does_not_stall_its_followers() {
     assert!(body.ends_with(b"data: [DONE]\n\n"));
     assert_eq!(calls.load(SeqCst), 1);
     drop(leader);
+}
+
+/// A response body fed through a channel: pending until the test sends a frame.
+struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|f| f.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_leader_s_followers_are_woken_by_the_live_upstream() {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let rx = Arc::new(std::sync::Mutex::new(Some(rx)));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let svc = tower::service_fn(move |_req: Req| {
+        c.fetch_add(1, SeqCst);
+        let body = ChannelBody(rx.lock().unwrap().take().expect("one upstream call"));
+        let res = Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(body)
+            .unwrap();
+        async move { Ok::<_, Infallible>(res) }
+    });
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(svc);
+    let events = ["data: {\"choices\":[]}\n\n", "data: [DONE]\n\n"];
+
+    let leader = within(svc.clone().oneshot(request("POST", &[])))
+        .await
+        .unwrap();
+    assert_eq!(leader.headers()["x-cache"], "MISS");
+    let mut leader = leader.into_body();
+    // The leader polls once while the upstream is pending, then stops reading.
+    let polled = tokio::time::timeout(Duration::from_millis(10), leader.frame()).await;
+    assert!(polled.is_err());
+
+    let follower = within(svc.clone().oneshot(request("POST", &[])))
+        .await
+        .unwrap();
+    assert_eq!(follower.headers()["x-cache"], "COALESCED");
+    let reading = tokio::spawn(async move { follower.into_body().collect().await });
+    for e in events {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        tx.send(Bytes::from_static(e.as_bytes())).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    drop(tx);
+    let body = within(reading).await.unwrap().unwrap().to_bytes();
+    assert_eq!(body, events.concat());
+
+    // The stream was stored, and the leader still gets all of it.
+    let res = within(svc.clone().oneshot(request("POST", &[])))
+        .await
+        .unwrap();
+    let x = res.headers()["x-cache"].to_str().unwrap().to_owned();
+    let stored = within(res.into_body().collect()).await.unwrap().to_bytes();
+    assert_eq!(
+        (x.as_str(), &stored[..]),
+        ("HIT", events.concat().as_bytes())
+    );
+    let rest = within(leader.collect()).await.unwrap().to_bytes();
+    assert_eq!(rest, events.concat());
+    assert_eq!(calls.load(SeqCst), 1);
 }

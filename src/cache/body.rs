@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::flight::{Flight, LeaderGuard, Next};
+use super::flight::{Flight, LeaderGuard, Reader};
 use crate::BoxError;
 
 /// The request body the inner service receives.
@@ -174,11 +174,11 @@ pub(crate) trait Commit: Send + Sync + 'static {
 /// The leader's upstream body, type-erased so it can be handed to a task.
 pub(crate) type TeeBody = Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>;
 
-/// Tees the leader's body into its flight and commits on a clean end of stream.
+/// Tees the leader's upstream body into its flight and commits on a clean end of stream.
 ///
-/// If the leader's caller drops the body before its end while followers are reading
-/// the same flight, the rest of the upstream body is read on a spawned task so the
-/// followers still get (and the cache still stores) the complete answer.
+/// It lives in the [`Flight`], and whichever reader of the flight (the leader's body or
+/// a follower's) has read everything published polls it; see
+/// [`Reader`](super::flight::Reader).
 pub(crate) struct Recorder {
     pub(crate) body: Option<TeeBody>,
     pub(crate) guard: Option<LeaderGuard>,
@@ -187,16 +187,29 @@ pub(crate) struct Recorder {
     pub(crate) limit: usize,
 }
 
+impl fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder")
+            .field("reading", &self.body.is_some())
+            .field("recording", &self.guard.is_some())
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
 impl Recorder {
-    fn record(&mut self, data: &Bytes) {
-        let Some(g) = &self.guard else { return };
+    /// Publishes `data` to the flight; `false` when it was not (the flight failed, or
+    /// fails now because the answer is over the size limit).
+    fn record(&mut self, data: &Bytes) -> bool {
+        let Some(g) = &self.guard else { return false };
         self.size += data.len();
         if self.size > self.limit {
             tracing::debug!(key = %g.key, "response over the cache size limit, not stored");
             self.guard = None; // fails and removes the flight
-            return;
+            return false;
         }
         g.flight.push(data.clone());
+        true
     }
 
     pub(crate) fn finish_now(&mut self) {
@@ -215,7 +228,12 @@ impl Recorder {
         self.guard = None;
     }
 
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    /// The next upstream frame, and whether it was published to the flight.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Frame<Bytes>, bool), BoxError>>> {
         let Some(body) = self.body.as_mut() else {
             return Poll::Ready(None);
         };
@@ -227,13 +245,11 @@ impl Recorder {
             }
             Some(Ok(frame)) => {
                 let ended = body.is_end_stream();
-                if let Some(d) = frame.data_ref() {
-                    self.record(d);
-                }
+                let published = frame.data_ref().is_some_and(|d| self.record(d));
                 if ended {
                     self.finish();
                 }
-                Poll::Ready(Some(Ok(frame)))
+                Poll::Ready(Some(Ok((frame, published))))
             }
             Some(Err(e)) => {
                 self.body = None;
@@ -241,30 +257,6 @@ impl Recorder {
                 Poll::Ready(Some(Err(e)))
             }
         }
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        let Some(g) = &self.guard else { return };
-        // The guard, the flight table and at least one follower hold the flight.
-        if self.body.is_none() || Arc::strong_count(&g.flight) <= 2 {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        tracing::debug!(key = %g.key, "leader dropped its body; finishing it for the followers");
-        let mut rest = Recorder {
-            body: self.body.take(),
-            guard: self.guard.take(),
-            commit: self.commit.clone(),
-            size: self.size,
-            limit: self.limit,
-        };
-        handle.spawn(async move {
-            while let Some(Ok(_)) = std::future::poll_fn(|cx| rest.poll_frame(cx)).await {}
-        });
     }
 }
 
@@ -283,8 +275,7 @@ pin_project! {
     enum RespKind<B> {
         Replay { frames: std::vec::IntoIter<Bytes> },
         Once { frame: Option<Bytes> },
-        Follow { flight: Arc<Flight>, next: usize },
-        Tee { rec: Recorder },
+        Flight { reader: Reader },
         Pass { #[pin] inner: B },
     }
 }
@@ -308,12 +299,17 @@ impl<B> ResponseBody<B> {
     }
     pub(crate) fn follow(flight: Arc<Flight>) -> Self {
         ResponseBody {
-            kind: RespKind::Follow { flight, next: 0 },
+            kind: RespKind::Flight {
+                reader: Reader::follower(flight),
+            },
         }
     }
-    pub(crate) fn tee(rec: Recorder) -> Self {
+    /// The leader's body: `rec` moves into `flight`, which any reader may then drive.
+    pub(crate) fn tee(flight: Arc<Flight>, rec: Recorder) -> Self {
         ResponseBody {
-            kind: RespKind::Tee { rec },
+            kind: RespKind::Flight {
+                reader: Reader::leader(flight, rec),
+            },
         }
     }
     pub(crate) fn pass(inner: B) -> Self {
@@ -327,8 +323,8 @@ impl<B> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             RespKind::Replay { .. } | RespKind::Once { .. } => "replay",
-            RespKind::Follow { .. } => "follow",
-            RespKind::Tee { .. } => "tee",
+            RespKind::Flight { reader } if reader.is_leader() => "tee",
+            RespKind::Flight { .. } => "follow",
             RespKind::Pass { .. } => "pass",
         };
         f.debug_struct("ResponseBody").field("kind", &kind).finish()
@@ -355,15 +351,7 @@ where
         match self.project().kind.project() {
             RespProj::Replay { frames } => Poll::Ready(frames.next().map(|f| Ok(Frame::data(f)))),
             RespProj::Once { frame } => Poll::Ready(frame.take().map(|f| Ok(Frame::data(f)))),
-            RespProj::Follow { flight, next } => match ready!(flight.poll_frame(*next, cx)) {
-                Next::Frame(f) => {
-                    *next += 1;
-                    Poll::Ready(Some(Ok(Frame::data(f))))
-                }
-                Next::End => Poll::Ready(None),
-                Next::Failed => Poll::Ready(Some(Err(SharedResponseFailed.into()))),
-            },
-            RespProj::Tee { rec } => rec.poll_frame(cx),
+            RespProj::Flight { reader } => reader.poll_frame(cx),
             RespProj::Pass { inner } => inner.poll_frame(cx).map_err(Into::into),
         }
     }
@@ -372,8 +360,7 @@ where
         match &self.kind {
             RespKind::Replay { frames } => frames.len() == 0,
             RespKind::Once { frame } => frame.is_none(),
-            RespKind::Follow { flight, next } => flight.is_end(*next),
-            RespKind::Tee { rec } => rec.body.as_ref().is_none_or(|b| b.is_end_stream()),
+            RespKind::Flight { reader } => reader.is_end_stream(),
             RespKind::Pass { inner } => inner.is_end_stream(),
         }
     }
@@ -386,11 +373,7 @@ where
             RespKind::Once { frame } => {
                 SizeHint::with_exact(frame.as_ref().map_or(0, |f| f.len() as u64))
             }
-            RespKind::Follow { .. } => SizeHint::new(),
-            RespKind::Tee { rec } => rec
-                .body
-                .as_ref()
-                .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint()),
+            RespKind::Flight { reader } => reader.size_hint(),
             RespKind::Pass { inner } => inner.size_hint(),
         }
     }

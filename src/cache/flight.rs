@@ -5,7 +5,10 @@
 //! arrive. Identical requests arriving meanwhile become *followers*: they wait for the
 //! head (bounded by the layer's `flight_wait`) and then read the frames published so far
 //! followed by the rest, so a late joiner of a stream gets the prefix and then the live
-//! tail. If the leader fails before the head (error, non-cacheable answer, dropped
+//! tail. The upstream body is not owned by the leader's response body but by the flight:
+//! whichever reader (leader or follower) has read everything published reads the
+//! upstream and publishes what it gets, so a leader whose client stops reading does not
+//! stall its followers. If the leader fails before the head (error, non-cacheable answer, dropped
 //! future), the flight is marked failed and removed, and each follower starts over: one
 //! of them becomes the new leader and the others follow it. A flight that completed stays
 //! in the table until its entry has been written, so requests arriving in between are
@@ -21,15 +24,19 @@
 //! let _layer = CacheLayer::new(MemoryEngine::new(1 << 20)).flight_wait(Duration::from_secs(30));
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
+use http_body::{Frame, SizeHint};
 
+use super::body::{Recorder, SharedResponseFailed};
 use super::entry::EntryKind;
+use crate::BoxError;
 
 /// The response head shared with followers.
 #[derive(Debug, Clone)]
@@ -52,19 +59,66 @@ struct State {
     frames: Vec<Bytes>,
     outcome: Outcome,
     wakers: Vec<Waker>,
+    /// Response bodies reading this flight (the leader's included).
+    readers: usize,
+    /// `true` while the leader's response body exists.
+    leader: bool,
+    /// Frames for the leader only, read by another reader after everything published:
+    /// trailers, and the data past the size limit (the flight failed, the leader's own
+    /// answer goes on).
+    stash: VecDeque<Frame<Bytes>>,
+}
+
+/// The state and the waiters of a flight. Also the waker given to the upstream body, so
+/// that whichever reader polled it, every waiting reader is woken.
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Counts the wake-ups, so a reader that polled the upstream can tell it was woken
+    /// while it still held the recorder.
+    epoch: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn notify(&self) {
+        let wakers = std::mem::take(&mut self.lock().wakers);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
+impl Wake for Shared {
+    fn wake(self: Arc<Self>) {
+        self.notify();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.notify();
+    }
 }
 
 /// One in-flight upstream call.
-#[derive(Debug)]
+///
+/// The leader's upstream body (its [`Recorder`]) lives here, not in the leader's response
+/// body: any reader that has read everything published polls it and publishes what it
+/// gets, so a leader whose client stops reading does not stall its followers.
 pub(crate) struct Flight {
-    state: Mutex<State>,
+    shared: Arc<Shared>,
+    recorder: Mutex<Option<Recorder>>,
 }
 
-/// What a follower reads next.
-pub(crate) enum Next {
-    Frame(Bytes),
-    End,
-    Failed,
+impl std::fmt::Debug for Flight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flight")
+            .field("state", &self.shared.state)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Flight {
@@ -76,17 +130,28 @@ impl Default for Flight {
 impl Flight {
     fn new() -> Self {
         Flight {
-            state: Mutex::new(State {
-                head: None,
-                frames: Vec::new(),
-                outcome: Outcome::Running,
-                wakers: Vec::new(),
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    head: None,
+                    frames: Vec::new(),
+                    outcome: Outcome::Running,
+                    wakers: Vec::new(),
+                    readers: 0,
+                    leader: false,
+                    stash: VecDeque::new(),
+                }),
+                epoch: AtomicU64::new(0),
             }),
+            recorder: Mutex::new(None),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.lock()
+    }
+
+    fn lock_recorder(&self) -> MutexGuard<'_, Option<Recorder>> {
+        self.recorder.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn wake(wakers: Vec<Waker>) {
@@ -159,33 +224,276 @@ impl Flight {
         })
         .await
     }
-
-    /// Polls for frame number `idx`.
-    pub(crate) fn poll_frame(&self, idx: usize, cx: &mut Context<'_>) -> Poll<Next> {
-        let mut st = self.lock();
-        if let Some(f) = st.frames.get(idx) {
-            return Poll::Ready(Next::Frame(f.clone()));
-        }
-        match st.outcome {
-            Outcome::Complete => Poll::Ready(Next::End),
-            Outcome::Failed => Poll::Ready(Next::Failed),
-            Outcome::Running => {
-                register(&mut st.wakers, cx);
-                Poll::Pending
-            }
-        }
-    }
-
-    /// `true` once complete and `idx` frames were read.
-    pub(crate) fn is_end(&self, idx: usize) -> bool {
-        let st = self.lock();
-        st.outcome == Outcome::Complete && idx >= st.frames.len()
-    }
 }
 
 fn register(wakers: &mut Vec<Waker>, cx: &Context<'_>) {
     if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
         wakers.push(cx.waker().clone());
+    }
+}
+
+type Polled = Poll<Option<Result<Frame<Bytes>, BoxError>>>;
+
+/// A response body's cursor into a flight: the leader's (which also gets its trailers and,
+/// past the size limit, the rest of its own answer) or a follower's.
+pub(crate) struct Reader {
+    flight: Arc<Flight>,
+    next: usize,
+    leader: bool,
+    done: bool,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("next", &self.next)
+            .field("leader", &self.leader)
+            .finish()
+    }
+}
+
+impl Reader {
+    /// The leader's reader; `rec` (the upstream body) moves into the flight.
+    pub(crate) fn leader(flight: Arc<Flight>, rec: Recorder) -> Self {
+        {
+            let mut st = flight.lock();
+            st.readers += 1;
+            st.leader = true;
+        }
+        *flight.lock_recorder() = Some(rec);
+        Reader {
+            flight,
+            next: 0,
+            leader: true,
+            done: false,
+        }
+    }
+
+    /// A follower's reader: the frames published so far, then the rest.
+    pub(crate) fn follower(flight: Arc<Flight>) -> Self {
+        flight.lock().readers += 1;
+        Reader {
+            flight,
+            next: 0,
+            leader: false,
+            done: false,
+        }
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        self.leader
+    }
+
+    fn ended(&mut self) -> Polled {
+        self.done = true;
+        Poll::Ready(None)
+    }
+
+    fn failed(&mut self) -> Polled {
+        self.done = true;
+        Poll::Ready(Some(Err(SharedResponseFailed.into())))
+    }
+
+    pub(crate) fn poll_frame(&mut self, cx: &mut Context<'_>) -> Polled {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let flight = self.flight.clone();
+        loop {
+            // What was published, read under the state lock; the waker is registered
+            // under the same lock, so nothing published after this check is missed.
+            {
+                let mut st = flight.lock();
+                if let Some(f) = st.frames.get(self.next) {
+                    let f = f.clone();
+                    self.next += 1;
+                    return Poll::Ready(Some(Ok(Frame::data(f))));
+                }
+                if self.leader
+                    && let Some(f) = st.stash.pop_front()
+                {
+                    return Poll::Ready(Some(Ok(f)));
+                }
+                match st.outcome {
+                    Outcome::Complete => {
+                        drop(st);
+                        return self.ended();
+                    }
+                    Outcome::Failed if !self.leader => {
+                        drop(st);
+                        return self.failed();
+                    }
+                    // Running, or failed while the leader's own answer may go on.
+                    _ => register(&mut st.wakers, cx),
+                }
+            }
+            // Everything published was read: read the upstream, unless another reader
+            // is doing so (it wakes everybody when it publishes, ends or fails, and the
+            // upstream body wakes everybody).
+            let mut slot = match flight.recorder.try_lock() {
+                Ok(slot) => slot,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => return Poll::Pending,
+            };
+            {
+                // Another reader may have published between the check and the lock.
+                let st = flight.lock();
+                if st.frames.len() != self.next || (self.leader && !st.stash.is_empty()) {
+                    continue;
+                }
+                if st.outcome == Outcome::Failed && !self.leader {
+                    continue;
+                }
+            }
+            let Some(rec) = slot.as_mut() else {
+                // The upstream is read by a task finishing it for the followers.
+                if self.leader && flight.lock().outcome == Outcome::Failed {
+                    return self.failed();
+                }
+                return Poll::Pending;
+            };
+            if rec.body.is_none() {
+                drop(slot);
+                match flight.lock().outcome {
+                    Outcome::Failed if self.leader => return self.failed(),
+                    // Set with the end of the body, under the recorder's lock.
+                    Outcome::Running => return Poll::Pending,
+                    _ => continue,
+                }
+            }
+            if !self.leader && rec.guard.is_none() {
+                continue;
+            }
+            let epoch = flight.shared.epoch.load(Ordering::Acquire);
+            let waker = Waker::from(flight.shared.clone());
+            let mut ucx = Context::from_waker(&waker);
+            match rec.poll_frame(&mut ucx) {
+                Poll::Pending => {
+                    drop(slot);
+                    // Woken while this reader held the recorder: the others that found
+                    // it locked meanwhile may have missed it.
+                    if flight.shared.epoch.load(Ordering::Acquire) != epoch {
+                        flight.shared.notify();
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(None) => return self.ended(),
+                Poll::Ready(Some(Err(e))) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(Some(Ok((frame, published)))) => {
+                    if published {
+                        self.next += 1;
+                        return Poll::Ready(Some(Ok(frame)));
+                    }
+                    if self.leader {
+                        return Poll::Ready(Some(Ok(frame)));
+                    }
+                    // The leader's alone (trailers, or data past the size limit).
+                    drop(slot);
+                    {
+                        let mut st = flight.lock();
+                        if st.leader {
+                            st.stash.push_back(frame);
+                        }
+                    }
+                    flight.shared.notify();
+                }
+            }
+        }
+    }
+
+    pub(crate) fn is_end_stream(&self) -> bool {
+        if self.done {
+            return true;
+        }
+        let st = self.flight.lock();
+        st.outcome == Outcome::Complete
+            && self.next >= st.frames.len()
+            && (!self.leader || st.stash.is_empty())
+    }
+
+    pub(crate) fn size_hint(&self) -> SizeHint {
+        if !self.leader {
+            return SizeHint::new();
+        }
+        if self.done {
+            return SizeHint::with_exact(0);
+        }
+        let (unread, outcome) = {
+            let st = self.flight.lock();
+            let frames: usize = st.frames.iter().skip(self.next).map(Bytes::len).sum();
+            let stash: usize = st
+                .stash
+                .iter()
+                .filter_map(|f| f.data_ref().map(Bytes::len))
+                .sum();
+            ((frames + stash) as u64, st.outcome)
+        };
+        let upstream = match self.flight.recorder.try_lock() {
+            Ok(slot) => slot
+                .as_ref()
+                .map(|r| r.body.as_ref().map(|b| b.size_hint())),
+            Err(_) => None,
+        };
+        match upstream {
+            Some(Some(h)) => {
+                let mut s = SizeHint::new();
+                s.set_lower(h.lower() + unread);
+                if let Some(u) = h.upper() {
+                    s.set_upper(u + unread);
+                }
+                s
+            }
+            Some(None) if outcome == Outcome::Complete => SizeHint::with_exact(unread),
+            _ => {
+                let mut s = SizeHint::new();
+                s.set_lower(unread);
+                s
+            }
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let (last, running) = {
+            let mut st = self.flight.lock();
+            st.readers = st.readers.saturating_sub(1);
+            if self.leader {
+                st.leader = false;
+                st.stash.clear();
+            }
+            (st.readers == 0, st.outcome == Outcome::Running)
+        };
+        if !last {
+            if running {
+                // This reader may have been woken to read the upstream: let another.
+                self.flight.shared.notify();
+            }
+            return;
+        }
+        let Some(rec) = self.flight.lock_recorder().take() else {
+            return;
+        };
+        // Nobody reads this flight any more. Requests that joined it but have no body
+        // yet hold it too (besides this reader, the recorder's guard and the table):
+        // then the rest is read on a task so they get (and the cache stores) the whole
+        // answer; otherwise the upstream body is dropped and the flight fails.
+        if rec.guard.is_none() || rec.body.is_none() || Arc::strong_count(&self.flight) <= 3 {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if let Some(g) = &rec.guard {
+            tracing::debug!(key = %g.key, "the last reader dropped its body; finishing it for the followers");
+        }
+        let mut rec = rec;
+        handle.spawn(async move {
+            while let Some(Ok(_)) = std::future::poll_fn(|cx| rec.poll_frame(cx)).await {}
+        });
     }
 }
 

@@ -639,6 +639,7 @@ where
         kind,
     });
     rparts.headers.insert(X_CACHE, status.header_value());
+    let flight = guard.flight.clone();
     let erased: TeeBody = Box::pin(http_body_util::BodyExt::map_err(rbody, Into::into));
     let mut rec = Recorder {
         body: Some(erased),
@@ -650,7 +651,7 @@ where
     if rec.body.as_ref().is_some_and(|b| b.is_end_stream()) {
         rec.finish_now();
     }
-    Ok(Response::from_parts(rparts, ResponseBody::tee(rec)))
+    Ok(Response::from_parts(rparts, ResponseBody::tee(flight, rec)))
 }
 
 fn follower_response<ResBody>(
@@ -709,6 +710,8 @@ enum State<B> {
     },
 }
 
+// A short-lived return value; boxing `State` would allocate on every miss.
+#[allow(clippy::large_enum_variant)]
 enum Start<B, ResBody> {
     Done(Res<ResBody>),
     Continue(State<B>),
