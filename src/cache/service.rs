@@ -240,14 +240,21 @@ impl Buffer {
     }
 }
 
+/// The `Content-Length` header as a number, if present and valid.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// `true` when `Content-Length` or the body's size hint already says it is over `limit`.
 fn declared_over<B: Body>(parts: &Parts, body: &B, limit: usize) -> bool {
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    declared.is_some_and(|n| n > limit as u64) || body.size_hint().lower() > limit as u64
+    content_length(&parts.headers).is_some_and(|n| n > limit as u64)
+        || body.size_hint().lower() > limit as u64
 }
 
 /// Polls a future once; if it is not ready, waits for it under a tokio timeout when a
@@ -480,10 +487,7 @@ impl<E: CacheEngine> Commit for CommitCtx<E> {
                         b.freeze()
                     }
                 };
-                let declared = headers
-                    .get(header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok());
+                let declared = content_length(&headers);
                 let bodiless = self.method == "HEAD"
                     || head.status == http::StatusCode::NO_CONTENT
                     || head.status == http::StatusCode::NOT_MODIFIED;
@@ -614,11 +618,7 @@ where
         .map_err(Into::into)?; // on error the guard fails the flight
     let (mut rparts, rbody) = res.into_parts();
     let limit = ctx.config.max_response_body;
-    let declared = rparts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = content_length(&rparts.headers);
     let cacheable = rparts.status.is_success()
         && !response_forbids_store(&rparts.headers)
         && declared.is_none_or(|n| n <= limit as u64);
