@@ -13,7 +13,13 @@
 //!   and its body collected;
 //! - `key`: the default key derivation alone; `sha`: plain SHA-256 of the body;
 //! - `base`: building and dropping the request only (the setup cost the other modes
-//!   include in their allocation counts).
+//!   include in their allocation counts);
+//! - `miss`: a miss through `CacheLayer` + `MemoryEngine` (a new body every iteration:
+//!   buffer, key, lookup, single-flight registration, inner call, tee of the 4 KiB answer,
+//!   entry encoding and store), body collected; `missbare`: the same requests through the
+//!   bare inner service; `missbase`: building (before the loop) and dropping the same
+//!   requests only. Subtract `missbase` from `miss` in dhat's totals for the per-request
+//!   allocations of the layer.
 //!
 //! Every iteration runs in `one_*` functions marked `#[inline(never)]`, so callgrind's
 //! `--toggle-collect` counts only the measured work; the futures are polled with a no-op
@@ -71,6 +77,57 @@ where
         debug_assert_eq!(res.headers()["x-cache"], "HIT");
         res.into_body().collect().await.unwrap().to_bytes().len()
     })
+}
+
+#[inline(never)]
+fn one_miss<S, Q, B>(svc: &S, req: Request<Q>) -> usize
+where
+    S: Service<Request<Q>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    now(async {
+        let res = svc.clone().oneshot(req).await.unwrap();
+        res.into_body().collect().await.unwrap().to_bytes().len()
+    })
+}
+
+/// The inner service of the miss modes: the 4 KiB completion with cacheable headers
+/// (as in the `miss` bench), counting its calls.
+fn miss_inner(
+    calls: Arc<AtomicUsize>,
+    response: Bytes,
+) -> impl Service<
+    Request<mistral_tower::cache::RequestBody<Full<Bytes>>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    service_fn(
+        move |_req: Request<mistral_tower::cache::RequestBody<Full<Bytes>>>| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            let r = response.clone();
+            async move {
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .header(header::CACHE_CONTROL, "public, max-age=3600")
+                        .body(Full::new(r))
+                        .unwrap(),
+                )
+            }
+        },
+    )
+}
+
+/// `n` requests with distinct bodies of about `size` bytes (built before the loop).
+fn miss_requests(size: usize, n: usize) -> Vec<Request<Full<Bytes>>> {
+    (0..n)
+        .map(|i| chat_post(support::chat_request(size, i as u64 + 1)))
+        .collect()
 }
 
 #[inline(never)]
@@ -160,6 +217,39 @@ fn main() {
             assert_eq!(calls.load(Ordering::Relaxed), 1, "not all hits");
             report(mode, start, n);
         }
+        "miss" | "missbare" | "missbase" => {
+            let reqs = miss_requests(size, n);
+            let calls = Arc::new(AtomicUsize::new(0));
+            let inner = miss_inner(calls.clone(), response);
+            let layer = CacheLayer::new(MemoryEngine::new(256 << 20));
+            let svc = ServiceBuilder::new()
+                .layer(layer.clone())
+                .service(inner.clone());
+            let start = std::time::Instant::now();
+            match mode {
+                "miss" => {
+                    for req in reqs {
+                        sink += one_miss(&svc, req);
+                    }
+                    let m = layer.metrics();
+                    assert_eq!((m.misses, m.stores), (n as u64, n as u64), "{m:?}");
+                }
+                "missbare" => {
+                    for req in reqs {
+                        let (parts, body) = req.into_parts();
+                        let req = Request::from_parts(
+                            parts,
+                            mistral_tower::cache::RequestBody::full(
+                                now(body.collect()).unwrap().to_bytes(),
+                            ),
+                        );
+                        sink += one_miss(&inner, req);
+                    }
+                }
+                _ => sink += black_box(reqs).len(),
+            }
+            report(mode, start, n);
+        }
         "floor" => {
             let cache = moka::sync::Cache::new(1000);
             cache.insert(Sha256::digest(&body).into(), response);
@@ -185,7 +275,7 @@ fn main() {
         }
         other => panic!("unknown mode {other}"),
     }
-    if mode != "layer" {
+    if !matches!(mode, "layer" | "miss" | "missbare" | "missbase") {
         report(mode, start, n);
     }
     println!("{mode} size={} n={n} sink={sink}", body.len());

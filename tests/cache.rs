@@ -1263,3 +1263,138 @@ fn public_types_are_send_and_sync() {
     send_sync::<MemoryEngine>();
     send_sync::<FileEngine>();
 }
+
+// ---------------------------------------------------------------- in-process fast path
+
+/// A map engine without the in-process fast path: writes go through a future, reads
+/// are verified like any engine's.
+#[derive(Clone, Default)]
+struct PlainMap(Arc<std::sync::Mutex<std::collections::HashMap<String, Bytes>>>);
+
+impl CacheEngine for PlainMap {
+    async fn get(&self, key: &str) -> Result<Bytes, CacheError> {
+        let map = self.0.lock().unwrap();
+        map.get(key).cloned().ok_or(CacheError::Miss)
+    }
+    async fn set(&self, key: &str, data: Bytes) -> Result<(), CacheError> {
+        self.0.lock().unwrap().insert(key.to_owned(), data);
+        Ok(())
+    }
+}
+
+type Frames = http_body_util::StreamBody<
+    futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>,
+>;
+
+/// Answers a JSON body in three frames, with a header that must not be stored.
+fn three_frames(
+    calls: Arc<AtomicUsize>,
+) -> impl Service<Req, Response = Response<Frames>, Error = Infallible, Future: Send> + Clone + Send
+{
+    tower::service_fn(move |_req: Req| {
+        calls.fetch_add(1, SeqCst);
+        async move {
+            let frames: Vec<Result<Frame<Bytes>, Infallible>> = ["{\"a\":", "[1,2,", "3]}"]
+                .into_iter()
+                .map(|s| Ok(Frame::data(Bytes::from_static(s.as_bytes()))))
+                .collect();
+            Ok(Response::builder()
+                .header("content-type", "application/json")
+                .header("x-custom", "1")
+                .header("set-cookie", "a=b")
+                .body(http_body_util::StreamBody::new(futures_util::stream::iter(
+                    frames,
+                )))
+                .unwrap())
+        }
+    })
+}
+
+#[tokio::test]
+async fn the_memory_fast_path_stores_the_same_bytes_as_an_engine_written_through_a_future() {
+    let memory = MemoryEngine::new(1 << 20);
+    let plain = PlainMap::default();
+    let boxed = BoxEngine::new(MemoryEngine::new(1 << 20));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (_now, clock) = test_clock();
+    let clock = Arc::new(clock);
+    let svc = |engine: BoxEngine| {
+        let c = clock.clone();
+        CacheLayer::new(engine)
+            .clock(move || c())
+            .layer(three_frames(calls.clone()))
+    };
+    let mut stored = Vec::new();
+    for engine in [
+        BoxEngine::new(memory.clone()),
+        BoxEngine::new(plain.clone()),
+        boxed.clone(),
+    ] {
+        let svc = svc(engine.clone());
+        let res = svc.clone().oneshot(post("/x?y=1", "{}")).await.unwrap();
+        assert_eq!(x_cache(&res), "MISS");
+        assert_eq!(body_string(res.into_body()).await, "{\"a\":[1,2,3]}");
+        let res = svc.clone().oneshot(post("/x?y=1", "{}")).await.unwrap();
+        assert_eq!(x_cache(&res), "HIT");
+        assert_eq!(res.headers()["content-length"], "13");
+        assert!(res.headers().get("set-cookie").is_none());
+        assert_eq!(body_string(res.into_body()).await, "{\"a\":[1,2,3]}");
+        let key = match engine.keys().await {
+            Ok(mut keys) => keys.pop().unwrap(),
+            Err(_) => plain.0.lock().unwrap().keys().next().unwrap().clone(),
+        };
+        stored.push(engine.get(&key).await.unwrap());
+    }
+    assert_eq!(calls.load(SeqCst), 3);
+    assert_eq!(stored[0], stored[1], "fast path vs generic path");
+    assert_eq!(stored[0], stored[2], "fast path through BoxEngine");
+
+    // And it is the entry the public encoder builds from the same answer.
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().unwrap());
+    headers.insert("x-custom", "1".parse().unwrap());
+    headers.insert("content-length", "13".parse().unwrap());
+    let expected = CacheEntry::new(
+        mistral_tower::cache::EntryKind::Json,
+        StatusCode::OK,
+        headers,
+    )
+    .with_frames(vec![Bytes::from_static(b"{\"a\":[1,2,3]}")])
+    .with_times(1_800_000_000_000, None)
+    .with_request("", "POST", "/x?y=1")
+    .encode();
+    assert_eq!(stored[0], expected);
+}
+
+#[tokio::test]
+async fn a_bit_flip_written_through_set_is_rejected_by_the_memory_fast_path() {
+    let memory = MemoryEngine::new(1 << 20);
+    for engine in [
+        BoxEngine::new(memory.clone()),
+        BoxEngine::new(Arc::new(memory.clone())),
+    ] {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let layer = CacheLayer::new(engine.clone());
+        let svc = layer.layer(counting(calls.clone(), StatusCode::OK));
+        let res = svc.clone().oneshot(post("/flip", "{}")).await.unwrap();
+        let first = body_string(res.into_body()).await;
+        let key = engine.keys().await.unwrap().pop().unwrap();
+        let good = engine.get(&key).await.unwrap();
+        // A flip inside the body: only the checksum can tell.
+        let mut v = good.to_vec();
+        let at = v.len() - 8 - 3;
+        v[at] ^= 0x01;
+        CacheEntry::decode(&Bytes::from(v.clone())).unwrap_err();
+        engine.set(&key, Bytes::from(v)).await.unwrap();
+        let res = svc.clone().oneshot(post("/flip", "{}")).await.unwrap();
+        assert_eq!(x_cache(&res), "MISS");
+        assert_ne!(body_string(res.into_body()).await, first);
+        assert_eq!(layer.metrics().corrupt_entries, 1);
+        // The rewritten entry is served.
+        let res = svc.clone().oneshot(post("/flip", "{}")).await.unwrap();
+        assert_eq!(x_cache(&res), "HIT");
+        drain(res).await;
+        assert_eq!(calls.load(SeqCst), 2);
+        memory.delete(&key).await.unwrap();
+    }
+}

@@ -168,7 +168,7 @@ where
 /// Finishes a recorded response: builds the entry from the flight and stores it.
 pub(crate) trait Commit: Send + Sync + 'static {
     /// Called once the body ended cleanly; the flight is already complete.
-    fn commit(&self, key: String, flight: Arc<Flight>);
+    fn commit(&self, key: Arc<str>, flight: Arc<Flight>);
 }
 
 /// The leader's upstream body, type-erased so it can be handed to a task.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::MemoryEngine;
 use crate::BoxError;
 
 /// What went wrong in a [`CacheEngine`] call.
@@ -131,6 +132,15 @@ pub trait CacheEngine: Send + Sync + 'static {
         let _ = key;
         None
     }
+
+    /// The [`MemoryEngine`] this engine is (or wraps without changing what it stores),
+    /// for the cache layer's in-process fast path: entries it encoded are stored and
+    /// read without a future and without recomputing their checksum. Not meant to be
+    /// implemented outside this crate; the default returns `None`.
+    #[doc(hidden)]
+    fn as_memory_engine(&self) -> Option<&MemoryEngine> {
+        None
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -159,6 +169,11 @@ pub trait DynCacheEngine: Send + Sync + 'static {
         let _ = key;
         None
     }
+    /// See [`CacheEngine::as_memory_engine`]. The default returns `None`.
+    #[doc(hidden)]
+    fn dyn_as_memory_engine(&self) -> Option<&MemoryEngine> {
+        None
+    }
 }
 
 impl<E: CacheEngine> DynCacheEngine for E {
@@ -184,6 +199,9 @@ impl<E: CacheEngine> DynCacheEngine for E {
     }
     fn dyn_try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
         self.try_get_now(key)
+    }
+    fn dyn_as_memory_engine(&self) -> Option<&MemoryEngine> {
+        self.as_memory_engine()
     }
 }
 
@@ -246,6 +264,9 @@ impl CacheEngine for BoxEngine {
     fn try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
         self.inner.dyn_try_get_now(key)
     }
+    fn as_memory_engine(&self) -> Option<&MemoryEngine> {
+        self.inner.dyn_as_memory_engine()
+    }
 }
 
 impl<E: CacheEngine> CacheEngine for Arc<E> {
@@ -271,6 +292,9 @@ impl<E: CacheEngine> CacheEngine for Arc<E> {
     }
     fn try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
         (**self).try_get_now(key)
+    }
+    fn as_memory_engine(&self) -> Option<&MemoryEngine> {
+        (**self).as_memory_engine()
     }
 }
 

@@ -233,53 +233,20 @@ impl CacheEntry {
 
     /// Encodes the entry (format version [`FORMAT_VERSION`]).
     pub fn encode(&self) -> Bytes {
-        let est = 64
-            + self.namespace.len()
-            + self.method.len()
-            + self.path.len()
-            + self
-                .headers
-                .iter()
-                .map(|(k, v)| 6 + k.as_str().len() + v.len())
-                .sum::<usize>()
-            + self.frames().iter().map(|f| 4 + f.len()).sum::<usize>();
-        let mut b = BytesMut::with_capacity(est);
-        b.put_slice(MAGIC);
-        b.put_u8(FORMAT_VERSION);
-        b.put_u8(match self.kind {
-            EntryKind::Json => 0,
-            EntryKind::Sse => 1,
-        });
-        b.put_u8(0);
-        b.put_u16(self.status.as_u16());
-        b.put_u64(self.created_ms);
-        b.put_u64(self.expires_ms.unwrap_or(0));
-        for s in [&self.namespace, &self.method, &self.path] {
-            let s = &s[..s.len().min(u16::MAX as usize)];
-            b.put_u16(s.len() as u16);
-            b.put_slice(s);
+        Encoder {
+            kind: self.kind,
+            status: self.status,
+            headers: &self.headers,
+            content_length: None,
+            frames: self.frames(),
+            one_frame: false,
+            created_ms: self.created_ms,
+            expires_ms: self.expires_ms,
+            namespace: &self.namespace,
+            method: &self.method,
+            path: &self.path,
         }
-        let headers: Vec<_> = self
-            .headers
-            .iter()
-            .filter(|(k, _)| is_storable_header(k))
-            .take(u16::MAX as usize)
-            .collect();
-        b.put_u16(headers.len() as u16);
-        for (k, v) in headers {
-            b.put_u16(k.as_str().len() as u16);
-            b.put_slice(k.as_str().as_bytes());
-            b.put_u32(v.len() as u32);
-            b.put_slice(v.as_bytes());
-        }
-        b.put_u32(self.frames().len() as u32);
-        for f in self.frames() {
-            b.put_u32(f.len() as u32);
-            b.put_slice(f);
-        }
-        let sum = checksum(&b);
-        b.put_u64(sum);
-        b.freeze()
+        .encode()
     }
 
     /// Decodes an entry. The body frames and header values share `data`'s memory
@@ -291,6 +258,17 @@ impl CacheEntry {
     /// [`decode`](Self::decode), leaving room in the header map for `spare` more headers
     /// (the cache adds `x-cache` and `age` to a hit without growing the map).
     pub(crate) fn decode_with_spare(data: &Bytes, spare: usize) -> Result<CacheEntry, DecodeError> {
+        Self::decode_inner(data, spare, true)
+    }
+
+    /// [`decode_with_spare`](Self::decode_with_spare) of bytes this process encoded
+    /// itself and kept in memory since (see [`MemoryEngine`](super::MemoryEngine)):
+    /// every structural check is made, the checksum is not recomputed.
+    pub(crate) fn decode_trusted(data: &Bytes, spare: usize) -> Result<CacheEntry, DecodeError> {
+        Self::decode_inner(data, spare, false)
+    }
+
+    fn decode_inner(data: &Bytes, spare: usize, verify: bool) -> Result<CacheEntry, DecodeError> {
         if data.len() < 4 || &data[..4] != MAGIC {
             return Err(DecodeError::BadMagic);
         }
@@ -304,7 +282,7 @@ impl CacheEntry {
             return Err(DecodeError::Truncated);
         }
         let (payload, sum) = data.split_at(data.len() - 8);
-        if checksum(payload) != u64::from_be_bytes(sum.try_into().expect("8 bytes")) {
+        if verify && checksum(payload) != u64::from_be_bytes(sum.try_into().expect("8 bytes")) {
             return Err(DecodeError::Checksum);
         }
         let mut r = Reader {
@@ -365,6 +343,120 @@ impl CacheEntry {
             method,
             path,
         })
+    }
+}
+
+/// Encodes an entry from borrowed parts (the cache layer encodes straight from the
+/// recorded flight, without building a [`CacheEntry`] or cloning its headers).
+pub(crate) struct Encoder<'a> {
+    pub(crate) kind: EntryKind,
+    pub(crate) status: StatusCode,
+    pub(crate) headers: &'a HeaderMap,
+    /// Stored as the `Content-Length` header in place of any the map holds (where the
+    /// first one is, otherwise last), like `HeaderMap::insert` before encoding.
+    pub(crate) content_length: Option<usize>,
+    pub(crate) frames: &'a [Bytes],
+    /// Store `frames` concatenated as one frame (a complete body received in pieces).
+    pub(crate) one_frame: bool,
+    pub(crate) created_ms: u64,
+    pub(crate) expires_ms: Option<u64>,
+    pub(crate) namespace: &'a [u8],
+    pub(crate) method: &'a [u8],
+    pub(crate) path: &'a [u8],
+}
+
+impl Encoder<'_> {
+    /// The encoded entry (format version [`FORMAT_VERSION`]), in one allocation.
+    pub(crate) fn encode(&self) -> Bytes {
+        let body: usize = self.frames.iter().map(Bytes::len).sum();
+        let est = 64
+            + 26
+            + self.namespace.len()
+            + self.method.len()
+            + self.path.len()
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| 6 + k.as_str().len() + v.len())
+                .sum::<usize>()
+            + 4 * self.frames.len()
+            + body;
+        let mut b = BytesMut::with_capacity(est);
+        b.put_slice(MAGIC);
+        b.put_u8(FORMAT_VERSION);
+        b.put_u8(match self.kind {
+            EntryKind::Json => 0,
+            EntryKind::Sse => 1,
+        });
+        b.put_u8(0);
+        b.put_u16(self.status.as_u16());
+        b.put_u64(self.created_ms);
+        b.put_u64(self.expires_ms.unwrap_or(0));
+        for s in [self.namespace, self.method, self.path] {
+            let s = &s[..s.len().min(u16::MAX as usize)];
+            b.put_u16(s.len() as u16);
+            b.put_slice(s);
+        }
+        // The header count is patched in once the headers are written.
+        let count_at = b.len();
+        b.put_u16(0);
+        let mut count = 0usize;
+        let mut digits = [0u8; 20];
+        let cl = self.content_length.map(|n| decimal(n, &mut digits));
+        let mut cl_written = false;
+        let mut put = |b: &mut BytesMut, k: &str, v: &[u8]| {
+            if count < u16::MAX as usize {
+                count += 1;
+                b.put_u16(k.len() as u16);
+                b.put_slice(k.as_bytes());
+                b.put_u32(v.len() as u32);
+                b.put_slice(v);
+            }
+        };
+        for (k, v) in self.headers.iter().filter(|(k, _)| is_storable_header(k)) {
+            match cl {
+                Some(cl) if k == http::header::CONTENT_LENGTH => {
+                    if !cl_written {
+                        cl_written = true;
+                        put(&mut b, k.as_str(), cl);
+                    }
+                }
+                _ => put(&mut b, k.as_str(), v.as_bytes()),
+            }
+        }
+        if let Some(cl) = cl
+            && !cl_written
+        {
+            put(&mut b, http::header::CONTENT_LENGTH.as_str(), cl);
+        }
+        b[count_at..count_at + 2].copy_from_slice(&(count as u16).to_be_bytes());
+        if self.one_frame {
+            b.put_u32(1);
+            b.put_u32(body as u32);
+            self.frames.iter().for_each(|f| b.put_slice(f));
+        } else {
+            b.put_u32(self.frames.len() as u32);
+            for f in self.frames {
+                b.put_u32(f.len() as u32);
+                b.put_slice(f);
+            }
+        }
+        let sum = checksum(&b);
+        b.put_u64(sum);
+        b.freeze()
+    }
+}
+
+/// `n` in decimal ASCII, written at the end of `buf`.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
     }
 }
 
@@ -496,6 +588,52 @@ mod tests {
         assert_eq!(
             (e.namespace(), e.method(), e.path()),
             ("ns", "POST", "/v1/x?y=1")
+        );
+    }
+
+    #[test]
+    fn encoder_replaces_content_length_like_insert_and_joins_frames() {
+        let mut h = HeaderMap::new();
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("content-length", HeaderValue::from_static("99"));
+        h.append("content-length", HeaderValue::from_static("98"));
+        h.append("x-b", HeaderValue::from_static("2"));
+        let frames = [Bytes::from_static(b"ab"), Bytes::from_static(b"cde")];
+        for (present, h) in [(true, h.clone()), (false, HeaderMap::new())] {
+            let got = Encoder {
+                kind: EntryKind::Json,
+                status: StatusCode::OK,
+                headers: &h,
+                content_length: Some(5),
+                frames: &frames,
+                one_frame: true,
+                created_ms: 1,
+                expires_ms: Some(2),
+                namespace: b"ns",
+                method: b"POST",
+                path: b"/p",
+            }
+            .encode();
+            let mut expected_headers = h.clone();
+            expected_headers.insert("content-length", HeaderValue::from(5u64));
+            let expected = CacheEntry::new(EntryKind::Json, StatusCode::OK, expected_headers)
+                .with_frames(vec![Bytes::from_static(b"abcde")])
+                .with_times(1, Some(2))
+                .with_request("ns", "POST", "/p")
+                .encode();
+            assert_eq!(got, expected, "content-length present: {present}");
+            let back = CacheEntry::decode(&got).unwrap();
+            assert_eq!(back.headers()["content-length"], "5");
+            assert_eq!(back.frames().len(), 1);
+            // Trusted decoding makes the same structural checks, without the checksum.
+            let trusted = CacheEntry::decode_trusted(&got, 0).unwrap();
+            assert_eq!(trusted.body(), "abcde");
+            assert!(CacheEntry::decode_trusted(&got.slice(..got.len() - 9), 0).is_err());
+        }
+        assert_eq!(decimal(0, &mut [0; 20]), b"0");
+        assert_eq!(
+            decimal(usize::MAX, &mut [0; 20]),
+            usize::MAX.to_string().as_bytes()
         );
     }
 

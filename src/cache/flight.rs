@@ -198,10 +198,11 @@ impl Flight {
         self.finish(Outcome::Failed);
     }
 
-    /// The head, the frames so far and the outcome (for building the entry).
-    pub(crate) fn snapshot(&self) -> (Option<Head>, Vec<Bytes>, Outcome) {
+    /// Runs `f` on the head and the frames recorded so far, under the state lock (for
+    /// encoding the entry without copying them first). `f` must not lock the flight.
+    pub(crate) fn with_recorded<R>(&self, f: impl FnOnce(Option<&Head>, &[Bytes]) -> R) -> R {
         let st = self.lock();
-        (st.head.clone(), st.frames.clone(), st.outcome)
+        f(st.head.as_ref(), &st.frames)
     }
 
     /// `true` once the leader's body ended cleanly.
@@ -499,18 +500,19 @@ impl Drop for Reader {
 
 /// The role of a request in its flight.
 pub(crate) enum Role {
-    Leader(Arc<Flight>),
+    /// Leads the flight registered under the key (shared with the table).
+    Leader(Arc<Flight>, Arc<str>),
     Follower(Arc<Flight>),
 }
 
 /// The table of flights by key.
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<String, Arc<Flight>>>,
+    map: Mutex<HashMap<Arc<str>, Arc<Flight>>>,
 }
 
 impl Flights {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Flight>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Flight>>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -526,8 +528,9 @@ impl Flights {
             }
         }
         let f = Arc::new(Flight::new());
-        map.insert(key.to_owned(), f.clone());
-        Role::Leader(f)
+        let key: Arc<str> = Arc::from(key);
+        map.insert(key.clone(), f.clone());
+        Role::Leader(f, key)
     }
 
     /// Removes `flight` from the table if it is still the one registered under `key`.
@@ -543,15 +546,15 @@ impl Flights {
 /// dropped, or the upstream call failed).
 pub(crate) struct LeaderGuard {
     pub(crate) flights: Arc<Flights>,
-    pub(crate) key: String,
+    pub(crate) key: Arc<str>,
     pub(crate) flight: Arc<Flight>,
     pub(crate) armed: bool,
 }
 
 impl LeaderGuard {
-    pub(crate) fn disarm(mut self) -> (String, Arc<Flight>) {
+    pub(crate) fn disarm(mut self) -> (Arc<str>, Arc<Flight>) {
         self.armed = false;
-        (std::mem::take(&mut self.key), self.flight.clone())
+        (self.key.clone(), self.flight.clone())
     }
 }
 

@@ -27,6 +27,10 @@ use super::{CacheEngine, CacheError};
 struct Value {
     data: Bytes,
     ttl: Option<Duration>,
+    /// Encoded by the cache layer of this process and handed over directly (never
+    /// through the public `set`): its checksum was computed over these very bytes, so
+    /// a hit need not recompute it. Bytes stored by anybody else are verified on read.
+    trusted: bool,
 }
 
 struct PerEntryTtl;
@@ -96,7 +100,22 @@ impl MemoryEngine {
 
     /// Stores an entry synchronously.
     pub fn set_sync(&self, key: &str, data: Bytes, ttl: Option<Duration>) {
-        self.cache.insert(Arc::from(key), Value { data, ttl });
+        self.insert(key, data, ttl, false);
+    }
+
+    fn insert(&self, key: &str, data: Bytes, ttl: Option<Duration>, trusted: bool) {
+        self.cache
+            .insert(Arc::from(key), Value { data, ttl, trusted });
+    }
+
+    /// Stores an entry the cache layer has just encoded (see `Value::trusted`).
+    pub(crate) fn set_trusted(&self, key: &str, data: Bytes, ttl: Option<Duration>) {
+        self.insert(key, data, ttl, true);
+    }
+
+    /// Reads an entry with whether it was stored by [`set_trusted`](Self::set_trusted).
+    pub(crate) fn get_with_trust(&self, key: &str) -> Option<(Bytes, bool)> {
+        self.cache.get(key).map(|v| (v.data, v.trusted))
     }
 }
 
@@ -135,6 +154,9 @@ impl CacheEngine for MemoryEngine {
     }
     fn try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
         Some(self.get_sync(key).ok_or(CacheError::Miss))
+    }
+    fn as_memory_engine(&self) -> Option<&MemoryEngine> {
+        Some(self)
     }
 }
 

@@ -36,7 +36,7 @@ use tower_service::Service;
 
 use super::body::{Commit, Recorder, RequestBody, ResponseBody, TeeBody};
 use super::control::{CacheMode, CacheStatus, RequestControl, X_CACHE, response_forbids_store};
-use super::entry::{CacheEntry, EntryKind, Frames};
+use super::entry::{CacheEntry, Encoder, EntryKind, Frames};
 use super::flight::{Flight, Head, LeaderGuard, Role};
 use super::future::ResponseFuture;
 use super::key::{HexKey, KeyInput, default_key_hex};
@@ -276,11 +276,18 @@ async fn lookup<E: CacheEngine>(shared: &Shared<E>, cfg: &Config, key: &str) -> 
     let res = bounded(shared.engine.get(key), cfg.get_timeout)
         .await
         .unwrap_or(Err(CacheError::Timeout(cfg.get_timeout)));
-    decode_entry(&shared.metrics, key, res)
+    decode_entry(&shared.metrics, key, res, false)
 }
 
-/// Decodes what the engine answered; every failure is a miss (fail-open).
-fn decode_entry(m: &Metrics, key: &str, res: Result<Bytes, CacheError>) -> Option<CacheEntry> {
+/// Decodes what the engine answered; every failure is a miss (fail-open). `trusted`:
+/// the bytes were encoded by this layer and kept in memory since (see
+/// [`MemoryEngine`](super::MemoryEngine)), so their checksum is not recomputed.
+fn decode_entry(
+    m: &Metrics,
+    key: &str,
+    res: Result<Bytes, CacheError>,
+    trusted: bool,
+) -> Option<CacheEntry> {
     let data = match res {
         Ok(d) => d,
         Err(CacheError::Miss) => return None,
@@ -291,7 +298,12 @@ fn decode_entry(m: &Metrics, key: &str, res: Result<Bytes, CacheError>) -> Optio
         }
     };
     // Room for the `x-cache` and `age` headers of a hit.
-    match CacheEntry::decode_with_spare(&data, 2) {
+    let decoded = if trusted {
+        CacheEntry::decode_trusted(&data, 2)
+    } else {
+        CacheEntry::decode_with_spare(&data, 2)
+    };
+    match decoded {
         Ok(e) => Some(e),
         Err(e) => {
             Metrics::inc(&m.corrupt_entries);
@@ -347,8 +359,9 @@ struct CommitCtx<E> {
     shared: Arc<Shared<E>>,
     config: Arc<Config>,
     ttl: Option<Duration>,
-    namespace: String,
-    method: String,
+    /// The request's `x-cache-namespace`, if any (otherwise the layer's).
+    namespace: Option<String>,
+    method: http::Method,
     path: String,
 }
 
@@ -459,72 +472,80 @@ fn sse_payload_reports_error(data: &[u8]) -> bool {
 }
 
 impl<E: CacheEngine> Commit for CommitCtx<E> {
-    fn commit(&self, key: String, flight: Arc<Flight>) {
+    fn commit(&self, key: Arc<str>, flight: Arc<Flight>) {
         let shared = &self.shared;
-        let (head, frames, _) = flight.snapshot();
-        let Some(head) = head else {
-            shared.flights.remove(&key, &flight);
-            return;
-        };
-        if head.kind == EntryKind::Sse && !sse_completed_cleanly(&frames) {
-            tracing::debug!(
-                key,
-                "stream ended without `data: [DONE]` or reported an error; not stored"
-            );
-            shared.flights.remove(&key, &flight);
-            return;
-        }
-        let mut headers = head.headers;
-        let frames = match head.kind {
-            EntryKind::Sse => frames,
-            _ => {
-                let body = match frames.len() {
-                    0 => Bytes::new(),
-                    1 => frames[0].clone(),
-                    _ => {
-                        let mut b = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
-                        frames.iter().for_each(|f| b.extend_from_slice(f));
-                        b.freeze()
-                    }
-                };
-                let declared = content_length(&headers);
-                let bodiless = self.method == "HEAD"
-                    || head.status == http::StatusCode::NO_CONTENT
-                    || head.status == http::StatusCode::NOT_MODIFIED;
-                if !bodiless {
-                    if declared.is_some_and(|n| n != body.len() as u64) {
-                        // The body ended short of (or past) its declared length: a
-                        // truncated answer, never stored.
-                        tracing::debug!(key, "body length differs from Content-Length; not stored");
-                        shared.flights.remove(&key, &flight);
-                        return;
-                    }
-                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-                }
-                vec![body]
-            }
-        };
         let created = self.config.clock.now_ms();
         let expires = self
             .ttl
             .map(|t| created.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
-        let data = CacheEntry::new(head.kind, head.status, headers)
-            .with_frames(frames)
-            .with_times(created, expires)
-            .with_request(
-                self.namespace.clone(),
-                self.method.clone(),
-                self.path.clone(),
-            )
-            .encode();
-        store(
-            shared.clone(),
-            self.config.set_timeout,
-            key,
-            data,
-            self.ttl,
-            flight,
-        );
+        // Encoded straight from the flight (no copy of its head or frames first).
+        let data =
+            flight.with_recorded(|head, frames| self.encode(&key, head, frames, created, expires));
+        let Some(data) = data else {
+            shared.flights.remove(&key, &flight);
+            return;
+        };
+        store(shared, self.config.set_timeout, key, data, self.ttl, flight);
+    }
+}
+
+impl<E> CommitCtx<E> {
+    /// The entry for the recorded answer, or `None` when it must not be stored.
+    fn encode(
+        &self,
+        key: &str,
+        head: Option<&Head>,
+        frames: &[Bytes],
+        created_ms: u64,
+        expires_ms: Option<u64>,
+    ) -> Option<Bytes> {
+        let head = head?;
+        let (content_length, one_frame) = match head.kind {
+            EntryKind::Sse => {
+                if !sse_completed_cleanly(frames) {
+                    tracing::debug!(
+                        key,
+                        "stream ended without `data: [DONE]` or reported an error; not stored"
+                    );
+                    return None;
+                }
+                (None, false)
+            }
+            // A complete body is stored as one frame.
+            _ => {
+                let len: usize = frames.iter().map(Bytes::len).sum();
+                let bodiless = self.method == http::Method::HEAD
+                    || head.status == http::StatusCode::NO_CONTENT
+                    || head.status == http::StatusCode::NOT_MODIFIED;
+                if bodiless {
+                    (None, true)
+                } else if content_length(&head.headers).is_some_and(|n| n != len as u64) {
+                    // The body ended short of (or past) its declared length: a
+                    // truncated answer, never stored.
+                    tracing::debug!(key, "body length differs from Content-Length; not stored");
+                    return None;
+                } else {
+                    (Some(len), true)
+                }
+            }
+        };
+        let namespace = self.namespace.as_deref().unwrap_or(&self.config.namespace);
+        Some(
+            Encoder {
+                kind: head.kind,
+                status: head.status,
+                headers: &head.headers,
+                content_length,
+                frames,
+                one_frame,
+                created_ms,
+                expires_ms,
+                namespace: namespace.as_bytes(),
+                method: self.method.as_str().as_bytes(),
+                path: self.path.as_bytes(),
+            }
+            .encode(),
+        )
     }
 }
 
@@ -541,17 +562,27 @@ fn record_store<E>(shared: &Shared<E>, key: &str, res: Result<(), CacheError>) {
     }
 }
 
-/// Writes an entry without delaying the caller: polled once inline (in-memory engines
-/// finish there), otherwise finished on a spawned tokio task under `timeout`. The flight
-/// is removed from the table once the write is over.
+/// Writes an entry without delaying the caller: inline into a [`MemoryEngine`]
+/// (see [`CacheEngine::as_memory_engine`]), otherwise polled once inline (other
+/// in-memory engines finish there) and finished on a spawned tokio task under
+/// `timeout`. The flight is removed from the table once the write is over.
+///
+/// [`MemoryEngine`]: super::MemoryEngine
 fn store<E: CacheEngine>(
-    shared: Arc<Shared<E>>,
+    shared: &Arc<Shared<E>>,
     timeout: Duration,
-    key: String,
+    key: Arc<str>,
     data: Bytes,
     ttl: Option<Duration>,
     flight: Arc<Flight>,
 ) {
+    if let Some(memory) = shared.engine.as_memory_engine() {
+        memory.set_trusted(&key, data, ttl);
+        record_store(shared, &key, Ok(()));
+        shared.flights.remove(&key, &flight);
+        return;
+    }
+    let shared = shared.clone();
     let s2 = shared.clone();
     let k2 = key.clone();
     let f2 = flight.clone();
@@ -679,13 +710,6 @@ impl Key {
             Key::Owned(k) => k,
         }
     }
-
-    fn into_string(self) -> String {
-        match self {
-            Key::Hex(k) => k.as_str().to_owned(),
-            Key::Owned(k) => k,
-        }
-    }
 }
 
 /// What `call` could not finish without waiting.
@@ -705,7 +729,7 @@ enum State<B> {
         parts: Parts,
         ctl: RequestControl,
         bytes: Bytes,
-        key: String,
+        key: Key,
         lookup: bool,
     },
 }
@@ -812,10 +836,20 @@ where
     let read = !ctl.no_cache && cfg.mode != CacheMode::WriteOnly;
     let mut lookup = read;
     let k = key.as_str(); // validated once
-    if read && let Some(res) = shared.engine.try_get_now(k) {
+    let now = if !read {
+        None
+    } else if let Some(memory) = shared.engine.as_memory_engine() {
+        Some(match memory.get_with_trust(k) {
+            Some((data, trusted)) => (Ok(data), trusted),
+            None => (Err(CacheError::Miss), false),
+        })
+    } else {
+        shared.engine.try_get_now(k).map(|res| (res, false))
+    };
+    if let Some((res, trusted)) = now {
         lookup = false;
         let m = &shared.metrics;
-        if let Some(entry) = decode_entry(m, k, res)
+        if let Some(entry) = decode_entry(m, k, res, trusted)
             && let Some(res) = fresh_hit(cfg, &ctl, m, k, entry)
         {
             return Start::Done(Ok(res));
@@ -828,7 +862,7 @@ where
         parts,
         ctl,
         bytes,
-        key: key.into_string(),
+        key,
         lookup,
     })
 }
@@ -935,7 +969,7 @@ async fn run<S, E, B, ResBody>(
     parts: Parts,
     ctl: RequestControl,
     bytes: Bytes,
-    key: String,
+    key: Key,
     lookup_first: bool,
 ) -> Res<ResBody>
 where
@@ -948,18 +982,18 @@ where
     ResBody::Error: Into<BoxError>,
 {
     let m = &shared.metrics;
-    let namespace = namespace(&cfg, &ctl);
+    let key = key.as_str();
     let read = !ctl.no_cache && cfg.mode != CacheMode::WriteOnly;
     if lookup_first {
-        if let Some(entry) = lookup(&shared, &cfg, &key).await
-            && let Some(res) = fresh_hit(&cfg, &ctl, m, &key, entry)
+        if let Some(entry) = lookup(&shared, &cfg, key).await
+            && let Some(res) = fresh_hit(&cfg, &ctl, m, key, entry)
         {
             return Ok(res);
         }
-        if let Some(res) = replay_only_miss(&cfg, &ctl, m, &key) {
+        if let Some(res) = replay_only_miss(&cfg, &ctl, m, key) {
             return Ok(res);
         }
-    } else if !read && let Some(res) = replay_only_miss(&cfg, &ctl, m, &key) {
+    } else if !read && let Some(res) = replay_only_miss(&cfg, &ctl, m, key) {
         // Not read at all (no-cache / write-only) yet only-if-cached: still a 504.
         return Ok(res);
     }
@@ -978,18 +1012,18 @@ where
         let role = match cfg.flight_wait {
             Some(_) => shared
                 .flights
-                .join_or_lead(&key, status != CacheStatus::Refresh),
-            None => Role::Leader(Arc::new(Flight::default())),
+                .join_or_lead(key, status != CacheStatus::Refresh),
+            None => Role::Leader(Arc::new(Flight::default()), Arc::from(key)),
         };
         match role {
-            Role::Leader(flight) => {
+            Role::Leader(flight, key) => {
                 Metrics::inc(if status == CacheStatus::Refresh {
                     &m.refreshes
                 } else {
                     &m.misses
                 });
                 tracing::debug!(
-                    key,
+                    key = &*key,
                     status = status.as_str(),
                     "cache miss; calling upstream"
                 );
@@ -1003,8 +1037,8 @@ where
                     shared: shared.clone(),
                     config: cfg.clone(),
                     ttl,
-                    namespace: namespace.to_owned(),
-                    method: parts.method.as_str().to_owned(),
+                    namespace: ctl.namespace.clone(),
+                    method: parts.method.clone(),
                     path: parts
                         .uri
                         .path_and_query()
