@@ -39,13 +39,19 @@ impl CacheState {
         };
         let v = v.trim();
         let word = v.split([' ', ',', ';']).next().unwrap_or("");
-        match word.to_ascii_uppercase().as_str() {
-            "HIT" | "STALE" => CacheState::Hit,
-            "COALESCED" => CacheState::Coalesced,
-            "MISS" => CacheState::Miss,
-            "REFRESH" => CacheState::Refresh,
-            "BYPASS" => CacheState::Bypass,
-            _ => CacheState::Other,
+        let is = |name: &str| word.eq_ignore_ascii_case(name);
+        if is("HIT") || is("STALE") {
+            CacheState::Hit
+        } else if is("COALESCED") {
+            CacheState::Coalesced
+        } else if is("MISS") {
+            CacheState::Miss
+        } else if is("REFRESH") {
+            CacheState::Refresh
+        } else if is("BYPASS") {
+            CacheState::Bypass
+        } else {
+            CacheState::Other
         }
     }
 
@@ -449,6 +455,8 @@ mod tests {
         );
         assert_eq!(CacheState::from_header(None), CacheState::Uncached);
         assert_eq!(CacheState::from_header(Some("WEIRD")), CacheState::Other);
+        assert_eq!(CacheState::from_header(Some(" stale, x")), CacheState::Hit);
+        assert_eq!(CacheState::from_header(Some("")), CacheState::Other);
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub(crate) async fn forward_request(state: Arc<ProxyState>, req: Request) -> Res
     };
     // Logged by its path; a clone of the URI shares its bytes (no copy).
     let uri = parts.uri.clone();
-    let upstream_req = http::Request::from_parts(parts, Body::new(body));
+    let upstream_req = http::Request::from_parts(parts, body);
 
     state.metrics.in_flight_inc();
     let mut log = RequestLog {
@@ -143,6 +143,7 @@ pub(crate) async fn forward_request(state: Arc<ProxyState>, req: Request) -> Res
     };
     // The cached stack's answer keeps its own body type (no boxing on a hit).
     let result = match cached {
+        // The client body as it is: the cache layer reads it (no boxing).
         Some(cached) => cached
             .clone()
             .oneshot(upstream_req)
@@ -151,7 +152,7 @@ pub(crate) async fn forward_request(state: Arc<ProxyState>, req: Request) -> Res
         None => state
             .direct
             .clone()
-            .oneshot(upstream_req)
+            .oneshot(upstream_req.map(Body::new))
             .await
             .map(|res| res.map(Either::Right)),
     };

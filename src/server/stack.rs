@@ -111,7 +111,11 @@ impl CacheHandle {
 
 /// Hands the cache layer's buffered request body to the client stack as a
 /// buffered [`Body`] (so the stack's retry can replay it).
-fn to_stack_request(req: Request<RequestBody<Body>>) -> Request<Body> {
+fn to_stack_request<B>(req: Request<RequestBody<B>>) -> Request<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     req.map(|body| match body.into_full() {
         Ok(bytes) => Body::full(bytes),
         Err(body) => Body::new(body),
@@ -128,7 +132,11 @@ fn to_stack_request(req: Request<RequestBody<Body>>) -> Request<Body> {
 #[derive(Debug, Clone)]
 pub(crate) struct Upstream(Arc<HttpService>);
 
-impl Service<Request<RequestBody<Body>>> for Upstream {
+impl<B> Service<Request<RequestBody<B>>> for Upstream
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     type Response = Response<Body>;
     type Error = BoxError;
     type Future = Oneshot<HttpService, Request<Body>>;
@@ -137,7 +145,7 @@ impl Service<Request<RequestBody<Body>>> for Upstream {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<RequestBody<Body>>) -> Self::Future {
+    fn call(&mut self, req: Request<RequestBody<B>>) -> Self::Future {
         HttpService::clone(&self.0).oneshot(to_stack_request(req))
     }
 }
