@@ -16,6 +16,8 @@
 #   BUILD_FLAGS="--features server"   extra cargo build flags (e.g. --all-features)
 #   PROFILE=release       cargo profile (`bench` reuses the criterion build)
 #   SKIP_INSTALL=1        do not apt-get install nginx/wrk when missing
+#   MISTRAL_CACHE_BIN=... run this mistral-cache executable instead of the one built
+#                         from the tree (to compare two builds with the same script)
 #
 # It installs nginx-light and wrk from Debian when missing (needs root), builds
 # examples/static_upstream and mistral-cache in release, starts the three servers on
@@ -90,7 +92,7 @@ for line in open(sys.argv[1]):
         print(m["executable"])' "$TMP/build.json" "$1" | tail -n 1
 }
 UPSTREAM_BIN=$(exe_of static_upstream)
-PROXY_BIN=$(exe_of mistral-cache)
+PROXY_BIN=${MISTRAL_CACHE_BIN:-$(exe_of mistral-cache)}
 [[ -x $UPSTREAM_BIN && -x $PROXY_BIN ]] || die "built executables not found (see $TMP/build.json)"
 
 # ---- helpers -----------------------------------------------------------------------
