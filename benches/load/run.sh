@@ -7,10 +7,17 @@
 # Environment:
 #   DURATION=10s          wrk duration per run
 #   CONNECTIONS="1 64"    connection counts to run
+#   ROUNDS=3              rounds per connection count; each round runs the three
+#                         targets back to back (in a rotated order), and the table
+#                         shows the median round (req/s) and the median of the
+#                         per-round ratios, so a burst of load from another process
+#                         on a shared machine skews one round, not the comparison
 #   BODY_SIZE=2048        size of the chat request body in bytes
 #   BUILD_FLAGS="--features server"   extra cargo build flags (e.g. --all-features)
 #   PROFILE=release       cargo profile (`bench` reuses the criterion build)
 #   SKIP_INSTALL=1        do not apt-get install nginx/wrk when missing
+#   MISTRAL_CACHE_BIN=... run this mistral-cache executable instead of the one built
+#                         from the tree (to compare two builds with the same script)
 #
 # It installs nginx-light and wrk from Debian when missing (needs root), builds
 # examples/static_upstream and mistral-cache in release, starts the three servers on
@@ -21,6 +28,7 @@ set -euo pipefail
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-"1 64"}
+ROUNDS=${ROUNDS:-3}
 BODY_SIZE=${BODY_SIZE:-2048}
 BUILD_FLAGS=${BUILD_FLAGS:---features server}
 PROFILE=${PROFILE:-release}
@@ -84,7 +92,7 @@ for line in open(sys.argv[1]):
         print(m["executable"])' "$TMP/build.json" "$1" | tail -n 1
 }
 UPSTREAM_BIN=$(exe_of static_upstream)
-PROXY_BIN=$(exe_of mistral-cache)
+PROXY_BIN=${MISTRAL_CACHE_BIN:-$(exe_of mistral-cache)}
 [[ -x $UPSTREAM_BIN && -x $PROXY_BIN ]] || die "built executables not found (see $TMP/build.json)"
 
 # ---- helpers -----------------------------------------------------------------------
@@ -135,12 +143,14 @@ export CHAT_BODY_FILE=$TMP/body.json CHAT_AUTHORIZATION=$AUTH
 UPSTREAM_PORT=$(free_port)
 "$UPSTREAM_BIN" "127.0.0.1:$UPSTREAM_PORT" >"$TMP/upstream.log" 2>&1 &
 PIDS+=($!)
+UPSTREAM_PID=$!
 wait_port "$UPSTREAM_PORT" "${PIDS[-1]}"
 
 PROXY_PORT=$(free_port)
 RUST_LOG=${RUST_LOG:-warn} "$PROXY_BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
     --upstream "http://127.0.0.1:$UPSTREAM_PORT" --engine memory:// >"$TMP/proxy.log" 2>&1 &
 PIDS+=($!)
+PROXY_PID=$!
 wait_port "$PROXY_PORT" "${PIDS[-1]}"
 
 NGINX_PORT=$(free_port)
@@ -151,6 +161,7 @@ sed -e "s|@TMP@|$TMP|g" -e "s|@USER@|$user_line|" -e "s|@WORKERS@|$(nproc)|" \
     "$here/nginx.conf.template" >"$TMP/nginx.conf"
 "$NGINX" -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log" &
 PIDS+=($!)
+NGINX_PID=$!
 wait_port "$NGINX_PORT" "${PIDS[-1]}"
 
 log "upstream :$UPSTREAM_PORT  mistral-cache :$PROXY_PORT  nginx :$NGINX_PORT  (logs in $TMP)"
@@ -163,47 +174,104 @@ for target_url in "http://127.0.0.1:$NGINX_PORT" "http://127.0.0.1:$PROXY_PORT";
 done
 
 # ---- runs --------------------------------------------------------------------------
-declare -A RESULT
-run_wrk() { # name url conns
-    local name=$1 url=$2 conns=$3 threads out before after
+# Every target gets the same wrk settings: min(conns, CPUs) threads, the same script.
+# nginx runs one worker per CPU and mistral-cache (like the upstream) one runtime
+# worker thread per CPU, so all three use the same number of threads.
+# Besides req/s (which depends on how much CPU wrk and other processes leave to the
+# server), the CPU time each server used per request is measured from /proc: it
+# depends much less on the machine's load.
+cpu_ticks() { # pids... -> user+system clock ticks of these processes and their children
+    local pid all=() total=0 f
+    for pid in "$@"; do
+        all+=("$pid")
+        while read -r f; do all+=("$f"); done < <(ps -o pid= --ppid "$pid" 2>/dev/null)
+    done
+    for pid in "${all[@]}"; do
+        # Fields 14 and 15 of /proc/PID/stat (after the parenthesised name).
+        f=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}') || continue
+        total=$((total + ${f:-0}))
+    done
+    echo "$total"
+}
+printf 'target\tconns\tround\trps\tp50\tp99\tcpu_us\n' >"$TMP/results.tsv"
+run_wrk() { # name url conns round
+    local name=$1 url=$2 conns=$3 round=$4 threads out before after t0 t1
     threads=$((conns < $(nproc) ? conns : $(nproc)))
     before=$(upstream_count)
+    t0=$(cpu_ticks ${SERVER_PIDS[$name]})
     out=$(wrk -t "$threads" -c "$conns" -d "$DURATION" --latency -s "$here/post.lua" "$url")
+    t1=$(cpu_ticks ${SERVER_PIDS[$name]})
     after=$(upstream_count)
-    printf '%s\n' "$out" >"$TMP/wrk-$name-$conns.txt"
+    printf '%s\n' "$out" >"$TMP/wrk-$name-$conns-$round.txt"
     if grep -q "Non-2xx" <<<"$out"; then die "$name: non-2xx answers: $out"; fi
     if [[ $name != upstream && $after != "$before" ]]; then
         die "$name: $((after - before)) requests reached the upstream during an all-hits run"
     fi
-    local rps p50 p99
+    local rps p50 p99 requests cpu_us
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-    RESULT[$name,$conns]="$rps $p50 $p99"
-    log "$(printf '%-14s c=%-3s %12s req/s  p50 %-9s p99 %s' "$name" "$conns" "$rps" "$p50" "$p99")"
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    cpu_us=$(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$requests" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$conns" "$round" "$rps" "$p50" "$p99" "$cpu_us" >>"$TMP/results.tsv"
+    log "$(printf '%-14s c=%-3s round %s %12s req/s  p50 %-9s p99 %-9s %6s CPU us/req' "$name" "$conns" "$round" "$rps" "$p50" "$p99" "$cpu_us")"
 }
 
+declare -A SERVER_PIDS=(
+    [upstream]=$UPSTREAM_PID
+    [nginx]=$NGINX_PID
+    [mistral-cache]=$PROXY_PID
+)
+declare -A URL=(
+    [upstream]="http://127.0.0.1:$UPSTREAM_PORT"
+    [nginx]="http://127.0.0.1:$NGINX_PORT"
+    [mistral-cache]="http://127.0.0.1:$PROXY_PORT"
+)
+ORDER=(upstream nginx mistral-cache)
 for c in $CONNECTIONS; do
-    run_wrk upstream "http://127.0.0.1:$UPSTREAM_PORT" "$c"
-    run_wrk nginx "http://127.0.0.1:$NGINX_PORT" "$c"
-    run_wrk mistral-cache "http://127.0.0.1:$PROXY_PORT" "$c"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for ((i = 0; i < 3; i++)); do
+            name=${ORDER[$(((i + round - 1) % 3))]}
+            run_wrk "$name" "${URL[$name]}" "$c" "$round"
+        done
+    done
 done
 
 # ---- report ------------------------------------------------------------------------
 echo
-echo "wrk $DURATION per run, ${BODY_SIZE} B request, 4096 B response, $(nproc) CPUs shared by servers and wrk"
-printf '| %-14s | %5s | %12s | %9s | %9s | %16s | %18s |\n' target conns "req/s" p50 p99 "/ upstream req/s" "mistral / nginx"
-printf '|%s|%s|%s|%s|%s|%s|%s|\n' "----------------" "-------" "--------------" "-----------" "-----------" "------------------" "--------------------"
-for c in $CONNECTIONS; do
-    read -r up_rps _ _ <<<"${RESULT[upstream,$c]}"
-    read -r ng_rps _ _ <<<"${RESULT[nginx,$c]}"
-    for name in upstream nginx mistral-cache; do
-        read -r rps p50 p99 <<<"${RESULT[$name,$c]}"
-        ratio_up=$(awk -v a="$rps" -v b="$up_rps" 'BEGIN {printf "%.2f", a / b}')
-        ratio_ng="-"
-        [[ $name == mistral-cache ]] && ratio_ng=$(awk -v a="$rps" -v b="$ng_rps" 'BEGIN {printf "%.2f", a / b}')
-        printf '| %-14s | %5s | %12s | %9s | %9s | %16s | %18s |\n' "$name" "$c" "$rps" "$p50" "$p99" "$ratio_up" "$ratio_ng"
-    done
-done
+echo "wrk $DURATION per run, $ROUNDS rounds, ${BODY_SIZE} B request, 4096 B response, $(nproc) CPUs shared by servers and wrk"
+python3 - "$TMP/results.tsv" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+by = {}
+for r in rows:
+    by.setdefault((r["target"], int(r["conns"])), {})[int(r["round"])] = r
+def median_run(runs):
+    ordered = sorted(runs.values(), key=lambda r: float(r["rps"]))
+    return ordered[(len(ordered) - 1) // 2]
+fmt = "| {:<14} | {:>5} | {:>12} | {:>9} | {:>9} | {:>16} | {:>18} | {:>12} |"
+print(fmt.format("target", "conns", "req/s", "p50", "p99", "/ upstream req/s", "mistral / nginx", "CPU us/req"))
+print("|----------------|-------|--------------|-----------|-----------|------------------|--------------------|--------------|")
+for c in sorted({k[1] for k in by}):
+    up = by[("upstream", c)]
+    ng = by[("nginx", c)]
+    for name in ("upstream", "nginx", "mistral-cache"):
+        runs = by[(name, c)]
+        med = median_run(runs)
+        # Ratios are taken within each round (same load conditions), then the median.
+        ratio_up = statistics.median(float(runs[k]["rps"]) / float(up[k]["rps"]) for k in runs)
+        ratio_ng = "-"
+        if name == "mistral-cache":
+            ratio_ng = "%.2f" % statistics.median(float(runs[k]["rps"]) / float(ng[k]["rps"]) for k in runs)
+        cpu = statistics.median(float(r["cpu_us"]) for r in runs.values())
+        print(fmt.format(name, c, "%.2f" % float(med["rps"]), med["p50"], med["p99"], "%.2f" % ratio_up, ratio_ng, "%.1f" % cpu))
+print()
+print("CPU us/req: user + system time of the server's processes (nginx: master and workers) per")
+print("request, median over the rounds. per round (mistral-cache / upstream, mistral-cache / nginx):")
+for c in sorted({k[1] for k in by}):
+    mc, up, ng = by[("mistral-cache", c)], by[("upstream", c)], by[("nginx", c)]
+    parts = ["r%d %.2f %.2f" % (k, float(mc[k]["rps"]) / float(up[k]["rps"]), float(mc[k]["rps"]) / float(ng[k]["rps"])) for k in sorted(mc)]
+    print("  c=%-3d %s" % (c, "  ".join(parts)))
+PY
 echo
 echo "upstream served $(upstream_count) requests in total (warm-up misses + the direct runs)"

@@ -39,13 +39,19 @@ impl CacheState {
         };
         let v = v.trim();
         let word = v.split([' ', ',', ';']).next().unwrap_or("");
-        match word.to_ascii_uppercase().as_str() {
-            "HIT" | "STALE" => CacheState::Hit,
-            "COALESCED" => CacheState::Coalesced,
-            "MISS" => CacheState::Miss,
-            "REFRESH" => CacheState::Refresh,
-            "BYPASS" => CacheState::Bypass,
-            _ => CacheState::Other,
+        let is = |name: &str| word.eq_ignore_ascii_case(name);
+        if is("HIT") || is("STALE") {
+            CacheState::Hit
+        } else if is("COALESCED") {
+            CacheState::Coalesced
+        } else if is("MISS") {
+            CacheState::Miss
+        } else if is("REFRESH") {
+            CacheState::Refresh
+        } else if is("BYPASS") {
+            CacheState::Bypass
+        } else {
+            CacheState::Other
         }
     }
 
@@ -366,26 +372,15 @@ pub struct MetricsSnapshot {
 
 /// Reads the token usage from a response body: a JSON object with a `usage`
 /// member, or an SSE stream whose events carry one (the last one wins).
+///
+/// Runs on every cache hit, so it deserializes only the `usage` object: the rest of
+/// the document is skipped without building a `serde_json::Value` tree.
 pub fn usage_from_body(body: &[u8]) -> Option<Usage> {
-    fn from_value(v: &serde_json::Value) -> Option<Usage> {
-        let usage = v.get("usage")?;
-        if !usage.is_object() {
-            return None;
-        }
-        let field = |name: &str| usage.get(name).and_then(serde_json::Value::as_u64);
-        let prompt_tokens = field("prompt_tokens").unwrap_or(0);
-        let completion_tokens = field("completion_tokens").unwrap_or(0);
-        let total_tokens = field("total_tokens").unwrap_or(prompt_tokens + completion_tokens);
-        Some(Usage {
-            prompt_tokens,
-            completion_tokens,
-            total_tokens,
-        })
-    }
     let trimmed = body.trim_ascii_start();
     if trimmed.starts_with(b"{") {
-        let v: serde_json::Value = serde_json::from_slice(trimmed).ok()?;
-        return from_value(&v);
+        return serde_json::from_slice::<UsageOnly>(trimmed)
+            .ok()?
+            .into_usage();
     }
     let text = std::str::from_utf8(body).ok()?;
     let mut found = None;
@@ -394,16 +389,51 @@ pub fn usage_from_body(body: &[u8]) -> Option<Usage> {
             continue;
         };
         let data = data.trim();
-        if data == "[DONE]" || !data.contains("\"usage\"") {
+        if data == "[DONE]" || !data.starts_with('{') || !data.contains("\"usage\"") {
             continue;
         }
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
-            && let Some(u) = from_value(&v)
+        if let Ok(v) = serde_json::from_str::<UsageOnly>(data)
+            && let Some(u) = v.into_usage()
         {
             found = Some(u);
         }
     }
     found
+}
+
+/// The only member of a response [`usage_from_body`] reads; every other member is
+/// skipped by the deserializer.
+#[derive(serde::Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Option<RawUsage>,
+}
+
+/// A `usage` object. The counts are kept as JSON values so a count that is not an
+/// unsigned integer reads as absent instead of failing the whole object.
+#[derive(serde::Deserialize)]
+struct RawUsage {
+    #[serde(default)]
+    prompt_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    completion_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    total_tokens: Option<serde_json::Value>,
+}
+
+impl UsageOnly {
+    fn into_usage(self) -> Option<Usage> {
+        let usage = self.usage?;
+        let count = |v: Option<serde_json::Value>| v.as_ref().and_then(serde_json::Value::as_u64);
+        let prompt_tokens = count(usage.prompt_tokens).unwrap_or(0);
+        let completion_tokens = count(usage.completion_tokens).unwrap_or(0);
+        let total_tokens = count(usage.total_tokens).unwrap_or(prompt_tokens + completion_tokens);
+        Some(Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -425,6 +455,8 @@ mod tests {
         );
         assert_eq!(CacheState::from_header(None), CacheState::Uncached);
         assert_eq!(CacheState::from_header(Some("WEIRD")), CacheState::Other);
+        assert_eq!(CacheState::from_header(Some(" stale, x")), CacheState::Hit);
+        assert_eq!(CacheState::from_header(Some("")), CacheState::Other);
     }
 
     #[test]
@@ -451,6 +483,29 @@ mod tests {
         assert!(usage.total_tokens > 0);
         assert_eq!(usage_from_body(b"not json"), None);
         assert_eq!(usage_from_body(br#"{"usage":null}"#), None);
+        assert_eq!(usage_from_body(br#"{"usage":3}"#), None);
+        assert_eq!(usage_from_body(br#"[{"usage":{"total_tokens":3}}]"#), None);
+        // Other members of any shape are skipped; odd counts read as absent.
+        assert_eq!(
+            usage_from_body(
+                br#"{"id":"x","choices":[{"message":{"content":"a \"usage\": {}"}}],"usage":{"prompt_tokens":2,"completion_tokens":1.5,"details":{"a":[1]}}}"#
+            ),
+            Some(Usage {
+                prompt_tokens: 2,
+                completion_tokens: 0,
+                total_tokens: 2
+            })
+        );
+        assert_eq!(
+            usage_from_body(
+                b"data: [1]\n\ndata: {\"usage\":{\"total_tokens\":7}}\n\ndata: [DONE]\n\n"
+            ),
+            Some(Usage {
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                total_tokens: 7
+            })
+        );
     }
 
     #[test]

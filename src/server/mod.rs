@@ -218,9 +218,9 @@ impl Proxy {
         let (cached, cache) = match engine {
             Some(engine) => {
                 let (svc, handle) = stack::cached_service(engine, &config, direct.clone());
-                (svc, Some(handle))
+                (Some(svc), Some(handle))
             }
-            None => (direct.clone(), None),
+            None => (None, None),
         };
         let state = Arc::new(ProxyState {
             cached,
@@ -354,7 +354,12 @@ impl Proxy {
                 "mistral-cache listening"
             );
         }
-        let api = axum::serve(listener, self.router())
+        let api = ApiService {
+            state: self.state.clone(),
+            router: self.router(),
+            admin_routes: self.config.admin_listen.is_none(),
+        };
+        let api = axum::serve(listener, tower::make::Shared::new(api))
             .with_graceful_shutdown(signalled(rx.clone()))
             .into_future();
         let admin = match admin {
@@ -407,6 +412,48 @@ impl Proxy {
         }
         tracing::info!("mistral-cache stopped");
         Ok(())
+    }
+}
+
+/// What the API port serves: [`Proxy::router`], with the requests it would hand to
+/// its fallback (every path outside [`ADMIN_PREFIX`]) sent straight to the
+/// forwarding handler, without the router's matching and boxing.
+#[derive(Clone)]
+struct ApiService {
+    state: Arc<ProxyState>,
+    router: Router,
+    /// Whether the router serves the admin routes (else it is only the fallback).
+    admin_routes: bool,
+}
+
+type ForwardFuture = std::pin::Pin<Box<dyn Future<Output = axum::response::Response> + Send>>;
+
+impl tower::Service<axum::extract::Request> for ApiService {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<
+        <Router as tower::Service<axum::extract::Request>>::Future,
+        futures_util::future::Map<
+            ForwardFuture,
+            fn(axum::response::Response) -> Result<axum::response::Response, Self::Error>,
+        >,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Both the router and the handler are always ready.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        use futures_util::FutureExt as _;
+        if self.admin_routes && req.uri().path().starts_with(ADMIN_PREFIX) {
+            return futures_util::future::Either::Left(tower::Service::call(&mut self.router, req));
+        }
+        let fut: ForwardFuture = Box::pin(proxy::forward_request(self.state.clone(), req));
+        futures_util::future::Either::Right(fut.map(Ok as fn(_) -> _))
     }
 }
 

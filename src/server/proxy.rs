@@ -12,10 +12,12 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use http_body::{Frame, SizeHint};
+use http_body_util::Either;
 use tower::ServiceExt as _;
 
 use super::config::CachedRoutes;
-use super::metrics::{CacheState, Metrics, UpstreamErrorKind, usage_from_body};
+use super::metrics::{CacheState, Metrics, UpstreamErrorKind, Usage, usage_from_body};
+use super::stack::CachedService;
 use crate::client::HttpService;
 use crate::{Body, BoxError};
 
@@ -25,8 +27,9 @@ const MAX_USAGE_SCAN: usize = 16 * 1024 * 1024;
 /// State shared by every request of one proxy.
 #[derive(Debug)]
 pub(crate) struct ProxyState {
-    /// The stack behind the cache, for cached routes.
-    pub(crate) cached: HttpService,
+    /// The cache over the stack, for cached routes (`None`: no cache, they are
+    /// forwarded like every other route).
+    pub(crate) cached: Option<CachedService>,
     /// The plain stack, for every other route.
     pub(crate) direct: HttpService,
     pub(crate) routes: CachedRoutes,
@@ -38,12 +41,16 @@ pub(crate) struct ProxyState {
 /// The URI handed to the client stack: the request's path and query only (the
 /// stack's base URL layer adds the upstream scheme, host and path prefix).
 pub(crate) fn upstream_uri(uri: &http::Uri) -> Result<http::Uri, http::Error> {
+    if uri.scheme().is_none() && uri.authority().is_none() && uri.path_and_query().is_some() {
+        // Already in origin form (what HTTP/1.1 clients send): shared, not re-parsed.
+        return Ok(uri.clone());
+    }
     let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
     Ok(http::Uri::try_from(path_and_query)?)
 }
 
 /// Headers that belong to one connection and are never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -55,6 +62,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Usually there is none: one pass over the names instead of a lookup per name.
+    // Headers named by `Connection` only count when `Connection` is there.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     // Headers named by `Connection` are hop-by-hop too.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -68,13 +80,21 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The router's fallback handler: see [`forward_request`].
+pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) -> Response {
+    forward_request(state, req).await
+}
+
 /// Forwards one request and wraps the answer so it is logged and counted when
 /// its body ends.
-pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) -> Response {
+pub(crate) async fn forward_request(state: Arc<ProxyState>, req: Request) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let cached_route = state.routes.matches(&method, &path);
+    let cached = match &state.cached {
+        Some(cached) if state.routes.matches(&method, req.uri().path()) => Some(cached),
+        _ => None,
+    };
+    let cached_route = cached.is_some();
 
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -103,18 +123,15 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
         idle: state.request_body_idle,
         sleep: None,
     };
-    let upstream_req = http::Request::from_parts(parts, Body::new(body));
+    // Logged by its path; a clone of the URI shares its bytes (no copy).
+    let uri = parts.uri.clone();
+    let upstream_req = http::Request::from_parts(parts, body);
 
-    let service = if cached_route {
-        state.cached.clone()
-    } else {
-        state.direct.clone()
-    };
     state.metrics.in_flight_inc();
     let mut log = RequestLog {
         metrics: state.metrics.clone(),
         method,
-        path,
+        uri,
         start,
         headers_after: Duration::ZERO,
         status: StatusCode::BAD_GATEWAY,
@@ -124,7 +141,22 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
         complete: false,
         capture: None,
     };
-    match service.oneshot(upstream_req).await {
+    // The cached stack's answer keeps its own body type (no boxing on a hit).
+    let result = match cached {
+        // The client body as it is: the cache layer reads it (no boxing).
+        Some(cached) => cached
+            .clone()
+            .oneshot(upstream_req)
+            .await
+            .map(|res| res.map(Either::Left)),
+        None => state
+            .direct
+            .clone()
+            .oneshot(upstream_req.map(Body::new))
+            .await
+            .map(|res| res.map(Either::Right)),
+    };
+    match result {
         Ok(res) => {
             let (mut parts, body) = res.into_parts();
             strip_hop_by_hop(&mut parts.headers);
@@ -136,12 +168,8 @@ pub(crate) async fn forward(State(state): State<Arc<ProxyState>>, req: Request) 
             log.headers_after = start.elapsed();
             log.status = parts.status;
             log.cache = cache;
-            log.correlation_id = parts
-                .headers
-                .get("mistral-correlation-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            log.capture = cache.is_from_cache().then(Vec::new);
+            log.correlation_id = parts.headers.get("mistral-correlation-id").cloned();
+            log.capture = cache.is_from_cache().then_some(Capture::Empty);
             // An empty body is complete before it is polled (hyper may never poll it).
             log.complete = http_body::Body::is_end_stream(&body);
             let body = ObservedBody { inner: body, log };
@@ -334,16 +362,105 @@ where
 struct RequestLog {
     metrics: Arc<Metrics>,
     method: Method,
-    path: String,
+    /// The request's URI (origin form); its path is logged.
+    uri: http::Uri,
     start: Instant,
     headers_after: Duration,
     status: StatusCode,
     cache: CacheState,
-    correlation_id: Option<String>,
+    correlation_id: Option<HeaderValue>,
     bytes: u64,
     complete: bool,
     /// The body of a cache hit, kept to count the tokens of its `usage`.
-    capture: Option<Vec<u8>>,
+    capture: Option<Capture>,
+}
+
+/// The frames of a body kept for [`usage_from_body`]: a body sent in one frame (a
+/// cache hit usually is) is kept by reference, without a copy.
+enum Capture {
+    Empty,
+    One(Bytes),
+    Many(Vec<u8>),
+}
+
+impl Capture {
+    fn len(&self) -> usize {
+        match self {
+            Capture::Empty => 0,
+            Capture::One(b) => b.len(),
+            Capture::Many(v) => v.len(),
+        }
+    }
+
+    fn push(&mut self, data: &Bytes) {
+        match self {
+            Capture::Empty => *self = Capture::One(data.clone()),
+            Capture::One(first) => {
+                let mut all = Vec::with_capacity(first.len() + data.len());
+                all.extend_from_slice(first);
+                all.extend_from_slice(data);
+                *self = Capture::Many(all);
+            }
+            Capture::Many(all) => all.extend_from_slice(data),
+        }
+    }
+
+    /// The `usage` of the captured body.
+    fn usage(&self) -> Option<Usage> {
+        match self {
+            Capture::Empty => usage_from_body(&[]),
+            Capture::One(b) => usage_of_shared(b),
+            Capture::Many(v) => usage_from_body(v),
+        }
+    }
+}
+
+/// Bodies up to this size have their `usage` remembered by [`usage_of_shared`].
+const USAGE_MEMO_MAX_BODY: usize = 256 * 1024;
+/// Bodies remembered per thread by [`usage_of_shared`].
+const USAGE_MEMO_SLOTS: usize = 8;
+
+/// The bodies whose `usage` was read last on this thread, with what was read.
+struct UsageMemo {
+    slots: [Option<(Bytes, Option<Usage>)>; USAGE_MEMO_SLOTS],
+    next: usize,
+}
+
+thread_local! {
+    static USAGE_MEMO: std::cell::RefCell<UsageMemo> = const {
+        std::cell::RefCell::new(UsageMemo { slots: [const { None }; USAGE_MEMO_SLOTS], next: 0 })
+    };
+}
+
+/// [`usage_from_body`] of one frame, remembered by the frame's identity.
+///
+/// A cache hit on an in-memory engine serves the same stored buffer again and again,
+/// so its `usage` is parsed once instead of on every hit. The memo keeps a reference
+/// to every buffer it remembers, so a buffer with the same address and length is
+/// the same memory, whose content `Bytes` never changes: the answer is the one
+/// parsing would give. Small (a few bodies per thread, of bounded size).
+fn usage_of_shared(body: &Bytes) -> Option<Usage> {
+    if body.len() > USAGE_MEMO_MAX_BODY {
+        return usage_from_body(body);
+    }
+    let same = |b: &Bytes| b.as_ptr() == body.as_ptr() && b.len() == body.len();
+    let found = USAGE_MEMO.with_borrow(|memo| {
+        memo.slots
+            .iter()
+            .flatten()
+            .find(|(b, _)| same(b))
+            .map(|(_, usage)| *usage)
+    });
+    if let Some(usage) = found {
+        return usage;
+    }
+    let usage = usage_from_body(body);
+    USAGE_MEMO.with_borrow_mut(|memo| {
+        let i = memo.next;
+        memo.slots[i] = Some((body.clone(), usage));
+        memo.next = (i + 1) % USAGE_MEMO_SLOTS;
+    });
+    usage
 }
 
 impl Drop for RequestLog {
@@ -355,7 +472,7 @@ impl Drop for RequestLog {
         m.record_bytes(self.bytes, from_cache);
         if from_cache
             && self.complete
-            && let Some(usage) = self.capture.as_deref().and_then(usage_from_body)
+            && let Some(usage) = self.capture.as_ref().and_then(Capture::usage)
         {
             m.record_cached_usage(usage);
         }
@@ -363,14 +480,18 @@ impl Drop for RequestLog {
         tracing::info!(
             target: "mistral_cache::access",
             method = %self.method,
-            path = %self.path,
+            path = %self.uri.path(),
             status = self.status.as_u16(),
             cache = self.cache.as_str(),
             latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
             headers_ms = u64::try_from(self.headers_after.as_millis()).unwrap_or(u64::MAX),
             bytes = self.bytes,
             complete = self.complete,
-            correlation_id = self.correlation_id.as_deref().unwrap_or("-"),
+            correlation_id = self
+                .correlation_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-"),
             "request"
         );
     }
@@ -404,7 +525,7 @@ where
                     this.log.bytes += data.len() as u64;
                     if let Some(buf) = &mut this.log.capture {
                         if buf.len() + data.len() <= MAX_USAGE_SCAN {
-                            buf.extend_from_slice(data);
+                            buf.push(data);
                         } else {
                             this.log.capture = None;
                         }
@@ -417,7 +538,7 @@ where
             }
             Poll::Ready(Some(Err(e))) => {
                 let e: BoxError = e.into();
-                tracing::warn!(error = %error_chain(&*e), path = %this.log.path, "response body failed");
+                tracing::warn!(error = %error_chain(&*e), path = %this.log.uri.path(), "response body failed");
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
@@ -460,11 +581,60 @@ mod tests {
     }
 
     #[test]
+    fn headers_without_hop_by_hop_are_left_alone() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer k"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("a/b"));
+        let before = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, before);
+        // A header named by `Connection` goes, even when it is the only other one.
+        h.insert(header::CONNECTION, HeaderValue::from_static("content-type"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::AUTHORIZATION));
+    }
+
+    #[test]
+    fn usage_memo_answers_like_a_parse() {
+        let body = Bytes::from_static(br#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#);
+        let parsed = usage_from_body(&body);
+        assert_eq!(parsed.map(|u| u.total_tokens), Some(3));
+        assert_eq!(usage_of_shared(&body), parsed);
+        assert_eq!(usage_of_shared(&body), parsed, "remembered");
+        // Same length, other bytes, other buffer: parsed on its own.
+        let other = Bytes::from_static(br#"{"usage":{"prompt_tokens":4,"completion_tokens":5}}"#);
+        assert_eq!(usage_of_shared(&other).map(|u| u.total_tokens), Some(9));
+        // A slice of a remembered buffer is another body.
+        let prefix = body.slice(..10);
+        assert_eq!(usage_of_shared(&prefix), None);
+        // More bodies than slots: the oldest are forgotten, answers stay right.
+        let many: Vec<Bytes> = (0..2 * USAGE_MEMO_SLOTS as u64)
+            .map(|n| Bytes::from(format!(r#"{{"usage":{{"total_tokens":{n}}}}}"#)))
+            .collect();
+        for _ in 0..2 {
+            for (n, b) in many.iter().enumerate() {
+                assert_eq!(usage_of_shared(b).map(|u| u.total_tokens), Some(n as u64));
+            }
+        }
+        let mut capture = Capture::Empty;
+        assert_eq!(capture.usage(), None);
+        capture.push(&body.slice(..20));
+        capture.push(&body.slice(20..));
+        assert_eq!(capture.len(), body.len());
+        assert_eq!(capture.usage(), parsed, "frames are joined");
+    }
+
+    #[test]
     fn upstream_uri_keeps_path_and_query_only() {
         let uri: http::Uri = "http://proxy:8080/v1/models?x=1".parse().unwrap();
         assert_eq!(upstream_uri(&uri).unwrap(), "/v1/models?x=1");
         let uri: http::Uri = "/v1/chat/completions".parse().unwrap();
         assert_eq!(upstream_uri(&uri).unwrap(), "/v1/chat/completions");
+        let uri: http::Uri = "/v1/models?page=2".parse().unwrap();
+        assert_eq!(upstream_uri(&uri).unwrap(), "/v1/models?page=2");
+        let uri: http::Uri = "http://proxy:8080".parse().unwrap();
+        assert_eq!(upstream_uri(&uri).unwrap(), "/");
     }
 
     #[test]

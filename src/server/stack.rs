@@ -4,21 +4,22 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use tower::ServiceBuilder;
-use tower::util::BoxCloneSyncService;
+use tower::util::Oneshot;
+use tower::{Layer as _, Service, ServiceExt as _};
 
 use super::Config;
-use crate::Body;
-use crate::cache::{BoxEngine, CacheEngine, CacheError, CacheLayer, RequestBody, ResponseBody};
+use crate::cache::{BoxEngine, CacheEngine, CacheError, CacheLayer, CacheService, RequestBody};
 use crate::client::HttpService;
+use crate::{Body, BoxError};
 
 /// An engine that counts its writes in progress.
 #[derive(Debug, Clone)]
-pub(super) struct TrackedEngine {
+pub(crate) struct TrackedEngine {
     inner: BoxEngine,
     pending: Arc<AtomicU64>,
 }
@@ -71,6 +72,12 @@ impl CacheEngine for TrackedEngine {
     fn keys(&self) -> impl Future<Output = Result<Vec<String>, CacheError>> + Send {
         self.inner.keys()
     }
+
+    fn try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
+        // Without this the default (`None`) would send every read of an in-memory
+        // engine through the boxed asynchronous `get`.
+        self.inner.try_get_now(key)
+    }
 }
 
 /// What the proxy keeps of the cache layer: its counters and pending writes.
@@ -104,23 +111,54 @@ impl CacheHandle {
 
 /// Hands the cache layer's buffered request body to the client stack as a
 /// buffered [`Body`] (so the stack's retry can replay it).
-fn to_stack_request(req: Request<RequestBody<Body>>) -> Request<Body> {
+fn to_stack_request<B>(req: Request<RequestBody<B>>) -> Request<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     req.map(|body| match body.into_full() {
         Ok(bytes) => Body::full(bytes),
         Err(body) => Body::new(body),
     })
 }
 
-fn from_cache_response(res: Response<ResponseBody<Body>>) -> Response<Body> {
-    res.map(Body::new)
+/// The client stack below the cache layer, shared: cloning it (which the proxy does
+/// for every request, and the cache layer for every request it forwards) is one
+/// reference count, and the boxed stack itself is cloned only for a request that
+/// really goes upstream. A cache hit never touches it.
+///
+/// It is always ready: the stack's own readiness (retry, limits) is awaited inside
+/// the call, so a hit never waits on the upstream side.
+#[derive(Debug, Clone)]
+pub(crate) struct Upstream(Arc<HttpService>);
+
+impl<B> Service<Request<RequestBody<B>>> for Upstream
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = Oneshot<HttpService, Request<Body>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<RequestBody<B>>) -> Self::Future {
+        HttpService::clone(&self.0).oneshot(to_stack_request(req))
+    }
 }
+
+/// The proxy's cached stack: the cache layer over the shared client stack.
+pub(crate) type CachedService = CacheService<Upstream, TrackedEngine>;
 
 /// The cached stack: the cache layer, configured from `config`, over `inner`.
 pub(super) fn cached_service(
     engine: BoxEngine,
     config: &Config,
     inner: HttpService,
-) -> (HttpService, CacheHandle) {
+) -> (CachedService, CacheHandle) {
     let pending = Arc::new(AtomicU64::new(0));
     let engine = TrackedEngine {
         inner: engine,
@@ -137,15 +175,8 @@ pub(super) fn cached_service(
     if config.share_across_keys {
         layer = layer.shared_tenant();
     }
-    let svc = ServiceBuilder::new()
-        .map_response(from_cache_response as fn(_) -> _)
-        .layer(layer.clone())
-        .map_request(to_stack_request as fn(_) -> _)
-        .service(inner);
-    (
-        BoxCloneSyncService::new(svc),
-        CacheHandle { layer, pending },
-    )
+    let svc = layer.layer(Upstream(Arc::new(inner)));
+    (svc, CacheHandle { layer, pending })
 }
 
 #[cfg(test)]
@@ -174,5 +205,7 @@ mod tests {
             "a dropped write ends"
         );
         assert_eq!(engine.get("k").await.unwrap(), "v");
+        // A synchronous engine stays synchronous behind the wrapper.
+        assert_eq!(engine.try_get_now("k").unwrap().unwrap(), "v");
     }
 }
