@@ -13,7 +13,9 @@ use tower::util::Oneshot;
 use tower::{Layer as _, Service, ServiceExt as _};
 
 use super::Config;
-use crate::cache::{BoxEngine, CacheEngine, CacheError, CacheLayer, CacheService, RequestBody};
+use crate::cache::{
+    BoxEngine, CacheEngine, CacheError, CacheLayer, CacheService, MemoryEngine, RequestBody,
+};
 use crate::client::HttpService;
 use crate::{Body, BoxError};
 
@@ -77,6 +79,11 @@ impl CacheEngine for TrackedEngine {
         // Without this the default (`None`) would send every read of an in-memory
         // engine through the boxed asynchronous `get`.
         self.inner.try_get_now(key)
+    }
+
+    fn as_memory_engine(&self) -> Option<&MemoryEngine> {
+        // The layer's synchronous in-memory store: nothing pending to flush.
+        self.inner.as_memory_engine()
     }
 }
 
@@ -182,7 +189,6 @@ pub(super) fn cached_service(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::MemoryEngine;
 
     #[tokio::test]
     async fn tracked_engine_counts_writes_until_they_end() {
@@ -207,5 +213,7 @@ mod tests {
         assert_eq!(engine.get("k").await.unwrap(), "v");
         // A synchronous engine stays synchronous behind the wrapper.
         assert_eq!(engine.try_get_now("k").unwrap().unwrap(), "v");
+        // And keeps the layer's in-memory fast path.
+        assert!(engine.as_memory_engine().is_some());
     }
 }
