@@ -124,3 +124,445 @@ fn invalid_json_is_hashed_raw_and_distinct_from_json() {
     assert_ne!(key(b"not json"), key(b"not  json"));
     assert_eq!(key(b"{\"a\":1}"), key(b" {\"a\" : 1}\n"));
 }
+
+/// A deliberately simple reference for the version-1 canonical form: a recursive
+/// descent that builds each value's canonical bytes and sorts object members (stably)
+/// by the raw bytes of their keys. `None` for invalid JSON.
+mod reference {
+    pub(super) fn canonical(input: &[u8]) -> Option<Vec<u8>> {
+        let mut p = P { s: input, i: 0 };
+        p.ws();
+        let v = p.value(0)?;
+        p.ws();
+        (p.i == input.len()).then_some(v)
+    }
+
+    struct P<'a> {
+        s: &'a [u8],
+        i: usize,
+    }
+
+    impl P<'_> {
+        fn ws(&mut self) {
+            while matches!(self.s.get(self.i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+                self.i += 1;
+            }
+        }
+
+        fn eat(&mut self, b: u8) -> bool {
+            let ok = self.s.get(self.i) == Some(&b);
+            if ok {
+                self.i += 1;
+            }
+            ok
+        }
+
+        fn value(&mut self, depth: u32) -> Option<Vec<u8>> {
+            match *self.s.get(self.i)? {
+                b'{' => self.object(depth + 1),
+                b'[' => self.array(depth + 1),
+                b'"' => self.string().map(|(raw, _)| raw),
+                b't' => self.lit(b"true"),
+                b'f' => self.lit(b"false"),
+                b'n' => self.lit(b"null"),
+                b'-' | b'0'..=b'9' => self.number(),
+                _ => None,
+            }
+        }
+
+        fn lit(&mut self, l: &[u8]) -> Option<Vec<u8>> {
+            self.s[self.i..].starts_with(l).then(|| {
+                self.i += l.len();
+                l.to_vec()
+            })
+        }
+
+        fn digits(&mut self) -> bool {
+            let b = self.i;
+            while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
+                self.i += 1;
+            }
+            self.i > b
+        }
+
+        fn number(&mut self) -> Option<Vec<u8>> {
+            let b = self.i;
+            self.eat(b'-');
+            if !self.eat(b'0') && !self.digits() {
+                return None;
+            }
+            if self.eat(b'.') && !self.digits() {
+                return None;
+            }
+            if self.eat(b'e') || self.eat(b'E') {
+                let _ = self.eat(b'+') || self.eat(b'-');
+                if !self.digits() {
+                    return None;
+                }
+            }
+            Some(self.s[b..self.i].to_vec())
+        }
+
+        /// The string token as written (with quotes) and its content.
+        fn string(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
+            let b = self.i;
+            self.i += 1;
+            loop {
+                match *self.s.get(self.i)? {
+                    b'"' => break,
+                    b'\\' => {
+                        match *self.s.get(self.i + 1)? {
+                            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                            b'u' => {
+                                let hex = self.s.get(self.i + 2..self.i + 6)?;
+                                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                    return None;
+                                }
+                                self.i += 4;
+                            }
+                            _ => return None,
+                        }
+                        self.i += 2;
+                    }
+                    _ => self.i += 1,
+                }
+            }
+            self.i += 1;
+            let raw = self.s[b..self.i].to_vec();
+            let content = self.s[b + 1..self.i - 1].to_vec();
+            Some((raw, content))
+        }
+
+        fn array(&mut self, depth: u32) -> Option<Vec<u8>> {
+            if depth > 128 {
+                return None;
+            }
+            self.i += 1;
+            let mut out = b"[".to_vec();
+            self.ws();
+            if !self.eat(b']') {
+                loop {
+                    out.extend(self.value(depth)?);
+                    self.ws();
+                    if self.eat(b']') {
+                        break;
+                    }
+                    if !self.eat(b',') {
+                        return None;
+                    }
+                    out.push(b',');
+                    self.ws();
+                }
+            }
+            out.push(b']');
+            Some(out)
+        }
+
+        fn object(&mut self, depth: u32) -> Option<Vec<u8>> {
+            if depth > 128 {
+                return None;
+            }
+            self.i += 1;
+            let mut members: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            self.ws();
+            if !self.eat(b'}') {
+                loop {
+                    if self.s.get(self.i) != Some(&b'"') {
+                        return None;
+                    }
+                    let (raw, key) = self.string()?;
+                    self.ws();
+                    if !self.eat(b':') {
+                        return None;
+                    }
+                    self.ws();
+                    let mut m = raw;
+                    m.push(b':');
+                    m.extend(self.value(depth)?);
+                    members.push((key, m));
+                    self.ws();
+                    if self.eat(b'}') {
+                        break;
+                    }
+                    if !self.eat(b',') {
+                        return None;
+                    }
+                    self.ws();
+                }
+            }
+            members.sort_by(|a, b| a.0.cmp(&b.0)); // stable
+            let mut out = b"{".to_vec();
+            for (i, (_, m)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(m);
+            }
+            out.push(b'}');
+            Some(out)
+        }
+    }
+
+    /// The version-1 key of a POST `/v1/chat/completions` without namespace or tenant.
+    pub(super) fn key(body: &[u8]) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut put = |f: &[u8]| {
+            h.update((f.len() as u64).to_be_bytes());
+            h.update(f);
+        };
+        put(b"mistral-tower/key/v1");
+        put(b"POST");
+        put(b"/v1/chat/completions");
+        put(b"");
+        put(b"");
+        match canonical(body).filter(|_| !body.is_empty()) {
+            Some(c) => {
+                put(b"json");
+                put(&c);
+            }
+            None => {
+                put(b"raw");
+                put(body);
+            }
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Random JSON-ish text: valid documents with varied formatting, key orders, escapes,
+/// unicode, numbers, duplicate and shared-prefix keys, and (with `break_it`) a random
+/// corruption.
+fn gen_json(rng: &mut fastrand::Rng, depth: u32, out: &mut Vec<u8>) {
+    const KEYS: [&str; 14] = [
+        "a",
+        "b",
+        "role",
+        "content",
+        "model",
+        "messages",
+        "abcdefghij",
+        "abcdefghia",
+        "abcdefgh",
+        "",
+        "\\u0041",
+        "\\\"q",
+        "é",
+        "k\\n",
+    ];
+    const STRINGS: [&str; 9] = [
+        "",
+        "plain",
+        "with \\\"quotes\\\" and \\\\",
+        "tab\\tnew\\nline",
+        "\\ud83d\\ude00",
+        "Café 東京 —",
+        "\\/\\b\\f\\r",
+        "\u{1}raw control",
+        "0123456789abcdef0123456789",
+    ];
+    const NUMBERS: [&str; 8] = [
+        "0",
+        "-0",
+        "1",
+        "-12.5",
+        "1.50e+3",
+        "2E-7",
+        "123456789012",
+        "0.0",
+    ];
+    let ws = |rng: &mut fastrand::Rng, out: &mut Vec<u8>| {
+        if rng.u8(..4) == 0 {
+            for _ in 0..rng.usize(1..3) {
+                out.push(b" \n\r\t"[rng.usize(..4)]);
+            }
+        }
+    };
+    ws(rng, out);
+    let kind = if depth >= 5 {
+        rng.u8(2..6)
+    } else {
+        rng.u8(0..6)
+    };
+    match kind {
+        0 => {
+            out.push(b'{');
+            let max = if rng.bool() { 4 } else { 24 };
+            let n = rng.usize(0..max);
+            for i in 0..n {
+                if i > 0 {
+                    out.push(b',');
+                }
+                ws(rng, out);
+                let key = if rng.u8(..3) == 0 {
+                    format!("k{}", rng.usize(0..40))
+                } else {
+                    KEYS[rng.usize(..KEYS.len())].to_owned()
+                };
+                out.extend_from_slice(format!("\"{key}\"").as_bytes());
+                ws(rng, out);
+                out.push(b':');
+                gen_json(rng, depth + 1, out);
+            }
+            ws(rng, out);
+            out.push(b'}');
+        }
+        1 => {
+            out.push(b'[');
+            let n = rng.usize(0..5);
+            for i in 0..n {
+                if i > 0 {
+                    out.push(b',');
+                }
+                gen_json(rng, depth + 1, out);
+            }
+            ws(rng, out);
+            out.push(b']');
+        }
+        2 | 3 => {
+            let mut s = STRINGS[rng.usize(..STRINGS.len())].repeat(rng.usize(1..4));
+            if rng.u8(..4) == 0 {
+                s.push_str(&"x".repeat(rng.usize(0..40)));
+            }
+            out.extend_from_slice(format!("\"{s}\"").as_bytes());
+        }
+        4 => out.extend_from_slice(NUMBERS[rng.usize(..NUMBERS.len())].as_bytes()),
+        _ => out.extend_from_slice([&b"true"[..], b"false", b"null"][rng.usize(..3)]),
+    }
+    ws(rng, out);
+}
+
+fn corrupt(rng: &mut fastrand::Rng, doc: &mut Vec<u8>) {
+    if doc.is_empty() {
+        return;
+    }
+    match rng.u8(..4) {
+        0 => doc.truncate(rng.usize(..doc.len())),
+        1 => {
+            let i = rng.usize(..doc.len());
+            doc[i] = b"{}[]\",:\\ x0u-.e"[rng.usize(..15)];
+        }
+        2 => {
+            let i = rng.usize(..=doc.len());
+            doc.insert(i, b"{}[]\",:\\ x0"[rng.usize(..11)]);
+        }
+        _ => {
+            let i = rng.usize(..doc.len());
+            doc.remove(i);
+        }
+    }
+}
+
+#[test]
+fn canonical_form_and_key_match_the_reference() {
+    let mut rng = fastrand::Rng::with_seed(0x6b65_7973);
+    let (mut valid, mut invalid) = (0, 0);
+    for case in 0..20_000 {
+        let mut doc = Vec::new();
+        gen_json(&mut rng, 0, &mut doc);
+        if case % 3 == 0 {
+            corrupt(&mut rng, &mut doc);
+        }
+        let want = reference::canonical(&doc);
+        match &want {
+            Some(_) => valid += 1,
+            None => invalid += 1,
+        }
+        assert_eq!(
+            canonical_json(&doc),
+            want,
+            "{:?}",
+            String::from_utf8_lossy(&doc)
+        );
+        assert_eq!(
+            key(&doc),
+            reference::key(&doc),
+            "{:?}",
+            String::from_utf8_lossy(&doc)
+        );
+    }
+    assert!(
+        valid > 10_000 && invalid > 2_000,
+        "{valid} valid, {invalid} invalid"
+    );
+}
+
+#[test]
+fn edge_cases_match_the_reference() {
+    let deep = |n: usize, open: &str, close: &str| (open.repeat(n) + &close.repeat(n)).into_bytes();
+    let mut docs: Vec<Vec<u8>> = vec![deep(128, "[", "]"), deep(129, "[", "]")];
+    // Deep objects need a value at the bottom.
+    docs.push(format!("{}1{}", "{\"a\":".repeat(128), "}".repeat(128)).into_bytes());
+    docs.push(format!("{}1{}", "{\"a\":".repeat(129), "}".repeat(129)).into_bytes());
+    for s in [
+        "",
+        " ",
+        "{}",
+        " { } ",
+        "[]",
+        "\"\"",
+        "0",
+        "-",
+        "1.",
+        "1e",
+        "01",
+        "{\"b\":1,\"a\":2,\"a\":1}",
+        "{\"b\" : { \"d\":1 , \"c\":2 } , \"a\" : [ {\"z\":0,\"y\":1} ] }\n",
+        "{\"z\":1,\"y\":{\"x\":\"\\u00e9\",\"w\":\"\\\"\"},\"a\":\"\\\\\"}",
+        "{\"a\":\"\\x\"}",
+        "{\"a\":\"\\u12g4\"}",
+        "{\"a\":\"\\u12\"}",
+        "\"abc",
+        "\"\\",
+        "{\"a\":1,}",
+        "[1,]",
+        "{\"a\" 1}",
+        "{} {}",
+        "{\"\u{7f}\":\"\u{0}\"}",
+        "{\"k\":\"0123456789abcdef0123456789abcdef\\\"0123456789\"}",
+    ] {
+        docs.push(s.as_bytes().to_vec());
+    }
+    // Long reverse-ordered objects (merge sort path) at the top and nested, with
+    // whitespace or not.
+    let many: Vec<String> = (0..60)
+        .rev()
+        .map(|i| format!("\"k{i:02}\" : {i}"))
+        .collect();
+    docs.push(format!("{{{}}}", many.join(",")).into_bytes());
+    docs.push(format!("[ {{{}}} ]", many.join(" , ")).into_bytes());
+    docs.push(b"{\"a\":1,\"b\":2}\xff".to_vec());
+    docs.push(b"{\"\xff\xfe\":1,\"\x01\":2}".to_vec());
+    for doc in docs {
+        assert_eq!(
+            canonical_json(&doc),
+            reference::canonical(&doc),
+            "{:?}",
+            String::from_utf8_lossy(&doc)
+        );
+        assert_eq!(
+            key(&doc),
+            reference::key(&doc),
+            "{:?}",
+            String::from_utf8_lossy(&doc)
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn scrambled_values_match_the_reference(v in arb_json(), seed: u64) {
+        let mut a = String::new();
+        scramble(&v, &mut fastrand::Rng::with_seed(seed), &mut a);
+        prop_assert_eq!(canonical_json(a.as_bytes()), reference::canonical(a.as_bytes()));
+        prop_assert_eq!(key(a.as_bytes()), reference::key(a.as_bytes()));
+    }
+
+    #[test]
+    fn arbitrary_bytes_match_the_reference(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        prop_assert_eq!(canonical_json(&bytes), reference::canonical(&bytes));
+        prop_assert_eq!(key(&bytes), reference::key(&bytes));
+    }
+}
