@@ -30,9 +30,34 @@ source when you can.\nThe user asked about the distance between the Earth and th
 which varies between ~363,300 km (perigee) and ~405,500 km (apogee).\n\t- Keep it short; \
 use **markdown** lists.\nCafé, naïve, 東京 — unicode must survive canonicalization. ";
 
+/// A chat message with its fields in the order an SDK's struct writes them (`role`
+/// before `content`: not sorted, so the canonicalizer has to reorder every message).
+#[derive(serde::Serialize)]
+struct Message {
+    role: &'static str,
+    content: String,
+}
+
+/// A chat request body with its fields in declaration order, as an SDK serializes it
+/// (`model` before `messages`: not sorted). `serde_json::json!` would sort the keys
+/// (no `preserve_order`), which is the canonicalizer's easiest case and not what
+/// clients send.
+#[derive(serde::Serialize)]
+struct ChatBody {
+    model: &'static str,
+    messages: Vec<Message>,
+    temperature: f64,
+    top_p: f64,
+    max_tokens: u32,
+    stream: bool,
+    safe_prompt: bool,
+    random_seed: u64,
+}
+
 /// A chat completion request of exactly `size` bytes of compact JSON, the way an SDK
 /// sends it: a system prompt, a few user/assistant turns, sampling parameters, and
-/// the last user message padded so the whole body is `size` bytes long.
+/// the last user message padded so the whole body is `size` bytes long. Keys are in
+/// the SDK's declaration order, not sorted.
 ///
 /// `salt` changes the last message so two calls with different salts give different
 /// cache keys (for miss benches).
@@ -43,26 +68,27 @@ pub fn chat_request(size: usize, salt: u64) -> Bytes {
         s
     };
     let build = |pad: usize| -> Vec<u8> {
-        let mut messages = vec![json!({"role": "system", "content": PROSE})];
+        let msg = |role, content: String| Message { role, content };
+        let mut messages = vec![msg("system", PROSE.to_owned())];
         // One user/assistant pair per ~1.5 KiB of requested size.
         let pairs = (size / 1536).min(64);
         for i in 0..pairs {
-            messages.push(json!({"role": "user", "content": turn(2 * i)}));
-            messages.push(json!({"role": "assistant", "content": turn(2 * i + 1)}));
+            messages.push(msg("user", turn(2 * i)));
+            messages.push(msg("assistant", turn(2 * i + 1)));
         }
         let mut last = format!("Request #{salt}. Now summarize the above. ");
         last.extend(std::iter::repeat_n('x', pad));
-        messages.push(json!({"role": "user", "content": last}));
-        let body = json!({
-            "model": "mistral-large-latest",
-            "messages": messages,
-            "temperature": 0.2,
-            "top_p": 1.0,
-            "max_tokens": 512,
-            "stream": false,
-            "safe_prompt": false,
-            "random_seed": 42,
-        });
+        messages.push(msg("user", last));
+        let body = ChatBody {
+            model: "mistral-large-latest",
+            messages,
+            temperature: 0.2,
+            top_p: 1.0,
+            max_tokens: 512,
+            stream: false,
+            safe_prompt: false,
+            random_seed: 42,
+        };
         serde_json::to_vec(&body).expect("serialize")
     };
     let unpadded = build(0).len();
