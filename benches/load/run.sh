@@ -100,7 +100,9 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
     local p
     for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 20000))
+        # Below the kernel's ephemeral range (32768+), where an outgoing connection may
+        # hold the port: a listener cannot bind it then, even though nothing listens.
+        p=$((20000 + RANDOM % 12000))
         if ! port_in_use "$p"; then
             echo "$p"
             return
