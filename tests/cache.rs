@@ -624,6 +624,60 @@ async fn a_leader_dropping_its_stream_midway_does_not_cut_the_followers() {
     assert_eq!(up.calls.load(SeqCst), 1);
 }
 
+#[tokio::test]
+async fn a_stream_dropped_after_done_but_before_its_end_is_stored() {
+    // SDKs close the connection as soon as they read `data: [DONE]`, often before the
+    // upstream's end of body arrives: the answer is whole and must be stored.
+    let (up, mut senders) = streaming("text/event-stream");
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(up.clone());
+    let res = svc.clone().oneshot(post("/v1/chat", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "MISS");
+    let tx = senders.recv().await.unwrap();
+    let mut body = res.into_body();
+    for ev in EVENTS {
+        tx.send(Ok(Bytes::from_static(ev.as_bytes()))).unwrap();
+        body.frame().await.unwrap().unwrap();
+    }
+    drop(body); // the client leaves after `[DONE]`; the upstream has not ended yet
+    drop(tx); // now it ends
+    let expected: Vec<Bytes> = EVENTS
+        .iter()
+        .map(|e| Bytes::from_static(e.as_bytes()))
+        .collect();
+    let mut hit = None;
+    for _ in 0..1000 {
+        let res = svc.clone().oneshot(post("/v1/chat", "{}")).await.unwrap();
+        if x_cache(&res) == "HIT" {
+            hit = Some(res);
+            break;
+        }
+        // A second MISS would call the upstream again: wait for the background read.
+        assert_ne!(x_cache(&res), "MISS", "the answer was not stored");
+        drop(res);
+        tokio::task::yield_now().await;
+    }
+    let res = hit.expect("stored");
+    assert_eq!(frames(res.into_body()).await.unwrap(), expected);
+    assert_eq!(up.calls.load(SeqCst), 1);
+
+    // Dropped before `[DONE]`: the generation is abandoned and nothing is stored.
+    let res = svc.clone().oneshot(post("/v1/other", "{}")).await.unwrap();
+    let tx = senders.recv().await.unwrap();
+    let mut body = res.into_body();
+    tx.send(Ok(Bytes::from_static(EVENTS[0].as_bytes())))
+        .unwrap();
+    body.frame().await.unwrap().unwrap();
+    drop(body);
+    assert!(
+        tx.send(Ok(Bytes::from_static(EVENTS[1].as_bytes())))
+            .is_err(),
+        "the upstream body was dropped with the client"
+    );
+    drop(tx);
+    let res = svc.oneshot(post("/v1/other", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "MISS");
+}
+
 async fn futures_join<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     let mut out = Vec::new();
     for h in handles {

@@ -36,6 +36,7 @@ use http_body::{Frame, SizeHint};
 
 use super::body::{Recorder, SharedResponseFailed};
 use super::entry::EntryKind;
+use super::service::sse_completed_cleanly;
 use crate::BoxError;
 
 /// The response head shared with followers.
@@ -478,25 +479,57 @@ impl Drop for Reader {
         let Some(rec) = self.flight.lock_recorder().take() else {
             return;
         };
-        // Nobody reads this flight any more. Requests that joined it but have no body
-        // yet hold it too (besides this reader, the recorder's guard and the table):
-        // then the rest is read on a task so they get (and the cache stores) the whole
-        // answer; otherwise the upstream body is dropped and the flight fails.
-        if rec.guard.is_none() || rec.body.is_none() || Arc::strong_count(&self.flight) <= 3 {
+        // Nobody reads this flight any more. The rest of the upstream body is read on
+        // a task when
+        // - requests that joined it but have no body yet hold it too (besides this
+        //   reader, the recorder's guard and the table), so they get (and the cache
+        //   stores) the whole answer; or
+        // - it is an event stream that already delivered its whole answer (a clean
+        //   `data: [DONE]`) and only the end of the body is missing: SDKs close the
+        //   connection as soon as they read `[DONE]`, often before the upstream's final
+        //   chunk arrives, and such an answer must still be stored. Bounded by
+        //   `DRAIN_AFTER_DONE`: an upstream that never ends is dropped, and not stored.
+        // Otherwise the upstream body is dropped (a client that stops a generation stops
+        // paying for it) and the flight fails: nothing is stored.
+        if rec.guard.is_none() || rec.body.is_none() {
+            return;
+        }
+        let followers = Arc::strong_count(&self.flight) > 3;
+        let answered = !followers
+            && self.flight.with_recorded(|head, frames| {
+                head.is_some_and(|h| h.kind == EntryKind::Sse) && sse_completed_cleanly(frames)
+            });
+        if !followers && !answered {
             return;
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
         if let Some(g) = &rec.guard {
-            tracing::debug!(key = %g.key, "the last reader dropped its body; finishing it for the followers");
+            tracing::debug!(
+                key = %g.key,
+                followers,
+                "the last reader dropped its body; reading the rest of the answer"
+            );
         }
         let mut rec = rec;
         handle.spawn(async move {
-            while let Some(Ok(_)) = std::future::poll_fn(|cx| rec.poll_frame(cx)).await {}
+            let drain = async {
+                while let Some(Ok(_)) = std::future::poll_fn(|cx| rec.poll_frame(cx)).await {}
+            };
+            if followers {
+                drain.await;
+            } else {
+                // Dropping `rec` on timeout fails the flight.
+                let _ = tokio::time::timeout(DRAIN_AFTER_DONE, drain).await;
+            }
         });
     }
 }
+
+/// How long the rest of an event stream is read after its client left, once the stream
+/// has delivered a clean `data: [DONE]` (see [`Reader`]'s `Drop`).
+const DRAIN_AFTER_DONE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The role of a request in its flight.
 pub(crate) enum Role {

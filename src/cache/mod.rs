@@ -52,7 +52,9 @@
 //!   4xx/5xx, bodies ending in an error and bodies dropped early are never stored.
 //! - **SSE** (`text/event-stream`): each frame reaches the caller immediately; the stream
 //!   is stored only when it ended cleanly after `data: [DONE]`, frame by frame, and a hit
-//!   replays the same frames byte for byte.
+//!   replays the same frames byte for byte. A caller that drops the body right after
+//!   `[DONE]` (SDKs do) does not lose the entry: the rest of the upstream body is read on
+//!   a task (at most 10 s). A caller that drops it earlier stops the upstream stream.
 //! - **Single-flight**: identical concurrent misses make one upstream call; the others
 //!   join it (`x-cache: COALESCED`), streams included. If the leader fails before its
 //!   response head, a follower takes over.

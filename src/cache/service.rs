@@ -372,7 +372,7 @@ struct CommitCtx<E> {
 /// or a JSON payload with an `error` member, `"object": "error"`, or a choice whose
 /// `finish_reason` is `"error"` (LLM APIs end a failed generation that way). Lines
 /// end in LF, CRLF or CR, as the event-stream format allows.
-fn sse_completed_cleanly(frames: &[Bytes]) -> bool {
+pub(crate) fn sse_completed_cleanly(frames: &[Bytes]) -> bool {
     let body: std::borrow::Cow<'_, [u8]> = match frames {
         [] => return false,
         [one] => std::borrow::Cow::Borrowed(one),
