@@ -870,6 +870,10 @@ async fn only_if_cached_no_cache_and_no_store() {
     .unwrap();
     assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(calls.load(SeqCst), 0);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let err: serde_json::Value = serde_json::from_str(&body_string(res.into_body()).await).unwrap();
+    assert_eq!(err["code"], "only_if_cached");
+    assert!(err["message"].as_str().unwrap().contains("only-if-cached"));
 
     let res = send(with_header(post("/x", "{}"), "cache-control", "no-store"))
         .await

@@ -1394,8 +1394,8 @@ async fn request_cache_headers_pass_through_to_the_cache_layer() {
     let url = format!("{}/v1/embeddings", proxy.url);
     let body = r#"{"model":"mistral-embed","input":["x"]}"#;
 
-    // only-if-cached on a miss: 504 without calling upstream.
-    let (parts, _) = read_all(
+    // only-if-cached on a miss: 504 without calling upstream, with a JSON error.
+    let (parts, err) = read_all(
         send(
             "POST",
             &url,
@@ -1408,6 +1408,10 @@ async fn request_cache_headers_pass_through_to_the_cache_layer() {
     .await;
     assert_eq!(parts.status, 504);
     assert_eq!(fake.total_calls(), 0);
+    assert!(
+        String::from_utf8_lossy(&err).contains("\"code\":\"only_if_cached\""),
+        "{err:?}"
+    );
 
     read_all(send("POST", &url, Some("Bearer k"), Some(body), &[]).await).await;
     // no-cache refreshes, no-store bypasses; both reach upstream.

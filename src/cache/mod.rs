@@ -70,7 +70,7 @@
 //! | `Cache-Control: no-cache` | skip the read, call upstream, store the answer | `REFRESH` |
 //! | `Cache-Control: no-store` | neither read nor write | `BYPASS` |
 //! | `Cache-Control: max-age=N` | accept only an entry younger than N seconds | `HIT` / `MISS` |
-//! | `Cache-Control: only-if-cached` | `504` on a miss, upstream never called | `MISS` |
+//! | `Cache-Control: only-if-cached` | `504` on a miss (JSON error, `"code":"only_if_cached"`), upstream never called | `MISS` |
 //! | `x-cache-ttl: N` | store the answer for N seconds | |
 //! | `x-cache-namespace: NAME` | key the request in this namespace | |
 //!

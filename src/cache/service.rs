@@ -345,14 +345,26 @@ fn hit_response<ResBody>(
 }
 
 fn only_if_cached_miss<ResBody>() -> Response<ResponseBody<ResBody>> {
-    let mut res = Response::new(ResponseBody::empty());
+    let body = Bytes::from_static(ONLY_IF_CACHED_MISS_BODY.as_bytes());
+    let mut res = Response::new(ResponseBody::once(body));
     *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-    res.headers_mut()
-        .insert(X_CACHE, CacheStatus::Miss.header_value());
-    res.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    let h = res.headers_mut();
+    h.insert(X_CACHE, CacheStatus::Miss.header_value());
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(ONLY_IF_CACHED_MISS_BODY.len()),
+    );
     res
 }
+
+/// The body of the 504 answered to `only-if-cached` (or in replay-only mode) on a miss:
+/// a JSON error in the flat `{object, message, type, code}` envelope that LLM APIs and
+/// their SDKs parse, so the caller sees why instead of an empty error.
+const ONLY_IF_CACHED_MISS_BODY: &str = r#"{"object":"error","message":"no cached answer for this request (only-if-cached or replay-only cache)","type":"cache_miss","param":null,"code":"only_if_cached"}"#;
 
 /// What the leader needs to store the entry once its body ended.
 struct CommitCtx<E> {
