@@ -541,11 +541,12 @@ pub(crate) enum Role {
 /// The table of flights by key.
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<Arc<str>, Arc<Flight>>>,
+    /// Seeded like the memory engine's map (see `MemoryEngine::new`).
+    map: Mutex<HashMap<Arc<str>, Arc<Flight>, ahash::RandomState>>,
 }
 
 impl Flights {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Flight>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Flight>, ahash::RandomState>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
