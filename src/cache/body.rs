@@ -294,9 +294,6 @@ impl<B> ResponseBody<B> {
             kind: RespKind::Once { frame: Some(frame) },
         }
     }
-    pub(crate) fn empty() -> Self {
-        Self::replay(Vec::new())
-    }
     pub(crate) fn follow(flight: Arc<Flight>) -> Self {
         ResponseBody {
             kind: RespKind::Flight {
