@@ -30,7 +30,9 @@ use mistral_tower::cache::{CacheLayer, DefaultKeyFn, FileEngine, KeyFn, KeyInput
 use sha2::{Digest, Sha256};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
-use support::{AUTHORIZATION, chat_request, chat_response, rt, sse_events};
+use support::{
+    AUTHORIZATION, chat_post, chat_request, chat_response, json_response, rt, sse_events,
+};
 
 /// Request sizes of the `hit` group (2 and 32 KiB are the targets; the others draw the curve).
 const HIT_SIZES: [usize; 4] = [2 * 1024, 8 * 1024, 32 * 1024, 128 * 1024];
@@ -38,16 +40,6 @@ const MISS_SIZES: [usize; 2] = [2 * 1024, 32 * 1024];
 const KEY_SIZES_KIB: [usize; 5] = [1, 2, 8, 32, 128];
 const RESPONSE_SIZE: usize = 4 * 1024;
 const MEMORY_BUDGET: u64 = 256 * 1024 * 1024;
-
-fn chat_post(body: Bytes) -> Request<Full<Bytes>> {
-    Request::builder()
-        .method("POST")
-        .uri("/v1/chat/completions")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, AUTHORIZATION)
-        .body(Full::new(body))
-        .unwrap()
-}
 
 /// A fresh request body per call (for misses): `salt` makes every key distinct.
 fn unique_body(size: usize) -> Bytes {
@@ -69,15 +61,7 @@ fn inner_json<B>(
         // A fresh buffer per answer, as a network client reads one: a cache keeping
         // the body alive keeps its own copy of it, not one buffer shared by all.
         let response = Bytes::copy_from_slice(&response);
-        async move {
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .header(header::CACHE_CONTROL, "public, max-age=3600")
-                    .body(Full::new(response))
-                    .unwrap(),
-            )
-        }
+        async move { Ok::<_, Infallible>(json_response(response)) }
     })
 }
 

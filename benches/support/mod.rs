@@ -7,10 +7,33 @@
 use std::sync::OnceLock;
 
 use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body_util::Full;
 use serde_json::json;
 
 /// The bearer token sent by every benchmark request (never a real key).
 pub const AUTHORIZATION: &str = "Bearer bench-0000000000000000000000000000000000";
+
+/// A POST of `body` to `/v1/chat/completions` as a client sends it (JSON, with the
+/// bench's `Authorization`).
+pub fn chat_post(body: Bytes) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method("POST")
+        .uri("/v1/chat/completions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, AUTHORIZATION)
+        .body(Full::new(body))
+        .expect("valid request")
+}
+
+/// The inner services' answer: `body` as a cacheable JSON response.
+pub fn json_response(body: Bytes) -> Response<Full<Bytes>> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "public, max-age=3600")
+        .body(Full::new(body))
+        .expect("valid response")
+}
 
 /// The one runtime shared by every group (current-thread: lowest noise for latency).
 pub fn rt() -> &'static tokio::runtime::Runtime {
