@@ -21,9 +21,12 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use mistral_tower::server::{Config, Metrics, MetricsSnapshot, Proxy};
+use proxy_support::{GUARD, guard, start_proxy};
 use tokio::sync::{Semaphore, oneshot};
 
-const GUARD: Duration = Duration::from_secs(10);
+#[path = "support/proxy.rs"]
+mod proxy_support;
+
 const CHAT_JSON: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../shared/mistral/examples/01-chat-completion.response.json"
@@ -32,12 +35,6 @@ const CHAT_SSE: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../shared/mistral/examples/02-chat-stream.sse"
 ));
-
-async fn guard<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(GUARD, f)
-        .await
-        .expect("did not finish within 10 s")
-}
 
 // ---------------------------------------------------------------------------
 // A small upstream: counts calls, serves the example bodies, can gate a stream
@@ -199,42 +196,6 @@ fn example_sse_bytes() -> Vec<u8> {
 
 // ---------------------------------------------------------------------------
 // The proxy in-process, and an HTTP client.
-
-struct RunningProxy {
-    url: String,
-    metrics: Arc<Metrics>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), mistral_tower::server::ServerError>>,
-}
-
-impl RunningProxy {
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        guard(self.task).await.unwrap().unwrap();
-    }
-}
-
-async fn start_proxy(upstream: &str, tweak: impl FnOnce(&mut Config)) -> RunningProxy {
-    let mut config = Config::default();
-    config.upstream = upstream.to_owned();
-    config.engine = "memory://".to_owned();
-    config.max_retries = 0;
-    tweak(&mut config);
-    let proxy = Proxy::new(config).await.unwrap();
-    let metrics = proxy.metrics();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(proxy.run(listener, None, async move {
-        let _ = rx.await;
-    }));
-    RunningProxy {
-        url,
-        metrics,
-        stop: Some(tx),
-        task,
-    }
-}
 
 fn client() -> HyperClient<HttpConnector, Full<Bytes>> {
     HyperClient::builder(TokioExecutor::new()).build_http()

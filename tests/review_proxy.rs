@@ -2,6 +2,8 @@
 //! hop-by-hop headers, chunked bodies over the limit, retried bodies.
 #![cfg(feature = "server")]
 
+#[path = "support/proxy.rs"]
+mod proxy_support;
 mod support;
 
 use std::convert::Infallible;
@@ -12,48 +14,17 @@ use http::header;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
-use mistral_tower::server::{Config, Proxy};
+use mistral_tower::server::Config;
+use proxy_support::{RunningProxy, guard};
 use support::fake_mistral::FakeMistral;
-use tokio::sync::oneshot;
 
-async fn guard<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(10), f)
-        .await
-        .expect("did not finish within 10 s")
-}
-
-struct RunningProxy {
-    url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), mistral_tower::server::ServerError>>,
-}
-
-impl RunningProxy {
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        guard(self.task).await.unwrap().unwrap();
-    }
-}
-
+/// The shared in-process proxy, with a short graceful-shutdown bound.
 async fn start_proxy(upstream: &str, tweak: impl FnOnce(&mut Config)) -> RunningProxy {
-    let mut config = Config::default();
-    config.upstream = upstream.to_owned();
-    config.engine = "memory://".to_owned();
-    config.max_retries = 0;
-    config.shutdown_timeout = Duration::from_secs(2);
-    tweak(&mut config);
-    let proxy = Proxy::new(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(proxy.run(listener, None, async move {
-        let _ = rx.await;
-    }));
-    RunningProxy {
-        url,
-        stop: Some(tx),
-        task,
-    }
+    proxy_support::start_proxy(upstream, |c| {
+        c.shutdown_timeout = Duration::from_secs(2);
+        tweak(c);
+    })
+    .await
 }
 
 fn post(url: &str, body: &str, extra: &[(&str, &str)]) -> http::Request<Full<Bytes>> {
