@@ -28,7 +28,7 @@ use mistral_tower::fim::FimCompletionRequest;
 use mistral_tower::models::ModelFilter;
 use mistral_tower::ocr::{OcrDocument, OcrRequest};
 use mistral_tower::{Body, BoxError, Client, Error};
-use support::fake_mistral::FakeMistral;
+use mistral_tower::testing::FakeMistral;
 use tower::{ServiceExt, service_fn};
 
 const KEY: &str = "test-key-0123456789";
@@ -297,37 +297,37 @@ async fn every_error_shape_is_typed() {
     );
     let cases: &[Case] = &[
         (
-            "error-05a",
+            "error-invalid-request",
             400,
             "A human-readable description of the error.",
             Some("invalid_request_error"),
             Some("unknown_model"),
         ),
         (
-            "error-05b",
+            "error-validation",
             400,
             "Extra inputs are not permitted",
             Some("invalid_request_error"),
             None,
         ),
         (
-            "error-05c",
+            "error-string-message",
             400,
             "This model does not support output_dimension.",
             Some("invalid_request_invalid_args"),
             Some("3051"),
         ),
-        ("error-05d", 401, "Unauthorized", None, None),
+        ("error-401", 401, "Unauthorized", None, None),
         (
-            "error-05e",
+            "error-invalid-model",
             400,
             "Invalid model: nonexistent-model",
             Some("invalid_model"),
             Some("1500"),
         ),
-        ("error-05f", 429, "Requests rate limit exceeded", None, None),
+        ("error-429-legacy", 429, "Requests rate limit exceeded", None, None),
         (
-            "error-05g",
+            "error-429",
             429,
             "Rate limit exceeded",
             Some("rate_limited"),
@@ -350,9 +350,9 @@ async fn every_error_shape_is_typed() {
         assert_eq!(api.code.as_deref(), code, "{scenario}");
         assert!(err.raw_body().is_some());
     }
-    let err = c.chat().create(chat_req("error-05b")).await.unwrap_err();
+    let err = c.chat().create(chat_req("error-validation")).await.unwrap_err();
     assert_eq!(err.api_error().unwrap().detail.len(), 2);
-    let err = c.chat().create(chat_req("error-05g")).await.unwrap_err();
+    let err = c.chat().create(chat_req("error-429")).await.unwrap_err();
     assert_eq!(err.api_error().unwrap().raw_status_code, Some(429));
 
     // a body that is not JSON: no API error, the raw body is kept
@@ -431,7 +431,7 @@ async fn the_key_never_appears_in_debug_output() {
     assert!(!format!("{builder:?}").contains(KEY));
     let c = builder.no_retry().build().unwrap();
     assert!(!format!("{c:?}").contains(KEY));
-    let err = c.chat().create(chat_req("error-05d")).await.unwrap_err();
+    let err = c.chat().create(chat_req("error-401")).await.unwrap_err();
     assert!(!format!("{err:?}").contains(KEY));
     assert!(!err.to_string().contains(KEY));
     let stream = c.chat().create_stream(chat_req("x")).await.unwrap();

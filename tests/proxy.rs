@@ -1200,7 +1200,7 @@ async fn stats_purge_and_inspect_work_on_the_file_engine() {
 
 mod support;
 
-use support::fake_mistral::FakeMistral;
+use mistral_tower::testing::FakeMistral;
 
 #[tokio::test]
 async fn every_default_cached_route_is_served_from_cache() {
@@ -1296,7 +1296,7 @@ async fn errors_truncated_streams_and_malformed_requests_are_never_cached() {
                 &url,
                 Some("Bearer k"),
                 Some(CHAT_BODY),
-                &[("x-fake-scenario", "error-05g")],
+                &[("x-fake-scenario", "error-429")],
             )
             .await,
         )

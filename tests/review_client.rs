@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use mistral_tower::Client;
 use mistral_tower::chat::{ChatCompletionRequest, ChatMessage};
-use support::fake_mistral::FakeMistral;
+use mistral_tower::testing::FakeMistral;
 
 async fn guard<F: std::future::Future>(f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(10), f)

@@ -16,7 +16,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use mistral_tower::server::Config;
 use proxy_support::{RunningProxy, guard};
-use support::fake_mistral::FakeMistral;
+use mistral_tower::testing::FakeMistral;
 
 /// The shared in-process proxy, with a short graceful-shutdown bound.
 async fn start_proxy(upstream: &str, tweak: impl FnOnce(&mut Config)) -> RunningProxy {
