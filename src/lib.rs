@@ -6,17 +6,23 @@ pub mod cache;
 pub mod client;
 pub mod error;
 pub mod layers;
+pub mod multipart;
+pub mod pagination;
 pub mod sse;
 pub mod transport;
 
 pub mod agents;
+pub mod audio;
+pub mod batch;
 pub mod chat;
 pub mod classifiers;
 pub mod common;
 pub mod embeddings;
+pub mod files;
 pub mod fim;
 pub mod models;
 pub mod ocr;
+mod raw;
 
 #[cfg(feature = "server")]
 pub mod server;

@@ -1,5 +1,6 @@
-//! Models (`GET /v1/models`, `GET` and `DELETE /v1/models/{model_id}`): model cards, the model
-//! list, and a capability filter (the Go client's `SearchModels`).
+//! Models (`GET /v1/models`, `GET` and `DELETE /v1/models/{model_id}`, and the fine-tuned
+//! model management under `/v1/fine_tuning/models`): model cards, the model list, and a
+//! capability filter (the Go client's `SearchModels`).
 //!
 //! Base and fine-tuned model cards share one tolerant [`Model`] type; the fine-tuned fields are
 //! `Option`s.
@@ -19,9 +20,13 @@
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
+use http::Method;
 use serde::{Deserialize, Serialize};
 
+use crate::client::{ApiResponse, Models};
 use crate::common::{null_default, setters, string_enum};
+use crate::pagination::{Query, path_segment};
+use crate::{Error, raw};
 
 string_enum! {
     /// The kind of a model card (`type`).
@@ -290,4 +295,223 @@ pub struct DeleteModelResponse {
 
 fn yes() -> bool {
     true
+}
+
+/// The query parameters of `GET /v1/models` ([`Models::list_with`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelListQuery {
+    /// Only models of this provider.
+    pub provider: Option<String>,
+    /// Only this model.
+    pub model: Option<String>,
+}
+
+impl ModelListQuery {
+    /// No filter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    setters! {
+        provider: impl String,
+        model: impl String,
+    }
+
+    fn to_path(&self) -> String {
+        let mut q = Query::new();
+        q.opt("provider", self.provider.as_deref())
+            .opt("model", self.model.as_deref());
+        q.to_path("/v1/models")
+    }
+}
+
+/// A new name or description for a fine-tuned model (`UpdateModelRequest`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateModelRequest {
+    /// The new name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The new description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl UpdateModelRequest {
+    /// An update changing nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    setters! {
+        name: impl String,
+        description: impl String,
+    }
+}
+
+string_enum! {
+    /// The kind of a fine-tuned model (`model_type`).
+    FineTunedModelType {
+        /// A completion model (`CompletionFineTunedModel`).
+        Completion = "completion",
+        /// A classifier (`ClassifierFineTunedModel`).
+        Classifier = "classifier",
+    }
+}
+
+/// What a fine-tuned model can do (`FineTunedModelCapabilities`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FineTunedModelCapabilities {
+    /// Chat completions.
+    #[serde(default, deserialize_with = "null_default")]
+    pub completion_chat: bool,
+    /// Fill-in-the-middle completions.
+    #[serde(default, deserialize_with = "null_default")]
+    pub completion_fim: bool,
+    /// Function calling.
+    #[serde(default, deserialize_with = "null_default")]
+    pub function_calling: bool,
+    /// Fine-tuning.
+    #[serde(default, deserialize_with = "null_default")]
+    pub fine_tuning: bool,
+    /// Classification.
+    #[serde(default, deserialize_with = "null_default")]
+    pub classification: bool,
+}
+
+/// A target of a classifier model (`ClassifierTargetResult`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierTargetResult {
+    /// The target's name.
+    #[serde(default, deserialize_with = "null_default")]
+    pub name: String,
+    /// Its labels.
+    #[serde(default, deserialize_with = "null_default")]
+    pub labels: Vec<String>,
+    /// Its weight in the loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+    /// The loss function (`single_class` or `multi_class`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_function: Option<String>,
+}
+
+/// A fine-tuned model (`CompletionFineTunedModel` or `ClassifierFineTunedModel`, told
+/// apart by [`model_type`](Self::model_type)).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FineTunedModel {
+    /// The model id.
+    pub id: String,
+    /// The object type, `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// Unix timestamp (seconds) of the creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<u64>,
+    /// The owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned_by: Option<String>,
+    /// The workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<String>,
+    /// The base model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// The version of the base model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_version: Option<String>,
+    /// Whether the model is archived.
+    #[serde(default, deserialize_with = "null_default")]
+    pub archived: bool,
+    /// The display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// What the model can do.
+    #[serde(default, deserialize_with = "null_default")]
+    pub capabilities: FineTunedModelCapabilities,
+    /// The context length in tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_context_length: Option<u64>,
+    /// Other ids of the model.
+    #[serde(default, deserialize_with = "null_default")]
+    pub aliases: Vec<String>,
+    /// The fine-tuning job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// The classifier targets (classifiers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier_targets: Option<Vec<ClassifierTargetResult>>,
+    /// `completion` or `classifier`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_type: Option<FineTunedModelType>,
+}
+
+/// The result of archiving or unarchiving a fine-tuned model (`ArchiveModelResponse`,
+/// `UnarchiveModelResponse`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveModelResponse {
+    /// The model id.
+    #[serde(default, deserialize_with = "null_default")]
+    pub id: String,
+    /// The object type, `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// Whether the model is now archived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<bool>,
+}
+
+impl Models<'_> {
+    /// Lists the models with the `provider` and `model` query parameters.
+    pub async fn list_with(&self, query: &ModelListQuery) -> Result<ApiResponse<ModelList>, Error> {
+        self.client
+            .send_json::<(), _>(Method::GET, &query.to_path(), None)
+            .await
+    }
+
+    /// Renames or re-describes a fine-tuned model
+    /// (`PATCH /v1/fine_tuning/models/{model_id}`).
+    pub async fn update(
+        &self,
+        model_id: &str,
+        req: &UpdateModelRequest,
+    ) -> Result<ApiResponse<FineTunedModel>, Error> {
+        let path = format!("/v1/fine_tuning/models/{}", path_segment(model_id));
+        self.client.send_json(Method::PATCH, &path, Some(req)).await
+    }
+
+    /// Archives a fine-tuned model (`POST /v1/fine_tuning/models/{model_id}/archive`).
+    pub async fn archive(
+        &self,
+        model_id: &str,
+    ) -> Result<ApiResponse<ArchiveModelResponse>, Error> {
+        self.set_archived(model_id, Method::POST).await
+    }
+
+    /// Unarchives a fine-tuned model
+    /// (`DELETE /v1/fine_tuning/models/{model_id}/archive`).
+    pub async fn unarchive(
+        &self,
+        model_id: &str,
+    ) -> Result<ApiResponse<ArchiveModelResponse>, Error> {
+        self.set_archived(model_id, Method::DELETE).await
+    }
+
+    async fn set_archived(
+        &self,
+        model_id: &str,
+        method: Method,
+    ) -> Result<ApiResponse<ArchiveModelResponse>, Error> {
+        let archived = method == Method::POST;
+        let path = format!("/v1/fine_tuning/models/{}/archive", path_segment(model_id));
+        let req = raw::empty_request(method, &path, "application/json")?;
+        let mut res: ApiResponse<ArchiveModelResponse> = raw::call(self.client, req).await?;
+        if res.id.is_empty() {
+            res.id = model_id.to_owned();
+        }
+        res.archived.get_or_insert(archived);
+        Ok(res)
+    }
 }

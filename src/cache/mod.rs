@@ -99,6 +99,7 @@ pub mod key;
 mod layer;
 mod memory;
 mod metrics;
+pub mod multipart;
 mod service;
 
 pub use body::{RequestBody, ResponseBody, SharedResponseFailed};

@@ -175,7 +175,8 @@ impl Embeddings<'_> {
 /// Models (`/v1/models`).
 #[derive(Debug, Clone, Copy)]
 pub struct Models<'a> {
-    client: &'a Client,
+    // crate-visible: the fine-tuned model operations live in `crate::models`
+    pub(crate) client: &'a Client,
 }
 
 impl Models<'_> {

@@ -52,6 +52,7 @@ struct Shared {
     streams_completed: AtomicUsize,
     streams_dropped: AtomicUsize,
     stream_delay_ms: AtomicUsize,
+    dataplane: super::dataplane::State,
 }
 
 /// A fake Mistral API: a local server, an in-process tower service, or both.
@@ -731,6 +732,9 @@ fn endpoint(shared: &Arc<Shared>, rec: &RecordedRequest, json: &Value, scenario:
     let path = rec.path.as_str();
     let method = &rec.method;
     let streaming = json.get("stream").and_then(Value::as_bool) == Some(true);
+    if let Some(res) = super::dataplane::endpoint(&shared.dataplane, rec, json, scenario) {
+        return res;
+    }
     match (method.as_str(), path) {
         ("POST", "/v1/chat/completions" | "/v1/fim/completions" | "/v1/agents/completions") => {
             if streaming || scenario.starts_with("stream-") {
@@ -740,8 +744,7 @@ fn endpoint(shared: &Arc<Shared>, rec: &RecordedRequest, json: &Value, scenario:
                 "tool-call" => fixtures::TOOL_CALL_RESPONSE.to_owned(),
                 "prompt-cache" => fixtures::PROMPT_CACHE_RESPONSE.to_owned(),
                 "unknown-fields" => {
-                    let mut v: Value =
-                        serde_json::from_str(fixtures::CHAT_RESPONSE).unwrap();
+                    let mut v: Value = serde_json::from_str(fixtures::CHAT_RESPONSE).unwrap();
                     v["brand_new_field"] = json!({"nested": [1, 2, 3]});
                     v["choices"][0]["finish_reason"] = json!("brand_new_reason");
                     v["choices"][0]["message"]["future"] = json!(true);
@@ -857,7 +860,7 @@ fn endpoint(shared: &Arc<Shared>, rec: &RecordedRequest, json: &Value, scenario:
     }
 }
 
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

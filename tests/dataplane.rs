@@ -1,0 +1,236 @@
+//! Files, models management, batch and audio against the fake, each request checked
+//! against the OpenAPI spec (JSON, multipart and query parameters).
+
+#[path = "support/spec.rs"]
+mod spec;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use mistral_tower::Client;
+use mistral_tower::files::{
+    FileListQuery, FilePurpose, FileSource, FileVisibility, SampleType, UploadFile,
+};
+use mistral_tower::models::{ModelListQuery, UpdateModelRequest};
+use mistral_tower::testing::FakeMistral;
+
+fn client(fake: &FakeMistral) -> Client {
+    Client::builder()
+        .api_key("test-key")
+        .service(fake.service())
+        .build()
+        .unwrap()
+}
+
+/// A client whose every request carries `x-fake-scenario: scenario`.
+fn scenario_client(fake: &FakeMistral, scenario: &'static str) -> Client {
+    Client::builder()
+        .api_key("test-key")
+        .service(fake.service())
+        .layer(tower::util::MapRequestLayer::new(
+            move |mut req: http::Request<mistral_tower::Body>| {
+                req.headers_mut()
+                    .insert("x-fake-scenario", http::HeaderValue::from_static(scenario));
+                req
+            },
+        ))
+        .build()
+        .unwrap()
+}
+
+/// Every request the fake received validates against the spec; returns the
+/// operation templates seen.
+fn validate_all(fake: &FakeMistral) -> Vec<String> {
+    let Some(spec) = spec::spec() else {
+        return Vec::new();
+    };
+    fake.requests()
+        .iter()
+        .map(|r| spec::validate_request(spec, r))
+        .collect()
+}
+
+#[tokio::test]
+async fn files_upload_from_bytes_path_and_stream_then_list_get_download_url_delete() {
+    let fake = FakeMistral::new();
+    let client = client(&fake);
+    let files = client.files();
+
+    let a = files
+        .upload(UploadFile::bytes("a.jsonl", "{\"x\":1}\n{\"x\":2}\n").purpose(FilePurpose::Batch))
+        .await
+        .unwrap();
+    assert_eq!(a.filename, "a.jsonl");
+    assert_eq!(a.purpose, Some(FilePurpose::Batch));
+    assert_eq!(a.num_lines, Some(2));
+
+    // From disk: streamed, with a Content-Length.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.jsonl");
+    let content: Vec<u8> = (0..300_000u32)
+        .flat_map(|i| format!("{{\"i\":{i}}}\n").into_bytes())
+        .take(1_000_000)
+        .collect();
+    std::fs::write(&path, &content).unwrap();
+    let b = files
+        .upload(
+            UploadFile::path(&path)
+                .await
+                .unwrap()
+                .purpose(FilePurpose::FineTune)
+                .expiry(48)
+                .visibility(FileVisibility::User),
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.bytes, Some(content.len() as u64));
+    let rec = fake.last_request().unwrap();
+    let len: usize = rec.headers["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(len, rec.body.len());
+    assert!(
+        rec.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("multipart/form-data; boundary=")
+    );
+
+    // From a stream of unknown length.
+    let chunks = futures_util::stream::iter(vec![
+        Ok::<_, std::io::Error>(Bytes::from_static(b"%PDF-1.7 ")),
+        Ok(Bytes::from_static(b"fake")),
+    ]);
+    let c = files
+        .upload(UploadFile::stream("doc.pdf", chunks, None).purpose(FilePurpose::Ocr))
+        .await
+        .unwrap();
+    assert_eq!(c.bytes, Some(13));
+    assert_eq!(c.mimetype.as_deref(), Some("application/pdf"));
+
+    // list: filters and paging
+    let page = files.list(FileListQuery::new().page_size(2)).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(page.total, Some(3));
+    let all: Vec<_> = page.into_data().into_stream().try_collect().await.unwrap();
+    assert_eq!(
+        all.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        [&a.id, &b.id, &c.id]
+    );
+    let batch_only = files
+        .list(
+            FileListQuery::new()
+                .purpose(FilePurpose::Batch)
+                .search("a.json")
+                .sample_type(vec![SampleType::BatchRequest])
+                .source(vec![FileSource::Upload])
+                .mimetypes(vec!["application/jsonl".into()])
+                .include_total(true)
+                .page(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(batch_only.items.len(), 1);
+    assert_eq!(batch_only.items[0].id, a.id);
+
+    // get, download (streamed), signed URL
+    let got = files.get(&b.id).await.unwrap();
+    assert_eq!(got.deleted, Some(false));
+    let download = files.download(&b.id).await.unwrap();
+    assert_eq!(download.content_length(), Some(content.len() as u64));
+    let chunks: Vec<Bytes> = download.try_collect().await.unwrap();
+    assert!(chunks.len() > 1, "the body arrives in chunks");
+    assert_eq!(chunks.concat(), content);
+    let saved = dir.path().join("copy.jsonl");
+    let n = files
+        .download(&b.id)
+        .await
+        .unwrap()
+        .save(&saved)
+        .await
+        .unwrap();
+    assert_eq!(n, content.len() as u64);
+    assert_eq!(std::fs::read(&saved).unwrap(), content);
+    let url = files.signed_url(&b.id, Some(2)).await.unwrap();
+    assert!(url.url.contains("expiry=2h"), "{}", url.url);
+
+    // delete: a JSON answer, then a bodiless 204
+    let del = files.delete(&a.id).await.unwrap();
+    assert!(del.deleted);
+    assert_eq!(del.id, a.id);
+    let err = files.get(&a.id).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
+
+    let templates = validate_all(&fake);
+    if !templates.is_empty() {
+        for t in [
+            "/v1/files",
+            "/v1/files/{file_id}",
+            "/v1/files/{file_id}/content",
+            "/v1/files/{file_id}/url",
+        ] {
+            assert!(templates.iter().any(|x| x == t), "{t} not exercised");
+        }
+    }
+}
+
+#[tokio::test]
+async fn delete_answered_204_without_a_body_is_a_success() {
+    let fake = FakeMistral::new();
+    let client = scenario_client(&fake, "delete-204");
+    let f = client
+        .files()
+        .upload(UploadFile::bytes("x.txt", "x"))
+        .await
+        .unwrap();
+    let del = client.files().delete(&f.id).await.unwrap();
+    assert_eq!(del.status().as_u16(), 204);
+    assert!(del.deleted);
+    assert_eq!(del.id, f.id);
+}
+
+#[tokio::test]
+async fn models_list_query_update_archive_unarchive() {
+    let fake = FakeMistral::new();
+    let client = client(&fake);
+    let models = client.models();
+    let list = models
+        .list_with(
+            &ModelListQuery::new()
+                .provider("mistralai")
+                .model("mistral-small-latest"),
+        )
+        .await
+        .unwrap();
+    assert!(!list.data.is_empty());
+    assert_eq!(
+        fake.last_request().unwrap().query.as_deref(),
+        Some("provider=mistralai&model=mistral-small-latest")
+    );
+    let id = "ft:open-mistral-7b:587a6b29:20240514:7e773925";
+    let updated = models
+        .update(
+            id,
+            &UpdateModelRequest::new()
+                .name("my model")
+                .description("tuned"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.id, id);
+    assert_eq!(updated.name.as_deref(), Some("my model"));
+    assert_eq!(updated.description.as_deref(), Some("tuned"));
+    assert!(updated.capabilities.completion_chat);
+    let archived = models.archive(id).await.unwrap();
+    assert_eq!(archived.archived, Some(true));
+    let unarchived = models.unarchive(id).await.unwrap();
+    assert_eq!(unarchived.archived, Some(false));
+    let reqs = fake.requests();
+    assert_eq!(
+        reqs[2].path,
+        "/v1/fine_tuning/models/ft:open-mistral-7b:587a6b29:20240514:7e773925/archive"
+    );
+    assert_eq!(reqs[3].method, http::Method::DELETE);
+    validate_all(&fake);
+}
