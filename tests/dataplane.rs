@@ -234,3 +234,190 @@ async fn models_list_query_update_archive_unarchive() {
     assert_eq!(reqs[3].method, http::Method::DELETE);
     validate_all(&fake);
 }
+
+mod batch {
+    use std::time::Duration;
+
+    use futures_util::TryStreamExt;
+    use mistral_tower::batch::{
+        ApiEndpoint, BatchJobStatus, BatchListQuery, BatchOrder, BatchRequest,
+        CreateBatchJobRequest, WaitOptions,
+    };
+    use mistral_tower::chat::{ChatCompletionRequest, ChatCompletionResponse, ChatMessage};
+    use mistral_tower::embeddings::{EmbeddingRequest, EmbeddingResponse};
+    use mistral_tower::files::{FilePurpose, UploadFile};
+    use mistral_tower::testing::FakeMistral;
+    use serde_json::{Map, json};
+
+    use super::{client, validate_all};
+
+    fn fast() -> WaitOptions {
+        WaitOptions::new(Duration::from_millis(1), Duration::from_millis(5))
+            .timeout(Duration::from_secs(10))
+    }
+
+    #[tokio::test]
+    async fn batch_from_a_file_waits_and_reads_typed_results_and_errors() {
+        let fake = FakeMistral::new();
+        let client = client(&fake);
+        let mut jsonl = String::new();
+        for (id, q) in [("0", "one?"), ("1", "two?"), ("fail-2", "three?")] {
+            let req =
+                ChatCompletionRequest::new("mistral-small-latest", vec![ChatMessage::user(q)]);
+            jsonl.push_str(&BatchRequest::new(id, &req).unwrap().to_jsonl_line());
+        }
+        let input = client
+            .files()
+            .upload(UploadFile::bytes("in.jsonl", jsonl).purpose(FilePurpose::Batch))
+            .await
+            .unwrap();
+        let mut metadata = Map::new();
+        metadata.insert("team".into(), json!("search"));
+        let job = client
+            .batch()
+            .create(
+                &CreateBatchJobRequest::from_files(
+                    ApiEndpoint::ChatCompletions,
+                    [input.id.clone()],
+                )
+                .model("mistral-small-latest")
+                .metadata(metadata)
+                .timeout_hours(2)
+                .agent_id("ag-1"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(job.status, BatchJobStatus::Queued);
+        assert_eq!(job.total_requests, 3);
+
+        let done = client.batch().wait(&job.id, fast()).await.unwrap();
+        assert_eq!(done.status, BatchJobStatus::Success);
+        assert_eq!(done.failed_requests, 1);
+        let results = client
+            .batch()
+            .results::<ChatCompletionResponse>(&done)
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 3);
+        assert_eq!(results[0].custom_id.as_deref(), Some("0"));
+        assert_eq!(
+            results[0].outcome.as_ref().unwrap().text(),
+            "Answer 0: one?"
+        );
+        let err = results[2].outcome.as_ref().unwrap_err();
+        assert_eq!(err.status_code, Some(400));
+        assert_eq!(err.api_error.as_ref().unwrap().message, "Invalid request");
+
+        // inline outputs
+        let inline = client.batch().get_inline(&job.id).await.unwrap();
+        assert_eq!(inline.outputs.as_ref().map(Vec::len), Some(3));
+        validate_all(&fake);
+    }
+
+    #[tokio::test]
+    async fn inline_embeddings_batch_list_cancel_delete() {
+        let fake = FakeMistral::new();
+        let client = client(&fake);
+        let reqs = (0..3)
+            .map(|i| {
+                BatchRequest::new(
+                    format!("e{i}"),
+                    &EmbeddingRequest::new("mistral-embed", [format!("text {i}")]),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let a = client
+            .batch()
+            .create(
+                &CreateBatchJobRequest::inline(ApiEndpoint::Embeddings, reqs)
+                    .model("mistral-embed"),
+            )
+            .await
+            .unwrap();
+        let done = client.batch().wait(&a.id, fast()).await.unwrap();
+        let results = client
+            .batch()
+            .results::<EmbeddingResponse>(&done)
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 3);
+        assert!(results.iter().all(|r| r.outcome.is_ok()));
+
+        let b = client
+            .batch()
+            .create(&CreateBatchJobRequest::inline(ApiEndpoint::ChatCompletions, vec![]).model("m"))
+            .await
+            .unwrap();
+        let cancelling = client.batch().cancel(&b.id).await.unwrap();
+        assert_eq!(cancelling.status, BatchJobStatus::CancellationRequested);
+        let cancelled = client.batch().wait(&b.id, fast()).await.unwrap();
+        assert_eq!(cancelled.status, BatchJobStatus::Cancelled);
+
+        let page = client
+            .batch()
+            .list(
+                BatchListQuery::new()
+                    .page_size(1)
+                    .order_by(BatchOrder::Created)
+                    .created_by_me(true)
+                    .created_after("2026-01-01T00:00:00Z"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.total, Some(2));
+        let all: Vec<_> = page.into_data().into_stream().try_collect().await.unwrap();
+        assert_eq!(
+            all.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+            [a.id.as_str(), b.id.as_str()]
+        );
+        let succeeded = client
+            .batch()
+            .list(
+                BatchListQuery::new()
+                    .status(vec![BatchJobStatus::Success])
+                    .model("mistral-embed"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(succeeded.items.len(), 1);
+
+        let del = client.batch().delete(&b.id).await.unwrap();
+        assert!(del.deleted);
+        assert!(
+            client
+                .batch()
+                .get(&b.id)
+                .await
+                .unwrap_err()
+                .status()
+                .is_some()
+        );
+        validate_all(&fake);
+    }
+
+    #[tokio::test]
+    async fn wait_gives_up_at_its_timeout() {
+        let fake = FakeMistral::new();
+        let client = client(&fake);
+        let job = client
+            .batch()
+            .create(&CreateBatchJobRequest::inline(
+                ApiEndpoint::ChatCompletions,
+                vec![],
+            ))
+            .await
+            .unwrap();
+        // a job that stays queued
+        for _ in 0..50 {
+            fake.push_for(
+                format!("/v1/batch/jobs/{}", job.id),
+                mistral_tower::testing::FakeResponse::json(serde_json::to_value(&*job).unwrap()),
+            );
+        }
+        let opts = WaitOptions::new(Duration::from_millis(1), Duration::from_millis(2))
+            .timeout(Duration::from_millis(30));
+        let err = client.batch().wait(&job.id, opts).await.unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+    }
+}
