@@ -103,7 +103,6 @@ pub(crate) async fn call<T: DeserializeOwned>(
 
 /// Sends a request to a streaming endpoint and returns its event stream; a JSON
 /// answer instead of a stream is an error.
-#[allow(dead_code)] // used by audio
 pub(crate) async fn stream<T: DeserializeOwned>(
     client: &Client,
     req: Request<Body>,

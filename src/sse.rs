@@ -337,7 +337,8 @@ where
 }
 
 /// A typed stream of server-sent events: each `data:` is decoded as JSON into `T`;
-/// the stream ends at `data: [DONE]`.
+/// the stream ends at `data: [DONE]`, or after an event of one of the
+/// [`FINAL_EVENT_TYPES`] (endpoints that send no `[DONE]`).
 ///
 /// It yields an error ([`Error::is_stream`]) and then ends when the body ends
 /// without `[DONE]` (truncated), when an event is not valid JSON for `T`, or when
@@ -403,6 +404,27 @@ impl<T> EventStream<T> {
             e.with_response_meta(self.status, self.headers.clone())
         )))
     }
+}
+
+/// Event types that end a stream by themselves: endpoints that send no `data: [DONE]`
+/// finish with one of these (a streamed transcription with `transcription.done`,
+/// streamed speech with `speech.audio.done`).
+pub const FINAL_EVENT_TYPES: &[&str] = &["transcription.done", "speech.audio.done"];
+
+/// Whether an event is the last of its stream: `data: [DONE]`, or an event of one of
+/// the [`FINAL_EVENT_TYPES`], named by its `event:` field or by its JSON data's
+/// `type`. [`EventStream`] and the cache's "completed cleanly" rule both use it.
+pub fn is_final_event(event: &str, data: &str) -> bool {
+    let data = data.trim();
+    if data == "[DONE]" {
+        return true;
+    }
+    FINAL_EVENT_TYPES.iter().any(|t| {
+        event == *t
+            || (data.contains(t)
+                && serde_json::from_str::<Value>(data)
+                    .is_ok_and(|v| v.get("type").and_then(Value::as_str) == Some(t)))
+    })
 }
 
 /// How long the body is still read after `data: [DONE]`, waiting for its end.
@@ -478,7 +500,18 @@ impl<T: DeserializeOwned> Stream for EventStream<T> {
                         continue;
                     }
                     return match serde_json::from_str::<T>(data) {
-                        Ok(v) => Poll::Ready(Some(Ok(v))),
+                        Ok(v) => {
+                            if is_final_event(&ev.event, data) {
+                                // The endpoint's own last event (no `[DONE]` follows):
+                                // yield it, then end as after `[DONE]`.
+                                this.draining = true;
+                                if tokio::runtime::Handle::try_current().is_ok() {
+                                    this.drain_deadline =
+                                        Some(Box::pin(tokio::time::sleep(DRAIN_AFTER_DONE)));
+                                }
+                            }
+                            Poll::Ready(Some(Ok(v)))
+                        }
                         Err(e) => this.fail(Error::decode(e, Bytes::from(ev.data))),
                     };
                 }
@@ -787,6 +820,37 @@ mod tests {
         let got: Vec<_> = s.collect().await;
         assert_eq!(got.len(), 1, "events after [DONE] are ignored");
         assert!(ended.load(Ordering::SeqCst), "the body was read to its end");
+    }
+
+    #[tokio::test]
+    async fn typed_stream_ends_cleanly_at_a_final_event_without_done() {
+        let s: EventStream<Value> = EventStream::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Body::from(
+                "event: transcription.text.delta\ndata: {\"type\":\"transcription.text.delta\",\"text\":\"Hi\"}\n\n\
+                 event: transcription.done\ndata: {\"type\":\"transcription.done\",\"text\":\"Hi\"}\n\n",
+            ),
+        );
+        let got: Vec<_> = s.collect().await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got.iter().all(Result::is_ok));
+        // without its final event, the same stream is truncated
+        let s: EventStream<Value> = EventStream::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Body::from("data: {\"type\":\"transcription.text.delta\",\"text\":\"Hi\"}\n\n"),
+        );
+        let got: Vec<_> = s.collect().await;
+        assert!(got[1].as_ref().unwrap_err().is_stream());
+        assert!(is_final_event(
+            "message",
+            "{\"type\":\"speech.audio.done\"}"
+        ));
+        assert!(!is_final_event(
+            "message",
+            "{\"text\":\"transcription.done\"}"
+        ));
     }
 
     #[test]

@@ -421,3 +421,388 @@ mod batch {
         assert!(err.is_timeout(), "{err:?}");
     }
 }
+
+mod audio {
+    use bytes::Bytes;
+    use futures_util::{StreamExt, TryStreamExt};
+    use mistral_tower::audio::{
+        SpeechOutputFormat, SpeechRequest, SpeechStreamEvent, TimestampGranularity,
+        TranscriptionRequest, TranscriptionStreamEvent, VoiceCreateRequest, VoiceKind,
+        VoiceListQuery, VoiceUpdateRequest,
+    };
+    use mistral_tower::cache::{CacheLayer, MemoryEngine};
+    use mistral_tower::testing::FakeMistral;
+    use mistral_tower::{Body, Client};
+    use serde_json::{Map, json};
+
+    use super::{client, scenario_client, validate_all};
+
+    const PATH: &str = "/v1/audio/transcriptions";
+
+    fn audio(seed: u8) -> Vec<u8> {
+        (0..50_000u32)
+            .map(|i| (i as u8).wrapping_mul(seed))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn transcribe_a_file_a_path_a_stream_a_url_and_a_file_id() {
+        let fake = FakeMistral::new();
+        let client = client(&fake);
+        let data = audio(3);
+        let res = client
+            .audio()
+            .transcribe(
+                TranscriptionRequest::bytes("voxtral-mini-latest", "a.mp3", data.clone())
+                    .language("en")
+                    .temperature(0.0)
+                    .diarize(false)
+                    .context_bias(vec!["Mistral".into(), "Voxtral".into()])
+                    .timestamp_granularities(vec![
+                        TimestampGranularity::Segment,
+                        TimestampGranularity::Word,
+                    ]),
+            )
+            .await
+            .unwrap();
+        assert!(
+            res.text.starts_with("Transcript of a.mp3 (50000 bytes"),
+            "{}",
+            res.text
+        );
+        assert_eq!(res.language.as_deref(), Some("en"));
+        assert_eq!(res.segments.len(), 1);
+        assert!(res.usage.total_tokens > 0);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.wav");
+        std::fs::write(&path, &data).unwrap();
+        let by_path = client
+            .audio()
+            .transcribe(
+                TranscriptionRequest::path("voxtral-mini-latest", &path)
+                    .await
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(by_path.text.starts_with("Transcript of b.wav (50000 bytes"));
+        let rec = fake.last_request().unwrap();
+        assert!(rec.headers.contains_key("content-length"));
+
+        let chunks = futures_util::stream::iter(
+            data.chunks(7000)
+                .map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        );
+        let by_stream = client
+            .audio()
+            .transcribe(TranscriptionRequest::stream(
+                "voxtral-mini-latest",
+                "c.flac",
+                chunks,
+                Some(data.len() as u64),
+            ))
+            .await
+            .unwrap();
+        assert!(
+            by_stream
+                .text
+                .starts_with("Transcript of c.flac (50000 bytes")
+        );
+
+        let by_url = client
+            .audio()
+            .transcribe(TranscriptionRequest::url(
+                "voxtral-mini-latest",
+                "https://example.com/a.mp3",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(by_url.text, "Transcript of https://example.com/a.mp3.");
+        let by_id = client
+            .audio()
+            .transcribe(TranscriptionRequest::file_id(
+                "voxtral-mini-latest",
+                "file-1",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(by_id.text, "Transcript of file file-1.");
+        validate_all(&fake);
+    }
+
+    #[tokio::test]
+    async fn a_streamed_transcription_ends_cleanly_on_its_done_event() {
+        let fake = FakeMistral::new();
+        let client = client(&fake);
+        let req =
+            TranscriptionRequest::bytes("voxtral-mini-latest", "a.mp3", audio(5)).language("fr");
+        let events: Vec<_> = client
+            .audio()
+            .transcribe_stream(req)
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        let events: Vec<TranscriptionStreamEvent> =
+            events.into_iter().map(Result::unwrap).collect();
+        assert!(
+            matches!(&events[0], TranscriptionStreamEvent::Language { audio_language } if audio_language == "fr")
+        );
+        let text: String = events
+            .iter()
+            .filter_map(|e| match e {
+                TranscriptionStreamEvent::TextDelta { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        let TranscriptionStreamEvent::Done(done) = events.last().unwrap() else {
+            panic!("the last event is transcription.done: {events:?}");
+        };
+        assert_eq!(done.text, text);
+        let templates = validate_all(&fake);
+        if let Some(t) = templates.first() {
+            assert_eq!(t, "/v1/audio/transcriptions#stream");
+        }
+
+        // cut before its done event: truncated
+        let client = scenario_client(&fake, "stream-truncated");
+        let req = TranscriptionRequest::url("voxtral-mini-latest", "https://example.com/a.mp3");
+        let events: Vec<_> = client
+            .audio()
+            .transcribe_stream(req)
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert!(events.last().unwrap().as_ref().unwrap_err().is_stream());
+    }
+
+    #[tokio::test]
+    async fn speech_whole_and_streamed() {
+        let fake = FakeMistral::new();
+        let client = client(&fake);
+        let mut metadata = Map::new();
+        metadata.insert("user".into(), json!("u-1"));
+        let req = SpeechRequest::new("Bonjour")
+            .model("voxtral-tts")
+            .voice_id("00000000-0000-4000-9000-000000000000")
+            .response_format(SpeechOutputFormat::Wav)
+            .metadata(metadata)
+            .prompt_cache_key("k")
+            .ref_audio("UklGRg==");
+        let res = client
+            .audio()
+            .speech(req.clone().stream(true))
+            .await
+            .unwrap();
+        assert_eq!(res.audio().unwrap(), b"RIFF....WAVEfake speech: Bonjour");
+        let events: Vec<SpeechStreamEvent> = client
+            .audio()
+            .speech_stream(req)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(matches!(
+            events.last(),
+            Some(SpeechStreamEvent::Done { .. })
+        ));
+        let audio: Vec<u8> = events
+            .iter()
+            .filter_map(|e| match e {
+                SpeechStreamEvent::AudioDelta { audio_data } => {
+                    use base64::Engine as _;
+                    Some(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(audio_data)
+                            .unwrap(),
+                    )
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(audio, b"RIFF....WAVEfake speech: Bonjour");
+        validate_all(&fake);
+    }
+
+    #[tokio::test]
+    async fn voices_list_create_get_update_sample_delete() {
+        let fake = FakeMistral::new();
+        let client = client(&fake);
+        let voices = client.audio().voices();
+        let created = voices
+            .create(
+                &VoiceCreateRequest::new("Mine", b"RIFF....")
+                    .slug("mine")
+                    .languages(vec!["en".into()])
+                    .gender("female")
+                    .age(30)
+                    .tags(vec!["calm".into()])
+                    .color("#ff0000")
+                    .description("my voice")
+                    .retention_notice(7)
+                    .sample_filename("me.wav"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(created.name, "Mine");
+        assert_eq!(created.user_id.as_deref(), Some("user-1"));
+        let page = voices.list(VoiceListQuery::new().limit(2)).await.unwrap();
+        assert_eq!(page.items.len(), 2);
+        assert_eq!(page.total, Some(4));
+        let all: Vec<_> = page.into_data().into_stream().try_collect().await.unwrap();
+        assert_eq!(all.len(), 4);
+        let custom = voices
+            .list(
+                VoiceListQuery::new()
+                    .kind(VoiceKind::Custom)
+                    .offset(0)
+                    .limit(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(custom.items.len(), 1);
+        let got = voices.get(&created.id).await.unwrap();
+        assert_eq!(got.description.as_deref(), Some("my voice"));
+        let updated = voices
+            .update(
+                &created.id,
+                &VoiceUpdateRequest::new()
+                    .name("Renamed")
+                    .languages(vec!["fr".into()])
+                    .gender("female")
+                    .age(31)
+                    .tags(vec![])
+                    .description("d"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(updated.name, "Renamed");
+        let sample = voices
+            .sample(&created.id)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(sample.starts_with(b"RIFF"));
+        let deleted = voices.delete(&created.id).await.unwrap();
+        assert_eq!(deleted.id, created.id);
+        assert!(
+            voices
+                .get(&created.id)
+                .await
+                .unwrap_err()
+                .status()
+                .is_some()
+        );
+        validate_all(&fake);
+    }
+
+    fn cached_client(fake: &FakeMistral, max_request_body: usize) -> Client {
+        Client::builder()
+            .api_key("test-key")
+            .service(fake.service())
+            .cache_layer(
+                CacheLayer::new(MemoryEngine::new(64 << 20)).max_request_body(max_request_body),
+            )
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_cache_keys_a_transcription_on_its_content_not_its_boundary() {
+        let fake = FakeMistral::new();
+        let client = cached_client(&fake, 1 << 20);
+        let req = |data: Vec<u8>| {
+            TranscriptionRequest::bytes("voxtral-mini-latest", "a.mp3", data).language("en")
+        };
+        let first = client.audio().transcribe(req(audio(3))).await.unwrap();
+        assert_eq!(first.headers()["x-cache"], "MISS");
+        // a new random boundary, same content: one upstream call
+        let second = client.audio().transcribe(req(audio(3))).await.unwrap();
+        assert_eq!(second.headers()["x-cache"], "HIT");
+        assert_eq!(second.text, first.text);
+        assert_eq!(fake.calls(PATH), 1);
+        // a different file: two
+        let third = client.audio().transcribe(req(audio(7))).await.unwrap();
+        assert_eq!(third.headers()["x-cache"], "MISS");
+        assert_eq!(fake.calls(PATH), 2);
+
+        // larger than the request-body limit: forwarded, never cached
+        let small = cached_client(&fake, 10_000);
+        for _ in 0..2 {
+            let res = small.audio().transcribe(req(audio(3))).await.unwrap();
+            assert_eq!(res.headers()["x-cache"], "BYPASS");
+        }
+        assert_eq!(fake.calls(PATH), 4);
+    }
+
+    /// The raw bytes of a streamed transcription sent through `client`.
+    async fn raw_stream(client: &Client, data: Vec<u8>) -> (String, Bytes) {
+        let form =
+            TranscriptionRequest::bytes("voxtral-mini-latest", "a.mp3", data).into_form(true);
+        let req = http::Request::post(PATH)
+            .header("content-type", form.content_type())
+            .header("accept", "text/event-stream")
+            .body(form.into_body())
+            .unwrap();
+        let res = client.send(req).await.unwrap();
+        let x_cache = res.headers()["x-cache"].to_str().unwrap().to_owned();
+        let body = Body::collect_bytes(res.into_body())
+            .await
+            .unwrap_or_default();
+        (x_cache, body)
+    }
+
+    #[tokio::test]
+    async fn a_whole_streamed_transcription_is_stored_and_replayed_byte_for_byte_a_cut_one_never() {
+        let fake = FakeMistral::new();
+        let client = cached_client(&fake, 1 << 20);
+        let (x, first) = raw_stream(&client, audio(3)).await;
+        assert_eq!(x, "MISS");
+        assert!(
+            std::str::from_utf8(&first)
+                .unwrap()
+                .contains("transcription.done")
+        );
+        let mut replay = None;
+        for _ in 0..50 {
+            let (x, body) = raw_stream(&client, audio(3)).await;
+            if x == "HIT" {
+                replay = Some(body);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(replay.expect("a hit"), first);
+        let upstream = fake.calls(PATH);
+
+        // a stream cut before its done event is never stored
+        let cut = Client::builder()
+            .api_key("test-key")
+            .service(fake.service())
+            .layer(tower::util::MapRequestLayer::new(
+                |mut req: http::Request<Body>| {
+                    req.headers_mut().insert(
+                        "x-fake-scenario",
+                        http::HeaderValue::from_static("stream-truncated"),
+                    );
+                    req
+                },
+            ))
+            .cache_layer(CacheLayer::new(MemoryEngine::new(64 << 20)))
+            .build()
+            .unwrap();
+        for _ in 0..2 {
+            let (x, _) = raw_stream(&cut, audio(9)).await;
+            assert_eq!(x, "MISS");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(fake.calls(PATH), upstream + 2);
+    }
+}

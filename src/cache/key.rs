@@ -39,8 +39,14 @@
 //!   serialize the same value the same way, so this costs no hits in practice and keeps
 //!   the pass allocation-free and exact.
 //!
-//! A body that is not valid JSON (or nests deeper than 128 levels) is hashed raw, with a
-//! different body marker, so it can never collide with a canonicalized body.
+//! A `multipart/form-data` body (an audio transcription, a file upload) is keyed on its
+//! content: each part's name, file name, content type and bytes, in a canonical order
+//! ([`canonical_multipart`](super::multipart::canonical_multipart)), so neither the
+//! random boundary nor the order of the parts changes the key.
+//!
+//! A body that is not valid JSON (or nests deeper than 128 levels), or a malformed form,
+//! is hashed raw, with a different body marker, so it can never collide with a
+//! canonicalized body.
 
 use std::cell::RefCell;
 
@@ -197,7 +203,11 @@ fn default_digest(input: &KeyInput<'_>, is_json: bool) -> [u8; 32] {
     f.field(pq.as_bytes());
     f.field(input.namespace.as_bytes());
     f.field(input.tenant);
-    let hashed = is_json && !input.body.is_empty() && hash_canonical_json(input.body, &mut f);
+    let hashed = if is_json {
+        !input.body.is_empty() && hash_canonical_json(input.body, &mut f)
+    } else {
+        hash_canonical_multipart(input, &mut f)
+    };
     if !hashed {
         f.field(b"raw");
         f.bytes(&(input.body.len() as u64).to_be_bytes());
@@ -206,6 +216,27 @@ fn default_digest(input: &KeyInput<'_>, is_json: bool) -> [u8; 32] {
     }
     f.flush();
     h.finalize().into()
+}
+
+/// Feeds the canonical form of a `multipart/form-data` body (see
+/// [`super::multipart::canonical_multipart`]: the boundary and the part order do not
+/// count), preceded by the `multipart` marker. Returns `false` (having fed nothing) for
+/// any other body.
+fn hash_canonical_multipart(input: &KeyInput<'_>, f: &mut Feed<'_>) -> bool {
+    let Some(ct) = input.headers.get(http::header::CONTENT_TYPE) else {
+        return false;
+    };
+    if !super::multipart::is_multipart_form(ct) {
+        return false;
+    }
+    match super::multipart::canonical_multipart(ct, input.body) {
+        Some(canonical) => {
+            f.field(b"multipart");
+            f.field(&canonical);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Returns the canonical form of a JSON document (see the [module docs](self)), or

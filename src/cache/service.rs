@@ -398,6 +398,7 @@ pub(crate) fn sse_completed_cleanly(frames: &[Bytes]) -> bool {
     let mut data: Vec<u8> = Vec::new();
     let mut has_data = false;
     let mut error_event = false;
+    let mut event: Vec<u8> = Vec::new();
     let mut rest: &[u8] = &body;
     while !rest.is_empty() {
         let end = memchr::memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
@@ -417,7 +418,7 @@ pub(crate) fn sse_completed_cleanly(frames: &[Bytes]) -> bool {
                 if error_event {
                     return false;
                 }
-                if data == b"[DONE]" {
+                if data == b"[DONE]" || final_event(&event, &data) {
                     done = true;
                 } else {
                     if sse_payload_reports_error(&data) {
@@ -427,6 +428,7 @@ pub(crate) fn sse_completed_cleanly(frames: &[Bytes]) -> bool {
                 }
             }
             data.clear();
+            event.clear();
             has_data = false;
             error_event = false;
             continue;
@@ -449,15 +451,29 @@ pub(crate) fn sse_completed_cleanly(frames: &[Bytes]) -> bool {
                 data.extend_from_slice(value);
                 has_data = true;
             }
-            b"event" => error_event = value == b"error",
+            b"event" => {
+                error_event = value == b"error";
+                event.clear();
+                event.extend_from_slice(value);
+            }
             _ => {}
         }
     }
     // A final `data: [DONE]` without its blank line still marks the end.
     if has_data {
-        done = data == b"[DONE]" && !error_event;
+        done = (data == b"[DONE]" || final_event(&event, &data)) && !error_event;
     }
     done
+}
+
+/// Whether an event is its endpoint's own last event (`transcription.done`, ...):
+/// streams that send no `[DONE]` end cleanly there (see [`crate::sse::is_final_event`]).
+fn final_event(event: &[u8], data: &[u8]) -> bool {
+    memchr::memmem::find(data, b".done").is_some()
+        && crate::sse::is_final_event(
+            &String::from_utf8_lossy(event),
+            &String::from_utf8_lossy(data),
+        )
 }
 
 /// Whether one event's JSON payload reports an error (see [`sse_completed_cleanly`]).
@@ -1122,6 +1138,25 @@ mod sse_commit_tests {
         assert!(clean(&["data: {\"a\":1}\r\rdata: [DONE]\r\r"]));
         assert!(clean(&[": keep-alive\n\ndata:[DONE]\n\n"]));
         assert!(clean(&["data: [DONE]"]));
+    }
+
+    #[test]
+    fn a_final_done_event_ends_a_clean_stream_without_done() {
+        assert!(clean(&[
+            "event: transcription.text.delta\ndata: {\"type\":\"transcription.text.delta\",\"text\":\"a\"}\n\n",
+            "event: transcription.done\ndata: {\"type\":\"transcription.done\",\"text\":\"a\"}\n\n",
+        ]));
+        assert!(clean(&[
+            "data: {\"type\":\"speech.audio.done\",\"usage\":{}}\n\n"
+        ]));
+        // cut before it, or followed by more events: not clean
+        assert!(!clean(&[
+            "event: transcription.text.delta\ndata: {\"type\":\"transcription.text.delta\",\"text\":\"a\"}\n\n"
+        ]));
+        assert!(!clean(&[
+            "data: {\"type\":\"transcription.done\"}\n\n",
+            "data: {\"type\":\"transcription.text.delta\"}\n\n",
+        ]));
     }
 
     #[test]
