@@ -1,6 +1,7 @@
 """Drives mistral-cache with the official `mistralai` Python SDK.
 
-Plain chat, streaming chat and embeddings, each sent twice through the proxy;
+Plain chat, streaming chat, embeddings and audio transcriptions (multipart, whole
+and streamed), each sent twice through the proxy;
 the second of each must be answered from the cache: the fake upstream's call
 counter must not move, and the proxy's metrics must count the hits.
 
@@ -106,6 +107,42 @@ def main():
     assert len(second.data) == 2
     assert first.id == second.id, "the second embedding response was not the stored one"
     assert [d.embedding for d in first.data] == [d.embedding for d in second.data]
+
+    # A transcription is keyed on the form's content, not its random boundary: the
+    # same audio twice makes one upstream call, a different file makes another.
+    audio_a = bytes(range(256)) * 200
+    audio_b = bytes(range(128)) * 400
+
+    def transcribe(data):
+        return lambda: client.audio.transcriptions.complete(
+            model="voxtral-mini-latest",
+            file={"file_name": "a.mp3", "content": data, "content_type": "audio/mpeg"},
+            language="en",
+        )
+
+    first, second = twice("audio.transcriptions.complete", proxy, upstream, transcribe(audio_a))
+    assert first.text == second.text and first.text
+    before = upstream_calls(upstream)
+    other = transcribe(audio_b)()
+    assert upstream_calls(upstream) == before + 1, "a different audio file was served another file's transcription"
+    assert other.text != first.text
+    print("ok: audio.transcriptions.complete: a different file reaches the upstream")
+
+    # A streamed transcription ends with `transcription.done` (no `[DONE]`): stored
+    # whole and replayed event for event.
+    def stream_transcription():
+        events = []
+        with client.audio.transcriptions.stream(
+            model="voxtral-mini-latest",
+            file={"file_name": "s.wav", "content": audio_a, "content_type": "audio/wav"},
+        ) as stream:
+            for event in stream:
+                events.append(event.data.model_dump_json())
+        return events
+
+    first, second = twice("audio.transcriptions.stream", proxy, upstream, stream_transcription)
+    assert len(first) > 2 and "transcription.done" in first[-1], first
+    assert first == second, "the cached transcription stream differs from the live one"
 
     # A different API key must not see the first key's entries.
     other = Mistral(api_key="another-key-not-real", server_url=proxy)

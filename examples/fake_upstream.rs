@@ -8,7 +8,9 @@
 //!
 //! Routes: `POST /v1/chat/completions` (JSON, or SSE when `"stream": true`),
 //! `POST /v1/embeddings`, `GET /v1/models`, and `GET /_fake/calls`, which answers
-//! `{"total": N, "paths": {"POST /v1/chat/completions": N, ...}}`.
+//! `{"total": N, "paths": {"POST /v1/chat/completions": N, ...}}`. Every other path
+//! (files, batch jobs, audio transcriptions, ...) goes to
+//! [`FakeMistral`](mistral_tower::testing::FakeMistral).
 //! The first line on stdout is `listening on http://ADDR`.
 
 use std::collections::BTreeMap;
@@ -53,6 +55,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/_fake/calls", get(calls))
+        // Files, batch, audio, ...: the crate's fake Mistral API.
+        .fallback_service(mistral_tower::testing::FakeMistral::new().service())
         .with_state(fake.clone())
         .layer(axum::middleware::from_fn_with_state(fake, count));
     let listener = tokio::net::TcpListener::bind(&addr).await?;

@@ -37,7 +37,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::header::CACHE_CONTROL;
+use http::{HeaderValue, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -581,12 +582,20 @@ impl Batch<'_> {
     }
 
     /// Polls the job with backoff until its status is terminal
-    /// ([`BatchJobStatus::is_terminal`]) and returns it.
+    /// ([`BatchJobStatus::is_terminal`]) and returns it. Each poll carries
+    /// `Cache-Control: no-cache`, so a cache on the way refreshes instead of answering
+    /// with a stored status.
     pub async fn wait(&self, job_id: &str, options: WaitOptions) -> Result<BatchJob, Error> {
         let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
         let mut pause = options.initial;
+        let path = format!("/v1/batch/jobs/{}", path_segment(job_id));
         loop {
-            let job = self.get(job_id).await?.into_data();
+            // `no-cache`: a cache between here and the API (the crate's cache layer,
+            // the `mistral-cache` proxy) must not answer a poll with an old status.
+            let mut req = raw::empty_request(Method::GET, &path, "application/json")?;
+            req.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            let job = raw::call::<BatchJob>(self.client, req).await?.into_data();
             if job.status.is_terminal() {
                 return Ok(job);
             }

@@ -10,7 +10,8 @@ use super::ServerError;
 pub use crate::cache::CacheMode;
 
 /// The API routes the proxy caches by default (all `POST`): the deterministic
-/// completions, embeddings, classifiers, moderations, OCR and agents calls.
+/// completions, embeddings, classifiers, moderations, OCR, agents and audio
+/// transcription calls (a transcription's multipart form is keyed on its content).
 pub const DEFAULT_CACHED_PATHS: &[&str] = &[
     "/v1/chat/completions",
     "/v1/fim/completions",
@@ -21,6 +22,7 @@ pub const DEFAULT_CACHED_PATHS: &[&str] = &[
     "/v1/chat/classifications",
     "/v1/ocr",
     "/v1/agents/completions",
+    "/v1/audio/transcriptions",
 ];
 
 /// The path prefix of the proxy's own endpoints on the API port

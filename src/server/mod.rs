@@ -33,7 +33,8 @@
 //! # Endpoints
 //!
 //! - every method and path is forwarded upstream; `POST` to the paths of
-//!   [`CachedRoutes`] (chat, FIM, embeddings, classifiers, moderations, OCR, agents)
+//!   [`CachedRoutes`] (chat, FIM, embeddings, classifiers, moderations, OCR, agents,
+//!   audio transcriptions)
 //!   goes through the cache, with `x-cache` in the answer;
 //! - `GET /_mistral-cache/healthz` and `GET /_mistral-cache/metrics` (Prometheus
 //!   text), or `/healthz` and `/metrics` on [`Config::admin_listen`] when set.
