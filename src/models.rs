@@ -284,6 +284,7 @@ impl ModelFilter {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteModelResponse {
     /// The ID of the deleted model.
+    #[serde(default, deserialize_with = "null_default")]
     pub id: String,
     /// The object type that was deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]

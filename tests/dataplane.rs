@@ -188,6 +188,20 @@ async fn delete_answered_204_without_a_body_is_a_success() {
     assert_eq!(del.status().as_u16(), 204);
     assert!(del.deleted);
     assert_eq!(del.id, f.id);
+
+    // every delete: a scripted bodiless 204
+    let empty = || mistral_tower::testing::FakeResponse::json("").with_status(204);
+    let model = "ft:open-mistral-7b:abc123:20240101:def";
+    fake.push_for(format!("/v1/models/{model}"), empty());
+    let del = client.models().delete(model).await.unwrap();
+    assert!(del.deleted && del.id == model);
+    fake.push_for("/v1/batch/jobs/job-1", empty());
+    let del = client.batch().delete("job-1").await.unwrap();
+    assert!(del.deleted && del.id == "job-1");
+    fake.push_for("/v1/audio/voices/v-1", empty());
+    let del = client.audio().voices().delete("v-1").await.unwrap();
+    assert_eq!(del.id, "v-1");
+    assert_eq!(del.status().as_u16(), 204);
 }
 
 #[tokio::test]

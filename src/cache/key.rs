@@ -1026,4 +1026,44 @@ mod tests {
         let theirs = serde_json::to_vec(&v).unwrap();
         assert_eq!(String::from_utf8(ours).unwrap().len(), theirs.len());
     }
+
+    #[test]
+    fn a_multipart_form_is_keyed_on_its_content_not_its_boundary_or_order() {
+        let form = |boundary: &str, parts: &[(&str, &str)]| {
+            let mut body = String::new();
+            for (name, value) in parts {
+                body.push_str(&format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                ));
+            }
+            body.push_str(&format!("--{boundary}--\r\n"));
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}")
+                    .parse()
+                    .unwrap(),
+            );
+            (headers, body)
+        };
+        let key = |(headers, body): &(HeaderMap, String)| {
+            let uri: Uri = "/v1/audio/transcriptions".parse().unwrap();
+            DefaultKeyFn.key(&KeyInput {
+                method: &Method::POST,
+                uri: &uri,
+                headers,
+                body: body.as_bytes(),
+                namespace: "",
+                tenant: b"",
+            })
+        };
+        let a = form("aaa", &[("model", "v"), ("file_url", "https://x/a.mp3")]);
+        let b = form("bbbbbb", &[("file_url", "https://x/a.mp3"), ("model", "v")]);
+        let c = form("aaa", &[("model", "v"), ("file_url", "https://x/b.mp3")]);
+        assert_eq!(key(&a), key(&b));
+        assert_ne!(key(&a), key(&c));
+        // a malformed form is hashed raw: still a key, and not the same as a's
+        let broken = (a.0.clone(), a.1[..a.1.len() - 4].to_owned());
+        assert_ne!(key(&a), key(&broken));
+    }
 }

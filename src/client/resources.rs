@@ -195,12 +195,15 @@ impl Models<'_> {
             .await
     }
 
-    /// Deletes a fine-tuned model.
+    /// Deletes a fine-tuned model. A `204` without a body is a success.
     pub async fn delete(&self, id: &str) -> Result<ApiResponse<DeleteModelResponse>, Error> {
         let path = format!("/v1/models/{}", path_segment(id));
-        self.client
-            .send_json::<(), _>(Method::DELETE, &path, None)
-            .await
+        let req = crate::raw::empty_request(Method::DELETE, &path, "application/json")?;
+        let mut res: ApiResponse<DeleteModelResponse> = crate::raw::call(self.client, req).await?;
+        if res.id.is_empty() {
+            res.id = id.to_owned();
+        }
+        Ok(res)
     }
 
     /// Lists the models and keeps those matching the capability filter (the Go

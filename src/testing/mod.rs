@@ -75,6 +75,7 @@
 //! | `stream-error-event` | one event, then `event: error` with an error envelope |
 //! | `stream-bad-json` | one event, then a `data:` line that is not JSON |
 //! | `stream-endless` | an event every 10 ms forever (for cancellation) |
+//! | `delete-204` | `DELETE /v1/files/{id}` and `/v1/audio/voices/{id}` answer `204` without a body |
 //!
 //! # Endpoints
 //!
@@ -84,7 +85,18 @@
 //! `encoding_format: "base64"`), `GET /v1/models`, `GET|DELETE /v1/models/{id}`
 //! (404 `{"detail": ...}` for an unknown id), `POST /v1/moderations`,
 //! `/v1/chat/moderations`, `/v1/classifications`, `/v1/chat/classifications` and
-//! `POST /v1/ocr`. Anything else answers 404. Every response carries
+//! `POST /v1/ocr`.
+//!
+//! The data plane keeps state in memory: `POST|GET /v1/files` (multipart upload; list with
+//! filters and pages), `GET|DELETE /v1/files/{id}`, `GET /v1/files/{id}/content` (in
+//! chunks) and `/url`; `PATCH /v1/fine_tuning/models/{id}` and `POST|DELETE .../archive`;
+//! `POST|GET /v1/batch/jobs`, `GET|DELETE /v1/batch/jobs/{id}` and `POST .../cancel` (a job
+//! moves `QUEUED`, `RUNNING`, `SUCCESS` on successive looks, then has output and error files;
+//! requests whose `custom_id` starts with `fail` fail); `POST /v1/audio/transcriptions`
+//! (multipart; a text derived from the audio's bytes; streamed with `stream=true`, ending with
+//! `transcription.done`; `stream-truncated` and `stream-abort` cut it); `POST /v1/audio/speech`
+//! (whole or streamed) and `/v1/audio/voices` (three presets, create, get, update, delete,
+//! sample). Anything else answers 404. Every response carries
 //! `mistral-correlation-id: fake-<n>`, where `n` counts requests from 1.
 
 mod dataplane;
