@@ -733,7 +733,7 @@ impl Voices<'_> {
     pub async fn delete(&self, voice_id: &str) -> Result<ApiResponse<Voice>, Error> {
         let path = format!("/v1/audio/voices/{}", path_segment(voice_id));
         let req = raw::empty_request(Method::DELETE, &path, "application/json")?;
-        let mut res: ApiResponse<Voice> = raw::call(self.client, req).await?;
+        let mut res: ApiResponse<Voice> = raw::call_allow_empty(self.client, req).await?;
         if res.id.is_empty() {
             res.id = voice_id.to_owned();
         }
@@ -765,10 +765,17 @@ fn list_voices(
             let query = query.clone().offset(offset % limit + n * limit);
             Box::pin(async move { Ok(list_voices(client, query).await?.into_data()) })
         });
+        // Page `p` holds the voices from `offset % limit + p * limit`: counted from
+        // there, `total` is what lies past that first remainder.
+        let skew = offset % limit;
         Ok(res.map(|l| {
-            // Pages are counted from the query's offset, so `total` is what remains
-            // past the page boundary the offset falls in.
-            Page::new(l.items, Some(l.total), offset / limit, limit).with_fetch(fetch)
+            Page::new(
+                l.items,
+                Some(l.total.saturating_sub(skew)),
+                offset / limit,
+                limit,
+            )
+            .with_fetch(fetch)
         }))
     })
 }

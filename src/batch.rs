@@ -574,7 +574,8 @@ impl Batch<'_> {
     pub async fn delete(&self, job_id: &str) -> Result<ApiResponse<DeleteBatchJobResponse>, Error> {
         let path = format!("/v1/batch/jobs/{}", path_segment(job_id));
         let req = raw::empty_request(Method::DELETE, &path, "application/json")?;
-        let mut res: ApiResponse<DeleteBatchJobResponse> = raw::call(self.client, req).await?;
+        let mut res: ApiResponse<DeleteBatchJobResponse> =
+            raw::call_allow_empty(self.client, req).await?;
         if res.id.is_empty() {
             res.id = job_id.to_owned();
         }

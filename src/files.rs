@@ -413,7 +413,8 @@ pub struct Files<'a> {
 
 impl Files<'_> {
     /// Uploads a file (`POST /v1/files`, multipart). A file from a path or a stream is
-    /// streamed, so such a request is not retried.
+    /// streamed, so such a request is not retried; the client's total timeout covers
+    /// the whole upload (raise it with `ClientBuilder::timeout` for large files).
     pub async fn upload(&self, file: UploadFile) -> Result<ApiResponse<FileObject>, Error> {
         let req = raw::form_request(
             Method::POST,
@@ -442,7 +443,8 @@ impl Files<'_> {
     pub async fn delete(&self, file_id: &str) -> Result<ApiResponse<DeleteFileResponse>, Error> {
         let path = format!("/v1/files/{}", path_segment(file_id));
         let req = raw::empty_request(Method::DELETE, &path, "application/json")?;
-        let mut res: ApiResponse<DeleteFileResponse> = raw::call(self.client, req).await?;
+        let mut res: ApiResponse<DeleteFileResponse> =
+            raw::call_allow_empty(self.client, req).await?;
         if res.id.is_empty() {
             res.id = file_id.to_owned();
         }

@@ -508,7 +508,8 @@ impl Models<'_> {
         let archived = method == Method::POST;
         let path = format!("/v1/fine_tuning/models/{}/archive", path_segment(model_id));
         let req = raw::empty_request(method, &path, "application/json")?;
-        let mut res: ApiResponse<ArchiveModelResponse> = raw::call(self.client, req).await?;
+        let mut res: ApiResponse<ArchiveModelResponse> =
+            raw::call_allow_empty(self.client, req).await?;
         if res.id.is_empty() {
             res.id = model_id.to_owned();
         }

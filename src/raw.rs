@@ -65,10 +65,11 @@ pub(crate) async fn send_checked(
     Err(Error::from_status(parts.status, parts.headers, bytes))
 }
 
-/// Decodes a JSON answer. An empty body (a `204`, or a `200` without content) reads
-/// as `{}`, so delete answers without a body decode as success.
+/// Decodes a JSON answer. With `allow_empty`, an empty body (a `204`, or a `200`
+/// without content) reads as `{}`, so a delete answered without a body is a success.
 pub(crate) async fn json<T: DeserializeOwned>(
     res: Response<Body>,
+    allow_empty: bool,
 ) -> Result<ApiResponse<T>, Error> {
     let (parts, body) = res.into_parts();
     let bytes = match Limited::new(body, MAX_JSON_BODY).collect().await {
@@ -82,7 +83,7 @@ pub(crate) async fn json<T: DeserializeOwned>(
             return Err(err.with_response_meta(parts.status, parts.headers));
         }
     };
-    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+    let text: &[u8] = if allow_empty && bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         &bytes
@@ -98,7 +99,16 @@ pub(crate) async fn call<T: DeserializeOwned>(
     client: &Client,
     req: Request<Body>,
 ) -> Result<ApiResponse<T>, Error> {
-    json(send_checked(client, req).await?).await
+    json(send_checked(client, req).await?, false).await
+}
+
+/// Sends and decodes a JSON answer that may have no body (deletes, archive): an empty
+/// body reads as `{}`.
+pub(crate) async fn call_allow_empty<T: DeserializeOwned>(
+    client: &Client,
+    req: Request<Body>,
+) -> Result<ApiResponse<T>, Error> {
+    json(send_checked(client, req).await?, true).await
 }
 
 /// Sends a request to a streaming endpoint and returns its event stream; a JSON

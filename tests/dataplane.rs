@@ -670,6 +670,21 @@ mod audio {
         assert_eq!(page.total, Some(4));
         let all: Vec<_> = page.into_data().into_stream().try_collect().await.unwrap();
         assert_eq!(all.len(), 4);
+        // from an offset that is not a page boundary
+        let from_one = voices
+            .list(VoiceListQuery::new().limit(2).offset(1))
+            .await
+            .unwrap();
+        let rest: Vec<_> = from_one
+            .into_data()
+            .into_stream()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            rest.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(),
+            all[1..].iter().map(|v| v.id.as_str()).collect::<Vec<_>>()
+        );
         let custom = voices
             .list(
                 VoiceListQuery::new()

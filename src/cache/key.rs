@@ -106,6 +106,8 @@ impl HexKey {
 pub(crate) fn default_key_hex(input: &KeyInput<'_>) -> HexKey {
     let is_json = match input.headers.get(http::header::CONTENT_TYPE) {
         None => true,
+        // a form whose boundary happens to hold `json` is still a form
+        Some(v) if super::multipart::is_multipart_form(v) => false,
         Some(v) => {
             let v = v.as_bytes();
             // The usual value first, without the substring search.

@@ -199,7 +199,8 @@ impl Models<'_> {
     pub async fn delete(&self, id: &str) -> Result<ApiResponse<DeleteModelResponse>, Error> {
         let path = format!("/v1/models/{}", path_segment(id));
         let req = crate::raw::empty_request(Method::DELETE, &path, "application/json")?;
-        let mut res: ApiResponse<DeleteModelResponse> = crate::raw::call(self.client, req).await?;
+        let mut res: ApiResponse<DeleteModelResponse> =
+            crate::raw::call_allow_empty(self.client, req).await?;
         if res.id.is_empty() {
             res.id = id.to_owned();
         }

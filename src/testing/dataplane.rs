@@ -247,7 +247,7 @@ pub(super) fn endpoint(
                 None => not_found("Batch job", id),
             }
         }
-        ("POST", ["v1", "audio", "transcriptions"]) => transcribe(state, rec, scenario),
+        ("POST", ["v1", "audio", "transcriptions"]) => transcribe(rec, scenario),
         ("POST", ["v1", "audio", "speech"]) => speech(body),
         ("GET", ["v1", "audio", "voices"]) => {
             let q = query(rec);
@@ -614,8 +614,7 @@ fn transcription_text(parts: &[FormPart<'_>]) -> String {
     }
 }
 
-fn transcribe(state: &State, rec: &RecordedRequest, scenario: &str) -> Response {
-    let _ = state;
+fn transcribe(rec: &RecordedRequest, scenario: &str) -> Response {
     let Some(parts) = form(rec) else {
         return unprocessable("expected a multipart/form-data body");
     };
