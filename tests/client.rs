@@ -27,8 +27,8 @@ use mistral_tower::embeddings::{EmbeddingDtype, EmbeddingRequest, EncodingFormat
 use mistral_tower::fim::FimCompletionRequest;
 use mistral_tower::models::ModelFilter;
 use mistral_tower::ocr::{OcrDocument, OcrRequest};
-use mistral_tower::testing::FakeMistral;
 use mistral_tower::{Body, BoxError, Client, Error};
+use mistral_tower::testing::FakeMistral;
 use tower::{ServiceExt, service_fn};
 
 const KEY: &str = "test-key-0123456789";
@@ -325,13 +325,7 @@ async fn every_error_shape_is_typed() {
             Some("invalid_model"),
             Some("1500"),
         ),
-        (
-            "error-429-legacy",
-            429,
-            "Requests rate limit exceeded",
-            None,
-            None,
-        ),
+        ("error-429-legacy", 429, "Requests rate limit exceeded", None, None),
         (
             "error-429",
             429,
@@ -356,11 +350,7 @@ async fn every_error_shape_is_typed() {
         assert_eq!(api.code.as_deref(), code, "{scenario}");
         assert!(err.raw_body().is_some());
     }
-    let err = c
-        .chat()
-        .create(chat_req("error-validation"))
-        .await
-        .unwrap_err();
+    let err = c.chat().create(chat_req("error-validation")).await.unwrap_err();
     assert_eq!(err.api_error().unwrap().detail.len(), 2);
     let err = c.chat().create(chat_req("error-429")).await.unwrap_err();
     assert_eq!(err.api_error().unwrap().raw_status_code, Some(429));

@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use mistral_tower::server::Config;
-use mistral_tower::testing::FakeMistral;
 use proxy_support::{RunningProxy, guard};
+use mistral_tower::testing::FakeMistral;
 
 /// The shared in-process proxy, with a short graceful-shutdown bound.
 async fn start_proxy(upstream: &str, tweak: impl FnOnce(&mut Config)) -> RunningProxy {
