@@ -2,6 +2,7 @@
 //! but never answers (every operation ends in `CacheError::Timeout`), and Redis
 //! over TLS with a private CA (`rediss://` with `tls_ca_file=`), on servers the
 //! tests start themselves on free ports.
+#![cfg(any(feature = "redis", feature = "postgres", feature = "s3"))]
 
 mod support;
 

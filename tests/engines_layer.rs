@@ -120,6 +120,7 @@ where
 
 /// Repeats `req()` until the answer is a HIT (the store may finish after the
 /// response body ends); returns the hit's body.
+#[cfg(feature = "redis")]
 async fn until_hit<S, ResB>(svc: &S, req: impl Fn() -> Request<Body>) -> Bytes
 where
     S: Service<Request<Body>, Response = Response<ResB>> + Clone,
