@@ -3,8 +3,9 @@
 //!
 //! `UPDATE_README=1 cargo test --test api_coverage` rewrites the table.
 
-#[path = "support/spec.rs"]
-mod spec;
+mod support;
+
+use support::spec;
 
 use std::collections::{BTreeMap, BTreeSet};
 

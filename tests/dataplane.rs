@@ -1,8 +1,9 @@
 //! Files, models management, batch and audio against the fake, each request checked
 //! against the OpenAPI spec (JSON, multipart and query parameters).
 
-#[path = "support/spec.rs"]
-mod spec;
+mod support;
+
+use support::spec;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;

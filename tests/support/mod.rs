@@ -2,6 +2,7 @@
 //!
 //! - [`engine_suite`]: the engine contract suite and how to find the test servers.
 //! - [`proxy`] (feature `server`): the `mistral-cache` proxy run in-process.
+//! - [`spec`]: recorded requests and answers validated against the OpenAPI spec.
 //! - Here: the environment switches, the OpenAPI spec, and small HTTP helpers.
 //!
 //! The fake Mistral API itself is public: `mistral_tower::testing` (feature `testing`,
@@ -11,6 +12,7 @@
 pub mod engine_suite;
 #[cfg(feature = "server")]
 pub mod proxy;
+pub mod spec;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -1,43 +1,20 @@
-#![allow(dead_code, unreachable_pub)]
-//! The OpenAPI spec, found at run time (`MISTRAL_OPENAPI_SPEC`, else
-//! `../shared/mistral/openapi.yaml` beside the crate), and validation of recorded
-//! requests (JSON, multipart and query parameters) against it.
+//! Validation of recorded requests (JSON, multipart and query parameters) and of
+//! answers against the OpenAPI spec ([`super::openapi_spec`]).
 //!
-//! Tests call [`spec`] first: without the file they print
+//! Tests call [`spec`] first: without the spec they print
 //! `skipped: OpenAPI spec not found (set MISTRAL_OPENAPI_SPEC)` and return, unless
 //! `MISTRAL_TOWER_REQUIRE_SERVICES=1`, which makes a missing spec a failure.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use mistral_tower::cache::multipart::{boundary, parse_form};
 use mistral_tower::testing::RecordedRequest;
 use serde_json::{Map, Value, json};
 
-fn spec_path() -> PathBuf {
-    match std::env::var_os("MISTRAL_OPENAPI_SPEC") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/mistral/openapi.yaml"),
-    }
-}
-
-/// The spec, or `None` (after printing why) when it is absent and not required.
+/// The spec, or `None` (after printing why) when it is absent and not required
+/// (see [`super::openapi_spec`]).
 pub fn spec() -> Option<&'static Value> {
-    static SPEC: OnceLock<Option<Value>> = OnceLock::new();
-    let spec = SPEC.get_or_init(|| {
-        let text = std::fs::read_to_string(spec_path()).ok()?;
-        Some(serde_yaml::from_str(&text).expect("parse openapi.yaml"))
-    });
-    if spec.is_none() {
-        if std::env::var("MISTRAL_TOWER_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!(
-                "OpenAPI spec not found at {} and MISTRAL_TOWER_REQUIRE_SERVICES=1",
-                spec_path().display()
-            );
-        }
-        println!("skipped: OpenAPI spec not found (set MISTRAL_OPENAPI_SPEC)");
-    }
-    spec.as_ref()
+    super::openapi_spec()
 }
 
 /// The spec's components, where every object schema with `properties` and no word
