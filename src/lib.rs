@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod cache;
+pub mod cacheable;
 pub mod client;
 pub mod error;
 pub mod layers;

@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use mistral_tower::server::Config;
-use proxy_support::{RunningProxy, guard};
 use mistral_tower::testing::FakeMistral;
+use proxy_support::{RunningProxy, guard};
 
 /// The shared in-process proxy, with a short graceful-shutdown bound.
 async fn start_proxy(upstream: &str, tweak: impl FnOnce(&mut Config)) -> RunningProxy {
@@ -47,7 +47,7 @@ async fn a_client_leaving_mid_stream_drops_the_upstream_call() {
     let url = format!("{}/v1/chat/completions", proxy.url);
     let client = HyperClient::builder(TokioExecutor::new()).build_http();
     // Cached route (the cache tees the stream, no follower) and a bypass.
-    for (i, extra) in [vec![], vec![("cache-control", "no-store")]]
+    for (i, extra) in [vec![], vec![("x-cache-control", "no-store")]]
         .into_iter()
         .enumerate()
     {

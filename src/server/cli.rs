@@ -108,6 +108,9 @@ pub struct ServeArgs {
     /// Cache mode: read-write, read-only, write-only or replay-only.
     #[arg(long, env = "MISTRAL_CACHE_MODE", default_value = "read-write", value_parser = parse_cache_mode)]
     pub mode: CacheMode,
+    /// Also read the standard Cache-Control request header as cache directives (by default only x-cache-control is: HTTP libraries send Cache-Control on their own).
+    #[arg(long, env = "MISTRAL_CACHE_HONOR_CACHE_CONTROL", value_parser = BoolishValueParser::new())]
+    pub honor_cache_control: bool,
     /// Largest request body considered for caching (bigger ones are forwarded uncached), e.g. 8MiB.
     #[arg(long, env = "MISTRAL_CACHE_MAX_REQUEST_BODY", default_value = "8MiB", value_parser = parse_size)]
     pub max_request_body: usize,
@@ -156,6 +159,7 @@ impl ServeArgs {
             share_across_keys: self.share_across_keys,
             cached_routes,
             mode: self.mode,
+            honor_cache_control: self.honor_cache_control,
             max_request_body: self.max_request_body,
             max_entry_size: self.max_entry_size,
             timeout: self.timeout,
@@ -204,6 +208,7 @@ impl fmt::Debug for ServeArgs {
             .field("share_across_keys", &self.share_across_keys)
             .field("cache_paths", &self.cache_paths)
             .field("mode", &self.mode)
+            .field("honor_cache_control", &self.honor_cache_control)
             .field("max_request_body", &self.max_request_body)
             .field("max_entry_size", &self.max_entry_size)
             .field("timeout", &self.timeout)
