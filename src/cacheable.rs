@@ -19,7 +19,7 @@
 //! |---|---|
 //! | generation: `POST` chat, FIM, embeddings, moderations, classifications, OCR, audio transcription ([`GENERATION_PATHS`]) | yes, with the cache's TTL |
 //! | agents completions (`POST /v1/agents/completions`) | yes, for at most [`DEFAULT_AGENTS_TTL`] (an agent can be edited server-side) |
-//! | model listing (`GET /v1/models`) | only when the request sets its own TTL (`x-cache-ttl`) |
+//! | model listing (`GET /v1/models`) | only when the request sets its own TTL (`x-cache-ttl`, [`RequestOptions::ttl`](crate::RequestOptions::ttl)) |
 //! | everything else: models by id, files, batch, fine-tuning, conversations, agents CRUD, libraries, ... | never, whatever the method |
 //!
 //! A request carrying `Range` is never cached either.

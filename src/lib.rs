@@ -26,7 +26,7 @@ pub mod server;
 pub mod testing;
 
 pub use body::Body;
-pub use client::{ApiResponse, Client, ClientBuilder};
+pub use client::{ApiResponse, Client, ClientBuilder, RequestOptions};
 pub use error::Error;
 
 /// A boxed, type-erased error, the error type of every service in the stack.

@@ -259,7 +259,7 @@ impl ClientBuilder {
     /// [`DEFAULT_AGENTS_TTL`](crate::cacheable::DEFAULT_AGENTS_TTL)), never management
     /// calls (models, files, batch, fine-tuning, conversations, agents, libraries), and
     /// the model listing only when the call sets its own
-    /// TTL (`x-cache-ttl`): see [`crate::cacheable`].
+    /// [`ttl`](crate::RequestOptions::ttl): see [`crate::cacheable`].
     ///
     /// Entries are scoped to the configured API key (only a digest of it is kept),
     /// so two clients with different keys never share entries.
