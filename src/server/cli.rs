@@ -440,6 +440,10 @@ mod tests {
         assert_eq!(c.engine, "file://.mistral/cache");
         assert_eq!(c.cached_routes, CachedRoutes::default());
         assert_eq!(c.max_request_body, 8 << 20);
+        assert!(
+            !c.honor_cache_control,
+            "Cache-Control is ignored by default"
+        );
     }
 
     #[test]
@@ -456,6 +460,7 @@ mod tests {
             "--max-request-body",
             "64KiB",
             "--share-across-keys",
+            "--honor-cache-control",
         ])
         .unwrap();
         let Some(Command::Serve(args)) = cli.command else {
@@ -464,6 +469,7 @@ mod tests {
         let c = args.to_config().unwrap();
         assert_eq!(c.upstream, "http://127.0.0.1:7000");
         assert!(c.share_across_keys);
+        assert!(c.honor_cache_control);
         assert_eq!(c.mode, CacheMode::ReplayOnly);
         assert_eq!(c.max_request_body, 64 << 10);
         assert!(c.cached_routes.matches(&http::Method::POST, "/v1/x/y"));
