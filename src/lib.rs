@@ -26,6 +26,7 @@ pub mod server;
 pub mod testing;
 
 pub use body::Body;
+pub use cache::CacheStatus;
 pub use client::{ApiResponse, Client, ClientBuilder, RequestOptions};
 pub use error::Error;
 

@@ -122,9 +122,10 @@ impl RequestOptions {
         self.invalid.get_or_insert(message);
     }
 
-    /// Adds a query parameter (percent-encoded), after those already in the path.
-    pub fn query(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.query.push((key.into(), value.into()));
+    /// Adds a query parameter (percent-encoded), after those already in the path. Any
+    /// `Display` value works: `.query("page", 2)`, `.query("provider", "mistral")`.
+    pub fn query(mut self, key: impl fmt::Display, value: impl fmt::Display) -> Self {
+        self.query.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -297,12 +298,14 @@ mod tests {
     fn query_parameters_are_encoded_and_appended() {
         let opts = RequestOptions::new()
             .query("provider", "mistral")
-            .query("model", "a b&c=d/é");
+            .query("model", String::from("a b&c=d/é"));
         let req = applied(&opts, "/v1/models");
         assert_eq!(
             req.uri(),
             "/v1/models?provider=mistral&model=a%20b%26c%3Dd%2F%C3%A9"
         );
+        let req = applied(&RequestOptions::new().query("page", 2), "/v1/models?");
+        assert_eq!(req.uri(), "/v1/models?page=2");
         let req = applied(&opts, "/v1/models?x=1");
         assert_eq!(
             req.uri().query(),
