@@ -225,8 +225,8 @@ impl<E> CacheLayer<E> {
         })
     }
 
-    /// Sets the predicate only if none was chosen yet (used by the client and the
-    /// proxy to put the Mistral operation table in place of [`DefaultCacheable`]).
+    /// Sets the predicate only if none was chosen yet (used by the client's cache slot
+    /// to put the Mistral operation table in place of [`DefaultCacheable`]).
     pub(crate) fn cacheable_or(self, predicate: impl Cacheable) -> Self {
         if self.config.default_cacheable {
             self.cacheable(predicate)
