@@ -10,8 +10,8 @@ use http::StatusCode;
 use mistral_tower::chat::{ChatCompletionRequest, ChatMessage};
 use mistral_tower::error::TimeoutKind;
 use mistral_tower::layers::RetryConfig;
-use mistral_tower::{Client, ClientBuilder};
 use mistral_tower::testing::FakeMistral;
+use mistral_tower::{Client, ClientBuilder};
 
 fn builder(fake: &FakeMistral) -> ClientBuilder {
     Client::builder()

@@ -740,8 +740,7 @@ fn endpoint(shared: &Arc<Shared>, rec: &RecordedRequest, json: &Value, scenario:
                 "tool-call" => fixtures::TOOL_CALL_RESPONSE.to_owned(),
                 "prompt-cache" => fixtures::PROMPT_CACHE_RESPONSE.to_owned(),
                 "unknown-fields" => {
-                    let mut v: Value =
-                        serde_json::from_str(fixtures::CHAT_RESPONSE).unwrap();
+                    let mut v: Value = serde_json::from_str(fixtures::CHAT_RESPONSE).unwrap();
                     v["brand_new_field"] = json!({"nested": [1, 2, 3]});
                     v["choices"][0]["finish_reason"] = json!("brand_new_reason");
                     v["choices"][0]["message"]["future"] = json!(true);

@@ -14,7 +14,6 @@
 //! # Example
 //!
 //! ```
-//! # #[cfg(feature = "client")] {
 //! use mistral_tower::Client;
 //! use mistral_tower::chat::{ChatCompletionRequest, ChatMessage};
 //! use mistral_tower::testing::{FakeMistral, FakeResponse};
@@ -39,7 +38,6 @@
 //! assert_eq!(recorded.json()["messages"][0]["content"], "Capital of France?");
 //! assert_eq!(recorded.headers["authorization"], "Bearer test-key");
 //! # Ok(())
-//! # }
 //! # }
 //! ```
 //!
