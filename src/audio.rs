@@ -41,7 +41,7 @@ use http::Method;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::client::{ApiResponse, EventStream};
+use crate::client::{ApiResponse, EventStream, RequestOptions};
 use crate::common::{UsageInfo, null_default, setters, string_enum};
 use crate::files::Download;
 use crate::multipart::{Form, Part};
@@ -619,17 +619,27 @@ impl VoiceUpdateRequest {
 impl Client {
     /// Audio: transcriptions, speech and voices (`/v1/audio/...`).
     pub fn audio(&self) -> Audio<'_> {
-        Audio { client: self }
+        Audio {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
 }
 
 /// Audio: transcriptions, speech and voices (`/v1/audio/...`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Audio<'a> {
     client: &'a Client,
+    options: RequestOptions,
 }
 
 impl<'a> Audio<'a> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
+
     /// Transcribes audio (`POST /v1/audio/transcriptions`, multipart).
     pub async fn transcribe(
         &self,
@@ -641,7 +651,7 @@ impl<'a> Audio<'a> {
             req.into_form(false),
             "application/json",
         )?;
-        raw::call(self.client, req).await
+        raw::call(self.client, req, &self.options).await
     }
 
     /// Streams a transcription (`stream: true`): events until `transcription.done`,
@@ -656,7 +666,7 @@ impl<'a> Audio<'a> {
             req.into_form(true),
             "text/event-stream",
         )?;
-        raw::stream(self.client, req).await
+        raw::stream(self.client, req, &self.options).await
     }
 
     /// Generates speech (`POST /v1/audio/speech`). A `stream: Some(true)` is cleared.
@@ -668,7 +678,7 @@ impl<'a> Audio<'a> {
             req.stream = None;
         }
         self.client
-            .send_json(Method::POST, "/v1/audio/speech", Some(&req))
+            .send_json_with_options(Method::POST, "/v1/audio/speech", Some(&req), &self.options)
             .await
     }
 
@@ -679,34 +689,44 @@ impl<'a> Audio<'a> {
         mut req: SpeechRequest,
     ) -> Result<EventStream<SpeechStreamEvent>, Error> {
         req.stream = Some(true);
-        self.client.send_stream("/v1/audio/speech", &req).await
+        self.client
+            .send_stream_with_options("/v1/audio/speech", &req, &self.options)
+            .await
     }
 
-    /// Voices (`/v1/audio/voices`).
+    /// Voices (`/v1/audio/voices`), with this handle's options.
     pub fn voices(&self) -> Voices<'a> {
         Voices {
             client: self.client,
+            options: self.options.clone(),
         }
     }
 }
 
 /// Voices (`/v1/audio/voices`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Voices<'a> {
     client: &'a Client,
+    options: RequestOptions,
 }
 
 impl Voices<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
+
     /// Lists voices (`GET /v1/audio/voices`): one page, whose
     /// [`into_stream`](Page::into_stream) walks every following page.
     pub async fn list(&self, query: VoiceListQuery) -> Result<ApiResponse<Page<Voice>>, Error> {
-        list_voices(self.client.clone(), query).await
+        list_voices(self.client.clone(), query, self.options.clone()).await
     }
 
     /// Creates a custom voice (`POST /v1/audio/voices`).
     pub async fn create(&self, req: &VoiceCreateRequest) -> Result<ApiResponse<Voice>, Error> {
         self.client
-            .send_json(Method::POST, "/v1/audio/voices", Some(req))
+            .send_json_with_options(Method::POST, "/v1/audio/voices", Some(req), &self.options)
             .await
     }
 
@@ -714,7 +734,7 @@ impl Voices<'_> {
     pub async fn get(&self, voice_id: &str) -> Result<ApiResponse<Voice>, Error> {
         let path = format!("/v1/audio/voices/{}", path_segment(voice_id));
         self.client
-            .send_json::<(), _>(Method::GET, &path, None)
+            .send_json_with_options::<(), _>(Method::GET, &path, None, &self.options)
             .await
     }
 
@@ -725,7 +745,9 @@ impl Voices<'_> {
         req: &VoiceUpdateRequest,
     ) -> Result<ApiResponse<Voice>, Error> {
         let path = format!("/v1/audio/voices/{}", path_segment(voice_id));
-        self.client.send_json(Method::PATCH, &path, Some(req)).await
+        self.client
+            .send_json_with_options(Method::PATCH, &path, Some(req), &self.options)
+            .await
     }
 
     /// Deletes a voice (`DELETE /v1/audio/voices/{voice_id}`); answers the deleted
@@ -733,7 +755,8 @@ impl Voices<'_> {
     pub async fn delete(&self, voice_id: &str) -> Result<ApiResponse<Voice>, Error> {
         let path = format!("/v1/audio/voices/{}", path_segment(voice_id));
         let req = raw::empty_request(Method::DELETE, &path, "application/json")?;
-        let mut res: ApiResponse<Voice> = raw::call_allow_empty(self.client, req).await?;
+        let mut res: ApiResponse<Voice> =
+            raw::call_allow_empty(self.client, req, &self.options).await?;
         if res.id.is_empty() {
             res.id = voice_id.to_owned();
         }
@@ -745,17 +768,20 @@ impl Voices<'_> {
     pub async fn sample(&self, voice_id: &str) -> Result<Download, Error> {
         let path = format!("/v1/audio/voices/{}/sample", path_segment(voice_id));
         let req = raw::empty_request(Method::GET, &path, "audio/wav")?;
-        Ok(Download::new(raw::send_checked(self.client, req).await?))
+        Ok(Download::new(
+            raw::send_checked(self.client, req, &self.options).await?,
+        ))
     }
 }
 
 fn list_voices(
     client: Client,
     query: VoiceListQuery,
+    options: RequestOptions,
 ) -> BoxFuture<Result<ApiResponse<Page<Voice>>, Error>> {
     Box::pin(async move {
         let res: ApiResponse<VoiceList> = client
-            .send_json::<(), _>(Method::GET, &query.to_path(), None)
+            .send_json_with_options::<(), _>(Method::GET, &query.to_path(), None, &options)
             .await?;
         let limit = query.limit.unwrap_or(10).max(1);
         let offset = query.offset.unwrap_or(0);
@@ -763,7 +789,8 @@ fn list_voices(
             let client = client.clone();
             // page `n` of this query: `n` pages of `limit` after the first offset
             let query = query.clone().offset(offset % limit + n * limit);
-            Box::pin(async move { Ok(list_voices(client, query).await?.into_data()) })
+            let options = options.clone();
+            Box::pin(async move { Ok(list_voices(client, query, options).await?.into_data()) })
         });
         // Page `p` holds the voices from `offset % limit + p * limit`: counted from
         // there, `total` is what lies past that first remainder.

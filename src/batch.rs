@@ -37,13 +37,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::CACHE_CONTROL;
-use http::{HeaderValue, Method, StatusCode};
+use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::client::ApiResponse;
+use crate::client::{ApiResponse, RequestOptions};
 use crate::common::{null_default, setters, string_enum};
 use crate::error::{ApiError, TimeoutError, TimeoutKind};
 use crate::pagination::{BoxFuture, Fetch, Page, Query, path_segment};
@@ -518,38 +517,48 @@ impl<T: DeserializeOwned> BatchResult<T> {
 impl Client {
     /// Batch inference (`/v1/batch/jobs`).
     pub fn batch(&self) -> Batch<'_> {
-        Batch { client: self }
+        Batch {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
 }
 
 /// Batch inference (`/v1/batch/jobs`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Batch<'a> {
     client: &'a Client,
+    options: RequestOptions,
 }
 
 impl Batch<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
+
     /// Creates a job (`POST /v1/batch/jobs`).
     pub async fn create(
         &self,
         req: &CreateBatchJobRequest,
     ) -> Result<ApiResponse<BatchJob>, Error> {
         self.client
-            .send_json(Method::POST, "/v1/batch/jobs", Some(req))
+            .send_json_with_options(Method::POST, "/v1/batch/jobs", Some(req), &self.options)
             .await
     }
 
     /// Lists jobs (`GET /v1/batch/jobs`): one page, whose
     /// [`into_stream`](Page::into_stream) walks every following page.
     pub async fn list(&self, query: BatchListQuery) -> Result<ApiResponse<Page<BatchJob>>, Error> {
-        list_page(self.client.clone(), query).await
+        list_page(self.client.clone(), query, self.options.clone()).await
     }
 
     /// Gets a job (`GET /v1/batch/jobs/{job_id}`).
     pub async fn get(&self, job_id: &str) -> Result<ApiResponse<BatchJob>, Error> {
         let path = format!("/v1/batch/jobs/{}", path_segment(job_id));
         self.client
-            .send_json::<(), _>(Method::GET, &path, None)
+            .send_json_with_options::<(), _>(Method::GET, &path, None, &self.options)
             .await
     }
 
@@ -558,7 +567,7 @@ impl Batch<'_> {
     pub async fn get_inline(&self, job_id: &str) -> Result<ApiResponse<BatchJob>, Error> {
         let path = format!("/v1/batch/jobs/{}?inline=true", path_segment(job_id));
         self.client
-            .send_json::<(), _>(Method::GET, &path, None)
+            .send_json_with_options::<(), _>(Method::GET, &path, None, &self.options)
             .await
     }
 
@@ -566,7 +575,7 @@ impl Batch<'_> {
     pub async fn cancel(&self, job_id: &str) -> Result<ApiResponse<BatchJob>, Error> {
         let path = format!("/v1/batch/jobs/{}/cancel", path_segment(job_id));
         let req = raw::empty_request(Method::POST, &path, "application/json")?;
-        raw::call(self.client, req).await
+        raw::call(self.client, req, &self.options).await
     }
 
     /// Deletes a job (`DELETE /v1/batch/jobs/{job_id}`). A `204` without a body is a
@@ -575,7 +584,7 @@ impl Batch<'_> {
         let path = format!("/v1/batch/jobs/{}", path_segment(job_id));
         let req = raw::empty_request(Method::DELETE, &path, "application/json")?;
         let mut res: ApiResponse<DeleteBatchJobResponse> =
-            raw::call_allow_empty(self.client, req).await?;
+            raw::call_allow_empty(self.client, req, &self.options).await?;
         if res.id.is_empty() {
             res.id = job_id.to_owned();
         }
@@ -583,20 +592,13 @@ impl Batch<'_> {
     }
 
     /// Polls the job with backoff until its status is terminal
-    /// ([`BatchJobStatus::is_terminal`]) and returns it. Each poll carries
-    /// `Cache-Control: no-cache`, so a cache on the way refreshes instead of answering
-    /// with a stored status.
+    /// ([`BatchJobStatus::is_terminal`]) and returns it. (Batch calls are never cached:
+    /// see [`cacheable`](crate::cacheable).)
     pub async fn wait(&self, job_id: &str, options: WaitOptions) -> Result<BatchJob, Error> {
         let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
         let mut pause = options.initial;
-        let path = format!("/v1/batch/jobs/{}", path_segment(job_id));
         loop {
-            // `no-cache`: a cache between here and the API (the crate's cache layer,
-            // the `mistral-cache` proxy) must not answer a poll with an old status.
-            let mut req = raw::empty_request(Method::GET, &path, "application/json")?;
-            req.headers_mut()
-                .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            let job = raw::call::<BatchJob>(self.client, req).await?.into_data();
+            let job = self.get(job_id).await?.into_data();
             if job.status.is_terminal() {
                 return Ok(job);
             }
@@ -623,7 +625,14 @@ impl Batch<'_> {
     ) -> Result<Vec<BatchResult<T>>, Error> {
         let mut out = Vec::new();
         for file in [&job.output_file, &job.error_file].into_iter().flatten() {
-            let bytes = self.client.files().download(file).await?.bytes().await?;
+            let bytes = self
+                .client
+                .files()
+                .with_options(self.options.clone())
+                .download(file)
+                .await?
+                .bytes()
+                .await?;
             let lines = BatchResult::<T>::parse_jsonl(&bytes).map_err(|e| {
                 Error::decode(e, bytes.clone())
                     .with_response_meta(StatusCode::OK, Default::default())
@@ -637,17 +646,19 @@ impl Batch<'_> {
 fn list_page(
     client: Client,
     query: BatchListQuery,
+    options: RequestOptions,
 ) -> BoxFuture<Result<ApiResponse<Page<BatchJob>>, Error>> {
     Box::pin(async move {
         let res: ApiResponse<BatchJobList> = client
-            .send_json::<(), _>(Method::GET, &query.to_path(), None)
+            .send_json_with_options::<(), _>(Method::GET, &query.to_path(), None, &options)
             .await?;
         let page = query.page.unwrap_or(0);
         let page_size = query.page_size.unwrap_or(100);
         let fetch: Fetch<BatchJob> = Arc::new(move |n| {
             let client = client.clone();
             let query = query.clone().page(n);
-            Box::pin(async move { Ok(list_page(client, query).await?.into_data()) })
+            let options = options.clone();
+            Box::pin(async move { Ok(list_page(client, query, options).await?.into_data()) })
         });
         Ok(res.map(|l| Page::new(l.data, l.total, page, page_size).with_fetch(fetch)))
     })

@@ -28,7 +28,7 @@ use futures_core::Stream;
 use http::{HeaderMap, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::client::ApiResponse;
+use crate::client::{ApiResponse, RequestOptions};
 use crate::common::{null_default, string_enum};
 use crate::multipart::{Form, Part};
 use crate::pagination::{BoxFuture, Fetch, Page, Query, path_segment};
@@ -401,17 +401,27 @@ use http_body::Body as _;
 impl Client {
     /// Files (`/v1/files`).
     pub fn files(&self) -> Files<'_> {
-        Files { client: self }
+        Files {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
 }
 
 /// Files (`/v1/files`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Files<'a> {
     client: &'a Client,
+    options: RequestOptions,
 }
 
 impl Files<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
+
     /// Uploads a file (`POST /v1/files`, multipart). A file from a path or a stream is
     /// streamed, so such a request is not retried; the client's total timeout covers
     /// the whole upload (raise it with `ClientBuilder::timeout` for large files).
@@ -422,20 +432,20 @@ impl Files<'_> {
             file.into_form(),
             "application/json",
         )?;
-        raw::call(self.client, req).await
+        raw::call(self.client, req, &self.options).await
     }
 
     /// Lists files (`GET /v1/files`): one page, whose
     /// [`into_stream`](Page::into_stream) walks every following page.
     pub async fn list(&self, query: FileListQuery) -> Result<ApiResponse<Page<FileObject>>, Error> {
-        list_page(self.client.clone(), query).await
+        list_page(self.client.clone(), query, self.options.clone()).await
     }
 
     /// Retrieves a file's metadata (`GET /v1/files/{file_id}`).
     pub async fn get(&self, file_id: &str) -> Result<ApiResponse<FileObject>, Error> {
         let path = format!("/v1/files/{}", path_segment(file_id));
         let req = raw::empty_request(Method::GET, &path, "application/json")?;
-        raw::call(self.client, req).await
+        raw::call(self.client, req, &self.options).await
     }
 
     /// Deletes a file (`DELETE /v1/files/{file_id}`). A `204` without a body is a
@@ -444,7 +454,7 @@ impl Files<'_> {
         let path = format!("/v1/files/{}", path_segment(file_id));
         let req = raw::empty_request(Method::DELETE, &path, "application/json")?;
         let mut res: ApiResponse<DeleteFileResponse> =
-            raw::call_allow_empty(self.client, req).await?;
+            raw::call_allow_empty(self.client, req, &self.options).await?;
         if res.id.is_empty() {
             res.id = file_id.to_owned();
         }
@@ -456,7 +466,9 @@ impl Files<'_> {
     pub async fn download(&self, file_id: &str) -> Result<Download, Error> {
         let path = format!("/v1/files/{}/content", path_segment(file_id));
         let req = raw::empty_request(Method::GET, &path, "application/octet-stream")?;
-        Ok(Download::new(raw::send_checked(self.client, req).await?))
+        Ok(Download::new(
+            raw::send_checked(self.client, req, &self.options).await?,
+        ))
     }
 
     /// A signed URL to download the file (`GET /v1/files/{file_id}/url`), valid for
@@ -470,23 +482,25 @@ impl Files<'_> {
         q.opt("expiry", expiry_hours);
         let path = q.to_path(&format!("/v1/files/{}/url", path_segment(file_id)));
         let req = raw::empty_request(Method::GET, &path, "application/json")?;
-        raw::call(self.client, req).await
+        raw::call(self.client, req, &self.options).await
     }
 }
 
 fn list_page(
     client: Client,
     query: FileListQuery,
+    options: RequestOptions,
 ) -> BoxFuture<Result<ApiResponse<Page<FileObject>>, Error>> {
     Box::pin(async move {
         let req = raw::empty_request(Method::GET, &query.to_path(), "application/json")?;
-        let res: ApiResponse<FileList> = raw::call(&client, req).await?;
+        let res: ApiResponse<FileList> = raw::call(&client, req, &options).await?;
         let page = query.page.unwrap_or(0);
         let page_size = query.page_size.unwrap_or(100);
         let fetch: Fetch<FileObject> = Arc::new(move |n| {
             let client = client.clone();
             let query = query.clone().page(n);
-            Box::pin(async move { Ok(list_page(client, query).await?.into_data()) })
+            let options = options.clone();
+            Box::pin(async move { Ok(list_page(client, query, options).await?.into_data()) })
         });
         Ok(res.map(|l| Page::new(l.data, l.total, page, page_size).with_fetch(fetch)))
     })

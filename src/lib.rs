@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod cache;
+pub mod cacheable;
 pub mod client;
 pub mod error;
 pub mod layers;
@@ -31,7 +32,8 @@ pub mod server;
 pub mod testing;
 
 pub use body::Body;
-pub use client::{ApiResponse, Client, ClientBuilder};
+pub use cache::CacheStatus;
+pub use client::{ApiResponse, Client, ClientBuilder, RequestOptions};
 pub use error::Error;
 
 /// A boxed, type-erased error, the error type of every service in the stack.

@@ -468,7 +468,7 @@ impl Models<'_> {
     /// Lists the models with the `provider` and `model` query parameters.
     pub async fn list_with(&self, query: &ModelListQuery) -> Result<ApiResponse<ModelList>, Error> {
         self.client
-            .send_json::<(), _>(Method::GET, &query.to_path(), None)
+            .send_json_with_options::<(), _>(Method::GET, &query.to_path(), None, &self.options)
             .await
     }
 
@@ -480,7 +480,9 @@ impl Models<'_> {
         req: &UpdateModelRequest,
     ) -> Result<ApiResponse<FineTunedModel>, Error> {
         let path = format!("/v1/fine_tuning/models/{}", path_segment(model_id));
-        self.client.send_json(Method::PATCH, &path, Some(req)).await
+        self.client
+            .send_json_with_options(Method::PATCH, &path, Some(req), &self.options)
+            .await
     }
 
     /// Archives a fine-tuned model (`POST /v1/fine_tuning/models/{model_id}/archive`).
@@ -509,7 +511,7 @@ impl Models<'_> {
         let path = format!("/v1/fine_tuning/models/{}/archive", path_segment(model_id));
         let req = raw::empty_request(method, &path, "application/json")?;
         let mut res: ApiResponse<ArchiveModelResponse> =
-            raw::call_allow_empty(self.client, req).await?;
+            raw::call_allow_empty(self.client, req, &self.options).await?;
         if res.id.is_empty() {
             res.id = model_id.to_owned();
         }

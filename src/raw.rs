@@ -7,7 +7,7 @@ use http::{HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
 
-use crate::client::{ApiResponse, EventStream};
+use crate::client::{ApiResponse, EventStream, RequestOptions};
 use crate::multipart::Form;
 use crate::{Body, Client, Error};
 
@@ -48,12 +48,14 @@ pub(crate) fn empty_request(
         .map_err(Error::request)
 }
 
-/// Sends through the stack; a non-success status becomes an [`Error`].
+/// Sends through the stack with the call's options; a non-success status becomes an
+/// [`Error`].
 pub(crate) async fn send_checked(
     client: &Client,
     req: Request<Body>,
+    options: &RequestOptions,
 ) -> Result<Response<Body>, Error> {
-    let res = client.send(req).await?;
+    let res = client.send_with_options(req, options).await?;
     if res.status().is_success() {
         return Ok(res);
     }
@@ -98,8 +100,9 @@ pub(crate) async fn json<T: DeserializeOwned>(
 pub(crate) async fn call<T: DeserializeOwned>(
     client: &Client,
     req: Request<Body>,
+    options: &RequestOptions,
 ) -> Result<ApiResponse<T>, Error> {
-    json(send_checked(client, req).await?, false).await
+    json(send_checked(client, req, options).await?, false).await
 }
 
 /// Sends and decodes a JSON answer that may have no body (deletes, archive): an empty
@@ -107,8 +110,9 @@ pub(crate) async fn call<T: DeserializeOwned>(
 pub(crate) async fn call_allow_empty<T: DeserializeOwned>(
     client: &Client,
     req: Request<Body>,
+    options: &RequestOptions,
 ) -> Result<ApiResponse<T>, Error> {
-    json(send_checked(client, req).await?, true).await
+    json(send_checked(client, req, options).await?, true).await
 }
 
 /// Sends a request to a streaming endpoint and returns its event stream; a JSON
@@ -116,8 +120,9 @@ pub(crate) async fn call_allow_empty<T: DeserializeOwned>(
 pub(crate) async fn stream<T: DeserializeOwned>(
     client: &Client,
     req: Request<Body>,
+    options: &RequestOptions,
 ) -> Result<EventStream<T>, Error> {
-    let res = send_checked(client, req).await?;
+    let res = send_checked(client, req, options).await?;
     let (parts, body) = res.into_parts();
     let is_json = parts
         .headers

@@ -393,6 +393,17 @@ impl<T> EventStream<T> {
         &self.headers
     }
 
+    /// What a cache on the way did (the `x-cache` header), as
+    /// [`ApiResponse::cache_status`](crate::ApiResponse::cache_status).
+    pub fn cache_status(&self) -> Option<crate::cache::CacheStatus> {
+        crate::client::cache_status(&self.headers)
+    }
+
+    /// How long ago a replayed stream was stored (the `age` header of a hit).
+    pub fn age(&self) -> Option<std::time::Duration> {
+        crate::client::age(&self.headers)
+    }
+
     /// The `mistral-correlation-id` response header.
     pub fn correlation_id(&self) -> Option<&str> {
         self.headers.get(CORRELATION_ID_HEADER)?.to_str().ok()

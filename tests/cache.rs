@@ -848,7 +848,7 @@ async fn only_if_cached_no_cache_and_no_store() {
 
     let res = send(with_header(
         post("/x", "{}"),
-        "cache-control",
+        "x-cache-control",
         "only-if-cached",
     ))
     .await
@@ -860,13 +860,13 @@ async fn only_if_cached_no_cache_and_no_store() {
     assert_eq!(err["code"], "only_if_cached");
     assert!(err["message"].as_str().unwrap().contains("only-if-cached"));
 
-    let res = send(with_header(post("/x", "{}"), "cache-control", "no-store"))
+    let res = send(with_header(post("/x", "{}"), "x-cache-control", "no-store"))
         .await
         .unwrap();
     assert_eq!(x_cache(&res), "BYPASS");
     let res = send(with_header(
         post("/x", "{}"),
-        "cache-control",
+        "x-cache-control",
         "only-if-cached",
     ))
     .await
@@ -881,14 +881,14 @@ async fn only_if_cached_no_cache_and_no_store() {
     assert_eq!(body_string(res.into_body()).await, "{\"call\":2}");
     let res = send(with_header(
         post("/x", "{}"),
-        "cache-control",
+        "x-cache-control",
         "only-if-cached",
     ))
     .await
     .unwrap();
     assert_eq!(x_cache(&res), "HIT");
 
-    let res = send(with_header(post("/x", "{}"), "cache-control", "no-cache"))
+    let res = send(with_header(post("/x", "{}"), "x-cache-control", "no-cache"))
         .await
         .unwrap();
     assert_eq!(x_cache(&res), "REFRESH");
@@ -901,7 +901,7 @@ async fn only_if_cached_no_cache_and_no_store() {
         "refresh was stored"
     );
     // A refresh right after a refresh still calls upstream.
-    let res = send(with_header(post("/x", "{}"), "cache-control", "no-cache"))
+    let res = send(with_header(post("/x", "{}"), "x-cache-control", "no-cache"))
         .await
         .unwrap();
     assert_eq!(x_cache(&res), "REFRESH");
@@ -937,7 +937,7 @@ async fn answers_are_shared_while_the_entry_is_written_but_not_for_refreshes() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let res = svc
         .clone()
-        .oneshot(with_header(post("/x", "{}"), "cache-control", "no-cache"))
+        .oneshot(with_header(post("/x", "{}"), "x-cache-control", "no-cache"))
         .await
         .unwrap();
     assert_eq!(x_cache(&res), "REFRESH");
@@ -961,13 +961,21 @@ async fn max_age_and_ttl_use_the_clock() {
 
     drain(send(post("/x", "{}")).await.unwrap()).await;
     now.fetch_add(30_000, SeqCst);
-    let res = send(with_header(post("/x", "{}"), "cache-control", "max-age=40"))
-        .await
-        .unwrap();
+    let res = send(with_header(
+        post("/x", "{}"),
+        "x-cache-control",
+        "max-age=40",
+    ))
+    .await
+    .unwrap();
     assert_eq!(x_cache(&res), "HIT");
-    let res = send(with_header(post("/x", "{}"), "cache-control", "max-age=20"))
-        .await
-        .unwrap();
+    let res = send(with_header(
+        post("/x", "{}"),
+        "x-cache-control",
+        "max-age=20",
+    ))
+    .await
+    .unwrap();
     assert_eq!(x_cache(&res), "MISS", "entry older than max-age was served");
     body_string(res.into_body()).await;
 
@@ -990,7 +998,7 @@ async fn max_age_and_ttl_use_the_clock() {
     body_string(res.into_body()).await;
     let res = send(with_header(
         post("/z", "{}"),
-        "cache-control",
+        "x-cache-control",
         "max-age=18446744073709551615",
     ))
     .await
@@ -1011,14 +1019,14 @@ async fn max_age_and_ttl_use_the_clock() {
 #[tokio::test]
 async fn control_headers_are_removed_before_forwarding() {
     let inner = tower::service_fn(|req: Req| async move {
-        for h in ["cache-control", "x-cache-ttl", "x-cache-namespace"] {
+        for h in ["x-cache-control", "x-cache-ttl", "x-cache-namespace"] {
             assert!(req.headers().get(h).is_none(), "{h} was forwarded");
         }
         assert_eq!(req.headers()["x-other"], "kept");
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
     });
     let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(inner);
-    let mut r = with_header(post("/x", "{}"), "cache-control", "no-cache");
+    let mut r = with_header(post("/x", "{}"), "x-cache-control", "no-cache");
     r = with_header(r, "x-cache-ttl", "5");
     r = with_header(r, "x-cache-namespace", "n");
     r = with_header(r, "x-other", "kept");
@@ -1439,6 +1447,183 @@ async fn a_bit_flip_written_through_set_is_rejected_by_the_memory_fast_path() {
         drain(res).await;
         assert_eq!(calls.load(SeqCst), 2);
         memory.delete(&key).await.unwrap();
+    }
+}
+
+// ------------------------------------------------ own directives vs. Cache-Control
+
+#[tokio::test]
+async fn the_standard_cache_control_is_ignored_unless_honored() {
+    // httpx-sse sends `Cache-Control: no-store` on every stream: by default it is
+    // neither a bypass nor consumed (it reaches upstream untouched).
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let (c, s) = (calls.clone(), seen.clone());
+    let inner = tower::service_fn(move |req: Req| {
+        let n = c.fetch_add(1, SeqCst) + 1;
+        if req.headers().get("cache-control").is_some() {
+            s.fetch_add(1, SeqCst);
+        }
+        async move {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                "{{\"call\":{n}}}"
+            )))))
+        }
+    });
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(inner.clone());
+    for expected in ["MISS", "HIT"] {
+        let res = svc
+            .clone()
+            .oneshot(with_header(post("/x", "{}"), "cache-control", "no-store"))
+            .await
+            .unwrap();
+        assert_eq!(x_cache(&res), expected);
+        drain(res).await;
+    }
+    assert_eq!(calls.load(SeqCst), 1);
+    assert_eq!(seen.load(SeqCst), 1, "forwarded as is");
+
+    let honoring = CacheLayer::new(MemoryEngine::new(1 << 20))
+        .honor_cache_control(true)
+        .layer(inner);
+    for _ in 0..2 {
+        let res = honoring
+            .clone()
+            .oneshot(with_header(post("/x", "{}"), "cache-control", "no-store"))
+            .await
+            .unwrap();
+        assert_eq!(x_cache(&res), "BYPASS");
+        drain(res).await;
+    }
+    assert_eq!(calls.load(SeqCst), 3);
+    assert_eq!(seen.load(SeqCst), 1, "consumed when honored");
+}
+
+#[tokio::test]
+async fn directives_that_do_not_parse_are_a_400_naming_the_header() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc =
+        CacheLayer::new(MemoryEngine::new(1 << 20)).layer(counting(calls.clone(), StatusCode::OK));
+    let cases: [(&'static str, &[u8]); 7] = [
+        ("x-cache-ttl", b"1.5"),
+        ("x-cache-ttl", b"-1"),
+        ("x-cache-ttl", b"forever"),
+        ("x-cache-control", b"no-cache, stale-if-error"),
+        ("x-cache-control", b"max-age=1.5"),
+        ("x-cache-namespace", b"\xff\xfe"),
+        ("x-cache-namespace", b" "),
+    ];
+    for (name, value) in cases {
+        let mut req = post("/x", "{}");
+        req.headers_mut()
+            .insert(name, http::HeaderValue::from_bytes(value).unwrap());
+        let res = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{name}: {value:?}");
+        let err: serde_json::Value =
+            serde_json::from_str(&body_string(res.into_body()).await).unwrap();
+        let message = err["message"].as_str().unwrap();
+        assert!(message.contains(name), "{message}");
+        assert_eq!(err["code"], "invalid_cache_directive");
+    }
+    assert_eq!(calls.load(SeqCst), 0, "upstream was called");
+    // The forms of --ttl are accepted.
+    let res = svc
+        .clone()
+        .oneshot(with_header(post("/x", "{}"), "x-cache-ttl", "10s"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    drain(res).await;
+}
+
+#[tokio::test]
+async fn a_utf8_namespace_is_its_own_namespace() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc =
+        CacheLayer::new(MemoryEngine::new(1 << 20)).layer(counting(calls.clone(), StatusCode::OK));
+    drain(svc.clone().oneshot(post("/x", "{}")).await.unwrap()).await;
+    let ns = |name: &str| {
+        let mut req = post("/x", "{}");
+        req.headers_mut().insert(
+            "x-cache-namespace",
+            http::HeaderValue::from_bytes(name.as_bytes()).unwrap(),
+        );
+        req
+    };
+    let res = svc.clone().oneshot(ns("équipe")).await.unwrap();
+    assert_eq!(x_cache(&res), "MISS", "fell back to the default namespace");
+    drain(res).await;
+    let res = svc.clone().oneshot(ns("équipe")).await.unwrap();
+    assert_eq!(x_cache(&res), "HIT");
+    drain(res).await;
+    let res = svc.oneshot(ns("equipe")).await.unwrap();
+    assert_eq!(x_cache(&res), "MISS");
+    drain(res).await;
+    assert_eq!(calls.load(SeqCst), 3);
+}
+
+#[tokio::test]
+async fn only_if_cached_never_calls_upstream_even_for_a_bypassed_request() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc =
+        CacheLayer::new(MemoryEngine::new(1 << 20)).layer(counting(calls.clone(), StatusCode::OK));
+    let mut req = with_header(post("/x", "{}"), "x-cache-control", "only-if-cached");
+    *req.method_mut() = http::Method::DELETE;
+    let res = svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    let req = with_header(
+        post("/x", "{}"),
+        "x-cache-control",
+        "only-if-cached, no-store",
+    );
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(calls.load(SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_predicate_bounds_or_requires_the_ttl() {
+    use mistral_tower::cache::{Cacheable, Storage};
+    struct Rule;
+    impl Cacheable for Rule {
+        fn is_cacheable(&self, _: &http::request::Parts) -> bool {
+            true
+        }
+        fn storage(&self, parts: &http::request::Parts) -> Storage {
+            match parts.uri.path() {
+                "/bounded" => Storage::AtMost(Duration::from_secs(10)),
+                "/opt-in" => Storage::RequestTtlOnly,
+                _ => Storage::Default,
+            }
+        }
+    }
+    let (now, clock) = test_clock();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20))
+        .clock(clock)
+        .cacheable(Rule)
+        .layer(counting(calls.clone(), StatusCode::OK));
+    let send = |r| svc.clone().oneshot(r);
+    // Bounded: no TTL anywhere, still gone after 10 s.
+    drain(send(post("/bounded", "{}")).await.unwrap()).await;
+    now.fetch_add(9_000, SeqCst);
+    assert_eq!(x_cache(&send(post("/bounded", "{}")).await.unwrap()), "HIT");
+    now.fetch_add(2_000, SeqCst);
+    let res = send(post("/bounded", "{}")).await.unwrap();
+    assert_eq!(x_cache(&res), "MISS");
+    drain(res).await;
+    // Opt-in: bypassed without x-cache-ttl, cached with it.
+    for _ in 0..2 {
+        let res = send(post("/opt-in", "{}")).await.unwrap();
+        assert_eq!(x_cache(&res), "BYPASS");
+        drain(res).await;
+    }
+    for expected in ["MISS", "HIT"] {
+        let res = send(with_header(post("/opt-in", "{}"), "x-cache-ttl", "1m"))
+            .await
+            .unwrap();
+        assert_eq!(x_cache(&res), expected);
+        drain(res).await;
     }
 }
 

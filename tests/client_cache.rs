@@ -146,9 +146,9 @@ async fn cache_layer_with_settings() {
         .cache_layer(layer.clone())
         .build()
         .unwrap();
-    c.models().list().await.unwrap();
-    c.models().list().await.unwrap();
-    assert_eq!(fake.calls("/v1/models"), 1);
+    c.chat().create(req("m")).await.unwrap();
+    c.chat().create(req("m")).await.unwrap();
+    assert_eq!(fake.calls("/v1/chat/completions"), 1);
     let m = layer.metrics();
     assert_eq!((m.hits, m.misses), (1, 1));
 }
@@ -170,8 +170,10 @@ async fn proxy_style_cache_scopes_by_the_callers_authorization() {
     let send = |auth: &'static str| {
         let svc = svc.clone();
         async move {
+            // The model listing is cached on the request's own opt-in (a TTL).
             let req = Request::get("/v1/models")
                 .header("authorization", auth)
+                .header("x-cache-ttl", "60")
                 .body(Body::empty())
                 .unwrap();
             let res = svc.oneshot(req).await.unwrap();
@@ -189,4 +191,66 @@ async fn proxy_style_cache_scopes_by_the_callers_authorization() {
         fake.last_headers().unwrap()["authorization"],
         "Bearer caller-b"
     );
+}
+
+#[tokio::test]
+async fn management_calls_are_executed_not_replayed() {
+    use http::Method;
+    use mistral_tower::testing::FakeResponse;
+    let fake = FakeMistral::start().await;
+    let c = cached(&fake, "k1", Arc::new(MemoryEngine::new(16 << 20)));
+
+    // A model by id is read again after a delete.
+    for _ in 0..2 {
+        let m = c.models().get("mistral-small-latest").await.unwrap();
+        assert_eq!(m.headers()["x-cache"], "BYPASS");
+    }
+    c.models().delete("mistral-small-latest").await.unwrap();
+    c.models().get("mistral-small-latest").await.unwrap();
+    assert_eq!(fake.calls("/v1/models/mistral-small-latest"), 4);
+
+    // The listing is not frozen.
+    c.models().list().await.unwrap();
+    c.models().list().await.unwrap();
+    assert_eq!(fake.calls("/v1/models"), 2);
+
+    // A POST to a management endpoint is executed every time.
+    let job = serde_json::json!({"input_files": ["f-1"], "endpoint": "/v1/chat/completions"});
+    for n in 1..=2 {
+        fake.push_for(
+            "/v1/batch/jobs",
+            FakeResponse::json(format!(r#"{{"id":"job-{n}"}}"#)),
+        );
+        let res: mistral_tower::ApiResponse<serde_json::Value> = c
+            .send_json(Method::POST, "/v1/batch/jobs", Some(&job))
+            .await
+            .unwrap();
+        assert_eq!(res["id"], format!("job-{n}"));
+        assert_eq!(res.headers()["x-cache"], "BYPASS");
+    }
+    assert_eq!(fake.calls("/v1/batch/jobs"), 2);
+
+    // Generation is still cached.
+    c.chat().create(req("m")).await.unwrap();
+    let res = c.chat().create(req("m")).await.unwrap();
+    assert_eq!(res.headers()["x-cache"], "HIT");
+}
+
+#[tokio::test]
+async fn a_layer_with_its_own_predicate_keeps_it() {
+    let fake = FakeMistral::start().await;
+    let c = Client::builder()
+        .api_key("k")
+        .base_url(fake.base_url())
+        .cache_layer(
+            CacheLayer::new(MemoryEngine::new(1 << 20))
+                .cacheable(|p: &http::request::Parts| p.method == http::Method::GET),
+        )
+        .build()
+        .unwrap();
+    c.models().list().await.unwrap();
+    let res = c.models().list().await.unwrap();
+    assert_eq!(res.headers()["x-cache"], "HIT");
+    let res = c.chat().create(req("m")).await.unwrap();
+    assert_eq!(res.headers()["x-cache"], "BYPASS");
 }

@@ -972,3 +972,52 @@ fn the_specs_response_examples_read_into_the_typed_responses() {
         serde_json::from_value(serde_json::to_value(&t).unwrap()).unwrap();
     assert_eq!(again, t);
 }
+
+/// The data-plane handles pass their `RequestOptions` on, pages and voices included.
+#[tokio::test]
+async fn the_data_plane_handles_take_request_options() {
+    use futures_util::TryStreamExt;
+    use mistral_tower::RequestOptions;
+
+    let fake = FakeMistral::new();
+    let client = client(&fake);
+    let opts = || RequestOptions::new().header("x-request-tag", "nightly");
+    for i in 0..3 {
+        client
+            .files()
+            .with_options(opts())
+            .upload(UploadFile::bytes(format!("{i}.txt"), "x"))
+            .await
+            .unwrap();
+    }
+    let page = client
+        .files()
+        .with_options(opts())
+        .list(FileListQuery::new().page_size(1))
+        .await
+        .unwrap();
+    let all: Vec<_> = page.into_data().into_stream().try_collect().await.unwrap();
+    assert_eq!(all.len(), 3);
+    client
+        .audio()
+        .with_options(opts())
+        .voices()
+        .list(mistral_tower::audio::VoiceListQuery::new())
+        .await
+        .unwrap();
+    client
+        .batch()
+        .with_options(opts())
+        .list(mistral_tower::batch::BatchListQuery::new())
+        .await
+        .unwrap();
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 3 + 3 + 2);
+    for r in &reqs {
+        assert_eq!(
+            r.headers["x-request-tag"], "nightly",
+            "{} {}",
+            r.method, r.path
+        );
+    }
+}

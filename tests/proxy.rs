@@ -1345,7 +1345,7 @@ async fn request_cache_headers_pass_through_to_the_cache_layer() {
             &url,
             Some("Bearer k"),
             Some(body),
-            &[("cache-control", "only-if-cached")],
+            &[("x-cache-control", "only-if-cached")],
         )
         .await,
     )
@@ -1365,7 +1365,7 @@ async fn request_cache_headers_pass_through_to_the_cache_layer() {
             &url,
             Some("Bearer k"),
             Some(body),
-            &[("cache-control", "no-cache")],
+            &[("x-cache-control", "no-cache")],
         )
         .await,
     )
@@ -1381,7 +1381,7 @@ async fn request_cache_headers_pass_through_to_the_cache_layer() {
             &url,
             Some("Bearer k"),
             Some(body),
-            &[("cache-control", "no-store")],
+            &[("x-cache-control", "no-store")],
         )
         .await,
     )
@@ -1394,7 +1394,7 @@ async fn request_cache_headers_pass_through_to_the_cache_layer() {
     assert_eq!(fake.total_calls(), 3);
     // The cache headers are consumed, not forwarded.
     let headers = fake.last_headers().unwrap();
-    assert!(!headers.contains_key("cache-control"));
+    assert!(!headers.contains_key("x-cache-control"));
     // A namespace is a separate key space.
     let (parts, _) = read_all(
         send(
@@ -1446,6 +1446,126 @@ async fn a_request_body_over_the_limit_is_forwarded_uncached() {
 }
 
 // ---------------------------------------------------------------------------
+// Directives of our own; what is cacheable.
+
+#[tokio::test]
+async fn an_sse_client_sending_cache_control_no_store_still_gets_the_cache() {
+    // httpx-sse (LangChain's streaming) sends `Cache-Control: no-store` on every
+    // request: the proxy ignores it by default.
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+    let url = format!("{}/v1/chat/completions", proxy.url);
+    let body = r#"{"model":"mistral-small-latest","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let sse = [
+        ("cache-control", "no-store"),
+        ("accept", "text/event-stream"),
+    ];
+    let mut bodies = Vec::new();
+    for expected in ["MISS", "HIT"] {
+        let (parts, bytes) =
+            read_all(send("POST", &url, Some("Bearer k"), Some(body), &sse).await).await;
+        assert_eq!(x_cache(&parts.headers), expected);
+        bodies.push(bytes);
+    }
+    assert_eq!(bodies[0], bodies[1]);
+    assert_eq!(fake.calls("/v1/chat/completions"), 1);
+    assert_eq!(
+        fake.last_headers().unwrap()["cache-control"],
+        "no-store",
+        "forwarded untouched"
+    );
+    proxy.shutdown().await;
+
+    // --honor-cache-control: the standard header counts again.
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |c| c.honor_cache_control = true).await;
+    let url = format!("{}/v1/chat/completions", proxy.url);
+    for _ in 0..2 {
+        let (parts, _) =
+            read_all(send("POST", &url, Some("Bearer k"), Some(body), &sse).await).await;
+        assert_eq!(x_cache(&parts.headers), "BYPASS");
+    }
+    assert_eq!(fake.calls("/v1/chat/completions"), 2);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_directive_that_does_not_parse_is_a_400() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+    let url = format!("{}/v1/embeddings", proxy.url);
+    let body = r#"{"model":"mistral-embed","input":["x"]}"#;
+    for (name, value) in [
+        ("x-cache-ttl", "1.5"),
+        ("x-cache-ttl", "-1"),
+        ("x-cache-control", "max-age=soon"),
+    ] {
+        let (parts, err) =
+            read_all(send("POST", &url, Some("Bearer k"), Some(body), &[(name, value)]).await)
+                .await;
+        assert_eq!(parts.status, 400, "{name}: {value}");
+        assert!(String::from_utf8_lossy(&err).contains(name), "{err:?}");
+    }
+    let (parts, _) = read_all(
+        send(
+            "POST",
+            &url,
+            Some("Bearer k"),
+            Some(body),
+            &[("x-cache-ttl", "10s")],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(fake.total_calls(), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_model_listing_is_cached_only_with_a_request_ttl() {
+    let fake = FakeMistral::start().await;
+    let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+    let url = format!("{}/v1/models", proxy.url);
+    for _ in 0..2 {
+        let (parts, _) = read_all(send("GET", &url, Some("Bearer k"), None, &[]).await).await;
+        assert_eq!(parts.status, 200);
+        assert_eq!(x_cache(&parts.headers), "BYPASS");
+    }
+    assert_eq!(fake.calls("/v1/models"), 2);
+    for expected in ["MISS", "HIT"] {
+        let (parts, _) = read_all(
+            send(
+                "GET",
+                &url,
+                Some("Bearer k"),
+                None,
+                &[("x-cache-ttl", "5m")],
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(x_cache(&parts.headers), expected);
+    }
+    assert_eq!(fake.calls("/v1/models"), 3);
+    // A model by id is never cached, whatever the headers.
+    let one = format!("{url}/mistral-small-latest");
+    for _ in 0..2 {
+        read_all(
+            send(
+                "GET",
+                &one,
+                Some("Bearer k"),
+                None,
+                &[("x-cache-ttl", "5m")],
+            )
+            .await,
+        )
+        .await;
+    }
+    assert_eq!(fake.calls("/v1/models/mistral-small-latest"), 2);
+    proxy.shutdown().await;
+}
 
 /// Adversarial review of the `mistral-cache` proxy: disconnects, HTTP/2 clients,
 /// hop-by-hop headers, chunked bodies over the limit, retried bodies.
@@ -1494,7 +1614,7 @@ mod adversarial {
         let url = format!("{}/v1/chat/completions", proxy.url);
         let client = HyperClient::builder(TokioExecutor::new()).build_http();
         // Cached route (the cache tees the stream, no follower) and a bypass.
-        for (i, extra) in [vec![], vec![("cache-control", "no-store")]]
+        for (i, extra) in [vec![], vec![("x-cache-control", "no-store")]]
             .into_iter()
             .enumerate()
         {

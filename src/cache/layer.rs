@@ -73,6 +73,10 @@ pub(crate) struct Config {
     pub(crate) namespace: String,
     pub(crate) mode: CacheMode,
     pub(crate) cacheable: Arc<dyn Cacheable>,
+    /// `true` while `cacheable` is [`DefaultCacheable`] (the client replaces it).
+    pub(crate) default_cacheable: bool,
+    /// Read the standard request `Cache-Control` as directives too.
+    pub(crate) honor_cache_control: bool,
     pub(crate) key_fn: Arc<dyn KeyFn>,
     /// `true` while `key_fn` is [`DefaultKeyFn`] (its key is then derived on the stack).
     pub(crate) default_key: bool,
@@ -92,6 +96,8 @@ impl Config {
             namespace: String::new(),
             mode: CacheMode::ReadWrite,
             cacheable: Arc::new(DefaultCacheable),
+            default_cacheable: true,
+            honor_cache_control: false,
             key_fn: Arc::new(DefaultKeyFn),
             default_key: true,
             tenant: Tenant::Authorization,
@@ -116,6 +122,7 @@ impl fmt::Debug for Config {
             .field("ttl", &self.ttl)
             .field("namespace", &self.namespace)
             .field("mode", &self.mode)
+            .field("honor_cache_control", &self.honor_cache_control)
             .field("tenant", &tenant)
             .field("max_request_body", &self.max_request_body)
             .field("max_response_body", &self.max_response_body)
@@ -212,7 +219,27 @@ impl<E> CacheLayer<E> {
     /// Which requests may use the cache (default: [`DefaultCacheable`]).
     pub fn cacheable(self, predicate: impl Cacheable) -> Self {
         let p: Arc<dyn Cacheable> = Arc::new(predicate);
-        self.with(|c| c.cacheable = p)
+        self.with(|c| {
+            c.cacheable = p;
+            c.default_cacheable = false;
+        })
+    }
+
+    /// Sets the predicate only if none was chosen yet (used by the client's cache slot
+    /// to put the Mistral operation table in place of [`DefaultCacheable`]).
+    pub(crate) fn cacheable_or(self, predicate: impl Cacheable) -> Self {
+        if self.config.default_cacheable {
+            self.cacheable(predicate)
+        } else {
+            self
+        }
+    }
+
+    /// Also read the standard request `Cache-Control` header as cache directives
+    /// (default `false`: only `x-cache-control` is, since HTTP libraries send
+    /// `Cache-Control` on their own, e.g. `no-store` on every SSE request).
+    pub fn honor_cache_control(self, honor: bool) -> Self {
+        self.with(|c| c.honor_cache_control = honor)
     }
 
     /// Replaces the key derivation (default: [`DefaultKeyFn`]).

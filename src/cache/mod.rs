@@ -67,14 +67,17 @@
 //!
 //! | header | effect | `x-cache` |
 //! |---|---|---|
-//! | `Cache-Control: no-cache` | skip the read, call upstream, store the answer | `REFRESH` |
-//! | `Cache-Control: no-store` | neither read nor write | `BYPASS` |
-//! | `Cache-Control: max-age=N` | accept only an entry younger than N seconds | `HIT` / `MISS` |
-//! | `Cache-Control: only-if-cached` | `504` on a miss (JSON error, `"code":"only_if_cached"`), upstream never called | `MISS` |
-//! | `x-cache-ttl: N` | store the answer for N seconds | |
-//! | `x-cache-namespace: NAME` | key the request in this namespace | |
+//! | `x-cache-control: no-cache` | skip the read, call upstream, store the answer | `REFRESH` |
+//! | `x-cache-control: no-store` | neither read nor write | `BYPASS` |
+//! | `x-cache-control: max-age=N` | accept only an entry younger than N (`60`, `10m`) | `HIT` / `MISS` |
+//! | `x-cache-control: only-if-cached` | `504` on a miss (JSON error, `"code":"only_if_cached"`), upstream never called | `MISS` |
+//! | `x-cache-ttl: N` | store the answer for N (`3600`, `30m`, `7d`) | |
+//! | `x-cache-namespace: NAME` | key the request in this namespace (any UTF-8) | |
 //!
-//! They are removed before the request is forwarded. `x-cache` values: `HIT`, `MISS`,
+//! They are removed before the request is forwarded; a value that does not parse is
+//! answered `400`. The standard `Cache-Control` request header is ignored unless
+//! [`CacheLayer::honor_cache_control`] is on (HTTP libraries send it on their own).
+//! `x-cache` values: `HIT`, `MISS`,
 //! `COALESCED` (shared an identical in-flight call), `BYPASS`, `REFRESH`.
 //!
 //! # Engines
@@ -103,8 +106,10 @@ pub mod multipart;
 mod service;
 
 pub use body::{RequestBody, ResponseBody, SharedResponseFailed};
+pub(crate) use control::parse_duration;
 pub use control::{
-    CacheMode, CacheStatus, Cacheable, DefaultCacheable, X_CACHE, X_CACHE_NAMESPACE, X_CACHE_TTL,
+    CacheMode, CacheStatus, Cacheable, DefaultCacheable, Storage, X_CACHE, X_CACHE_CONTROL,
+    X_CACHE_NAMESPACE, X_CACHE_TTL,
 };
 pub use engine::{BoxEngine, CacheEngine, CacheError, DynCacheEngine};
 pub use entry::{CacheEntry, DecodeError, EntryKind};

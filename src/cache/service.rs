@@ -778,10 +778,21 @@ where
     B::Error: Into<BoxError>,
 {
     let (mut parts, body) = req.into_parts();
-    let ctl = RequestControl::take(&mut parts.headers);
     let m = &shared.metrics;
+    let mut ctl = match RequestControl::take(&mut parts.headers, cfg.honor_cache_control) {
+        Ok(ctl) => ctl,
+        Err(e) => return Start::Done(Ok(e.response())),
+    };
 
-    if ctl.no_store || !cfg.cacheable.is_cacheable(&parts) {
+    if ctl.no_store
+        || !cfg.cacheable.is_cacheable(&parts)
+        || !ctl.apply_storage(cfg.cacheable.storage(&parts), cfg.ttl)
+    {
+        if ctl.only_if_cached {
+            // Nothing can be read for this request: never call upstream.
+            Metrics::inc(&m.misses);
+            return Start::Done(Ok(only_if_cached_miss()));
+        }
         Metrics::inc(&m.bypasses);
         tracing::debug!(method = %parts.method, path = parts.uri.path(), "cache bypass");
         let body = RequestBody::chained(Bytes::new(), body);

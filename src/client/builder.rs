@@ -12,6 +12,7 @@ use tower_service::Service;
 
 use super::HttpService;
 use crate::cache::{CacheEngine, CacheLayer, RequestBody};
+use crate::cacheable::MistralCacheable;
 use crate::layers::{
     AuthLayer, ConcurrencyLimitLayer, RateLimitLayer, RetryConfig, RetryLayer, TimeoutLayer,
     TraceLayer,
@@ -253,6 +254,13 @@ impl ClientBuilder {
     /// Caches responses in `engine` with the default [`CacheLayer`] settings (the Go
     /// client's `NewCached(client, engine)`).
     ///
+    /// Only generation operations are stored (chat, FIM, embeddings, moderations,
+    /// classifications, OCR, audio transcription; agents completions for at most
+    /// [`DEFAULT_AGENTS_TTL`](crate::cacheable::DEFAULT_AGENTS_TTL)), never management
+    /// calls (models, files, batch, fine-tuning, conversations, agents, libraries), and
+    /// the model listing only when the call sets its own
+    /// [`ttl`](crate::RequestOptions::ttl): see [`crate::cacheable`].
+    ///
     /// Entries are scoped to the configured API key (only a digest of it is kept),
     /// so two clients with different keys never share entries.
     pub fn cache<E: CacheEngine>(self, engine: E) -> Self {
@@ -267,8 +275,12 @@ impl ClientBuilder {
     /// is off) the layer is scoped to that key with
     /// [`CacheLayer::tenant_secret`]. To choose the scope yourself, use
     /// [`cache_slot_layer`](Self::cache_slot_layer).
+    ///
+    /// Unless the layer has a [`cacheable`](CacheLayer::cacheable) predicate of its
+    /// own, [`MistralCacheable`] decides what is stored (as with [`cache`](Self::cache)).
     pub fn cache_layer<E: CacheEngine>(mut self, layer: CacheLayer<E>) -> Self {
         self.cache = Some(Box::new(move |inner, key| {
+            let layer = layer.cacheable_or(MistralCacheable::default());
             let layer = match key {
                 Some(key) => layer.tenant_secret(key.trim()),
                 None => layer,

@@ -34,6 +34,7 @@
 //! ```
 
 mod builder;
+mod options;
 mod resources;
 
 use std::fmt;
@@ -48,11 +49,14 @@ use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
+use crate::cache::{CacheStatus, X_CACHE};
 use crate::error::CORRELATION_ID_HEADER;
 use crate::{Body, BoxError, Error};
 
 pub use crate::sse::EventStream;
 pub use builder::{ClientBuilder, DEFAULT_BASE_URL};
+pub use options::RequestOptions;
+pub(crate) use options::{MaxRetriesOverride, TimeoutOverride};
 pub use resources::{Agents, Chat, Classifiers, Embeddings, Fim, Models, Ocr};
 
 /// The erased service at the heart of a [`Client`]: every layer plus the transport.
@@ -108,6 +112,17 @@ impl<T> ApiResponse<T> {
         self.headers.get(CORRELATION_ID_HEADER)?.to_str().ok()
     }
 
+    /// What a cache on the way did (the `x-cache` header of the client's cache or of a
+    /// `mistral-cache` proxy): `None` when no cache reported anything.
+    pub fn cache_status(&self) -> Option<CacheStatus> {
+        cache_status(&self.headers)
+    }
+
+    /// How long ago a cached answer was stored (the `age` header of a hit).
+    pub fn age(&self) -> Option<std::time::Duration> {
+        age(&self.headers)
+    }
+
     /// The decoded body, dropping the metadata.
     pub fn into_data(self) -> T {
         self.data
@@ -121,6 +136,23 @@ impl<T> ApiResponse<T> {
             headers: self.headers,
         }
     }
+}
+
+/// The [`CacheStatus`] of an `x-cache` response header.
+pub(crate) fn cache_status(headers: &HeaderMap) -> Option<CacheStatus> {
+    CacheStatus::from_header_value(headers.get(X_CACHE)?.to_str().ok()?)
+}
+
+/// The `age` response header (whole seconds).
+pub(crate) fn age(headers: &HeaderMap) -> Option<std::time::Duration> {
+    let secs = headers
+        .get(http::header::AGE)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(std::time::Duration::from_secs(secs))
 }
 
 impl<T> std::ops::Deref for ApiResponse<T> {
@@ -176,6 +208,21 @@ impl Client {
     /// Sends a raw request (path and query only, e.g. `/v1/models`) through the
     /// stack. The status is not checked.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Body>, Error> {
+        self.send_raw(req).await
+    }
+
+    /// [`send`](Self::send) with per-call [`RequestOptions`] (headers, query,
+    /// timeout, retries, cache directives).
+    pub async fn send_with_options(
+        &self,
+        mut req: Request<Body>,
+        options: &RequestOptions,
+    ) -> Result<Response<Body>, Error> {
+        options.apply(&mut req)?;
+        self.send_raw(req).await
+    }
+
+    async fn send_raw(&self, req: Request<Body>) -> Result<Response<Body>, Error> {
         self.service
             .clone()
             .oneshot(req)
@@ -205,8 +252,13 @@ impl Client {
 
     /// Sends a request through the stack and turns a non-success status into an
     /// [`Error`].
-    async fn send_checked(&self, req: Request<Body>) -> Result<Response<Body>, Error> {
-        let res = self.send(req).await?;
+    async fn send_checked(
+        &self,
+        mut req: Request<Body>,
+        options: &RequestOptions,
+    ) -> Result<Response<Body>, Error> {
+        options.apply(&mut req)?;
+        let res = self.send_raw(req).await?;
         if res.status().is_success() {
             return Ok(res);
         }
@@ -231,8 +283,24 @@ impl Client {
         Req: Serialize + ?Sized,
         Res: DeserializeOwned,
     {
+        self.send_json_with_options(method, path, body, &RequestOptions::default())
+            .await
+    }
+
+    /// [`send_json`](Self::send_json) with per-call [`RequestOptions`].
+    pub async fn send_json_with_options<Req, Res>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Req>,
+        options: &RequestOptions,
+    ) -> Result<ApiResponse<Res>, Error>
+    where
+        Req: Serialize + ?Sized,
+        Res: DeserializeOwned,
+    {
         let req = Client::build_request(method, path, body, "application/json")?;
-        let res = self.send_checked(req).await?;
+        let res = self.send_checked(req, options).await?;
         let (parts, body) = res.into_parts();
         if http_body::Body::size_hint(&body)
             .exact()
@@ -271,8 +339,23 @@ impl Client {
         Req: Serialize + ?Sized,
         T: DeserializeOwned,
     {
+        self.send_stream_with_options(path, body, &RequestOptions::default())
+            .await
+    }
+
+    /// [`send_stream`](Self::send_stream) with per-call [`RequestOptions`].
+    pub async fn send_stream_with_options<Req, T>(
+        &self,
+        path: &str,
+        body: &Req,
+        options: &RequestOptions,
+    ) -> Result<EventStream<T>, Error>
+    where
+        Req: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
         let req = Client::build_request(Method::POST, path, Some(body), "text/event-stream")?;
-        let res = self.send_checked(req).await?;
+        let res = self.send_checked(req, options).await?;
         let (parts, body) = res.into_parts();
         let is_json = parts
             .headers

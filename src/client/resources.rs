@@ -2,7 +2,7 @@
 
 use http::Method;
 
-use super::{ApiResponse, Client, EventStream};
+use super::{ApiResponse, Client, EventStream, RequestOptions};
 use crate::Error;
 use crate::agents::AgentsCompletionRequest;
 use crate::chat::{ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse};
@@ -18,31 +18,52 @@ use crate::ocr::{OcrRequest, OcrResponse};
 impl Client {
     /// Chat completions (`/v1/chat/completions`).
     pub fn chat(&self) -> Chat<'_> {
-        Chat { client: self }
+        Chat {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
     /// Fill-in-the-middle completions (`/v1/fim/completions`).
     pub fn fim(&self) -> Fim<'_> {
-        Fim { client: self }
+        Fim {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
     /// Agents completions (`/v1/agents/completions`).
     pub fn agents(&self) -> Agents<'_> {
-        Agents { client: self }
+        Agents {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
     /// Embeddings (`/v1/embeddings`).
     pub fn embeddings(&self) -> Embeddings<'_> {
-        Embeddings { client: self }
+        Embeddings {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
     /// Models (`/v1/models`).
     pub fn models(&self) -> Models<'_> {
-        Models { client: self }
+        Models {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
     /// Moderation and classification (`/v1/moderations`, `/v1/classifications`, ...).
     pub fn classifiers(&self) -> Classifiers<'_> {
-        Classifiers { client: self }
+        Classifiers {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
     /// OCR (`/v1/ocr`).
     pub fn ocr(&self) -> Ocr<'_> {
-        Ocr { client: self }
+        Ocr {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
 }
 
@@ -60,9 +81,18 @@ fn path_segment(s: &str) -> String {
 }
 
 /// Chat completions (`/v1/chat/completions`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Chat<'a> {
     client: &'a Client,
+    options: RequestOptions,
+}
+
+impl Chat<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
 }
 
 impl Chat<'_> {
@@ -75,7 +105,12 @@ impl Chat<'_> {
             req.stream = None;
         }
         self.client
-            .send_json(Method::POST, "/v1/chat/completions", Some(&req))
+            .send_json_with_options(
+                Method::POST,
+                "/v1/chat/completions",
+                Some(&req),
+                &self.options,
+            )
             .await
     }
 
@@ -88,14 +123,25 @@ impl Chat<'_> {
         mut req: ChatCompletionRequest,
     ) -> Result<EventStream<ChatCompletionChunk>, Error> {
         req.stream = Some(true);
-        self.client.send_stream("/v1/chat/completions", &req).await
+        self.client
+            .send_stream_with_options("/v1/chat/completions", &req, &self.options)
+            .await
     }
 }
 
 /// Fill-in-the-middle completions (`/v1/fim/completions`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Fim<'a> {
     client: &'a Client,
+    options: RequestOptions,
+}
+
+impl Fim<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
 }
 
 impl Fim<'_> {
@@ -108,7 +154,12 @@ impl Fim<'_> {
             req.stream = None;
         }
         self.client
-            .send_json(Method::POST, "/v1/fim/completions", Some(&req))
+            .send_json_with_options(
+                Method::POST,
+                "/v1/fim/completions",
+                Some(&req),
+                &self.options,
+            )
             .await
     }
 
@@ -118,14 +169,25 @@ impl Fim<'_> {
         mut req: FimCompletionRequest,
     ) -> Result<EventStream<FimCompletionChunk>, Error> {
         req.stream = Some(true);
-        self.client.send_stream("/v1/fim/completions", &req).await
+        self.client
+            .send_stream_with_options("/v1/fim/completions", &req, &self.options)
+            .await
     }
 }
 
 /// Agents completions (`/v1/agents/completions`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Agents<'a> {
     client: &'a Client,
+    options: RequestOptions,
+}
+
+impl Agents<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
 }
 
 impl Agents<'_> {
@@ -138,7 +200,12 @@ impl Agents<'_> {
             req.stream = None;
         }
         self.client
-            .send_json(Method::POST, "/v1/agents/completions", Some(&req))
+            .send_json_with_options(
+                Method::POST,
+                "/v1/agents/completions",
+                Some(&req),
+                &self.options,
+            )
             .await
     }
 
@@ -149,15 +216,24 @@ impl Agents<'_> {
     ) -> Result<EventStream<ChatCompletionChunk>, Error> {
         req.stream = Some(true);
         self.client
-            .send_stream("/v1/agents/completions", &req)
+            .send_stream_with_options("/v1/agents/completions", &req, &self.options)
             .await
     }
 }
 
 /// Embeddings (`/v1/embeddings`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Embeddings<'a> {
     client: &'a Client,
+    options: RequestOptions,
+}
+
+impl Embeddings<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
 }
 
 impl Embeddings<'_> {
@@ -167,23 +243,32 @@ impl Embeddings<'_> {
         req: EmbeddingRequest,
     ) -> Result<ApiResponse<EmbeddingResponse>, Error> {
         self.client
-            .send_json(Method::POST, "/v1/embeddings", Some(&req))
+            .send_json_with_options(Method::POST, "/v1/embeddings", Some(&req), &self.options)
             .await
     }
 }
 
 /// Models (`/v1/models`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Models<'a> {
     // crate-visible: the fine-tuned model operations live in `crate::models`
     pub(crate) client: &'a Client,
+    pub(crate) options: RequestOptions,
+}
+
+impl Models<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
 }
 
 impl Models<'_> {
     /// Lists the models available to the key.
     pub async fn list(&self) -> Result<ApiResponse<ModelList>, Error> {
         self.client
-            .send_json::<(), _>(Method::GET, "/v1/models", None)
+            .send_json_with_options::<(), _>(Method::GET, "/v1/models", None, &self.options)
             .await
     }
 
@@ -191,7 +276,7 @@ impl Models<'_> {
     pub async fn get(&self, id: &str) -> Result<ApiResponse<Model>, Error> {
         let path = format!("/v1/models/{}", path_segment(id));
         self.client
-            .send_json::<(), _>(Method::GET, &path, None)
+            .send_json_with_options::<(), _>(Method::GET, &path, None, &self.options)
             .await
     }
 
@@ -200,7 +285,7 @@ impl Models<'_> {
         let path = format!("/v1/models/{}", path_segment(id));
         let req = crate::raw::empty_request(Method::DELETE, &path, "application/json")?;
         let mut res: ApiResponse<DeleteModelResponse> =
-            crate::raw::call_allow_empty(self.client, req).await?;
+            crate::raw::call_allow_empty(self.client, req, &self.options).await?;
         if res.id.is_empty() {
             res.id = id.to_owned();
         }
@@ -216,9 +301,18 @@ impl Models<'_> {
 }
 
 /// Moderation and classification.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Classifiers<'a> {
     client: &'a Client,
+    options: RequestOptions,
+}
+
+impl Classifiers<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
 }
 
 impl Classifiers<'_> {
@@ -228,7 +322,7 @@ impl Classifiers<'_> {
         req: ModerationRequest,
     ) -> Result<ApiResponse<ModerationResponse>, Error> {
         self.client
-            .send_json(Method::POST, "/v1/moderations", Some(&req))
+            .send_json_with_options(Method::POST, "/v1/moderations", Some(&req), &self.options)
             .await
     }
 
@@ -238,7 +332,12 @@ impl Classifiers<'_> {
         req: ChatModerationRequest,
     ) -> Result<ApiResponse<ModerationResponse>, Error> {
         self.client
-            .send_json(Method::POST, "/v1/chat/moderations", Some(&req))
+            .send_json_with_options(
+                Method::POST,
+                "/v1/chat/moderations",
+                Some(&req),
+                &self.options,
+            )
             .await
     }
 
@@ -248,7 +347,12 @@ impl Classifiers<'_> {
         req: ClassificationRequest,
     ) -> Result<ApiResponse<ClassificationResponse>, Error> {
         self.client
-            .send_json(Method::POST, "/v1/classifications", Some(&req))
+            .send_json_with_options(
+                Method::POST,
+                "/v1/classifications",
+                Some(&req),
+                &self.options,
+            )
             .await
     }
 
@@ -258,22 +362,36 @@ impl Classifiers<'_> {
         req: ChatClassificationRequest,
     ) -> Result<ApiResponse<ClassificationResponse>, Error> {
         self.client
-            .send_json(Method::POST, "/v1/chat/classifications", Some(&req))
+            .send_json_with_options(
+                Method::POST,
+                "/v1/chat/classifications",
+                Some(&req),
+                &self.options,
+            )
             .await
     }
 }
 
 /// OCR (`/v1/ocr`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Ocr<'a> {
     client: &'a Client,
+    options: RequestOptions,
+}
+
+impl Ocr<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
 }
 
 impl Ocr<'_> {
     /// Extracts text (and optionally images, tables, annotations) from a document.
     pub async fn process(&self, req: OcrRequest) -> Result<ApiResponse<OcrResponse>, Error> {
         self.client
-            .send_json(Method::POST, "/v1/ocr", Some(&req))
+            .send_json_with_options(Method::POST, "/v1/ocr", Some(&req), &self.options)
             .await
     }
 }

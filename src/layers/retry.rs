@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, Request, Response};
 use tower::retry::Policy;
 
+use crate::client::MaxRetriesOverride;
 use crate::error::{ConnectError, TimeoutError, TimeoutKind, is_retryable_status};
 use crate::{Body, BoxError};
 
@@ -170,15 +171,24 @@ pub fn is_retryable_error(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The retries allowed for this request: its own
+/// ([`RequestOptions::max_retries`](crate::RequestOptions::max_retries)) or the
+/// configured ones.
+fn max_retries<B>(config: &RetryConfig, req: &Request<B>) -> u32 {
+    req.extensions()
+        .get::<MaxRetriesOverride>()
+        .map_or(config.max_retries, |o| o.0)
+}
+
 impl<B> Policy<Request<Body>, Response<B>, BoxError> for RetryPolicy {
     type Future = Pin<Box<tokio::time::Sleep>>;
 
     fn retry(
         &mut self,
-        _req: &mut Request<Body>,
+        req: &mut Request<Body>,
         result: &mut Result<Response<B>, BoxError>,
     ) -> Option<Self::Future> {
-        if self.attempt >= self.config.max_retries {
+        if self.attempt >= max_retries(&self.config, req) {
             return None;
         }
         let delay = match result {
@@ -195,7 +205,7 @@ impl<B> Policy<Request<Body>, Response<B>, BoxError> for RetryPolicy {
     }
 
     fn clone_request(&mut self, req: &Request<Body>) -> Option<Request<Body>> {
-        if self.config.max_retries == 0 {
+        if max_retries(&self.config, req) == 0 {
             return None;
         }
         let body = req.body().try_clone()?;
@@ -355,6 +365,24 @@ mod tests {
             .unwrap();
         assert_eq!(res.status(), 503);
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_request_can_set_its_own_retry_count() {
+        use crate::client::MaxRetriesOverride;
+        for (configured, own, calls_expected) in [(3, 1, 2), (3, 0, 1), (0, 2, 3)] {
+            let (calls, svc) = flaky(100, 503, None);
+            let svc = RetryLayer::new(fast().max_retries(configured)).layer(svc);
+            let mut req = Request::new(Body::from("payload"));
+            req.extensions_mut().insert(MaxRetriesOverride(own));
+            let res = svc.oneshot(req).await.unwrap();
+            assert_eq!(res.status(), 503);
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                calls_expected,
+                "configured {configured}, own {own}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -108,6 +108,9 @@ pub struct ServeArgs {
     /// Cache mode: read-write, read-only, write-only or replay-only.
     #[arg(long, env = "MISTRAL_CACHE_MODE", default_value = "read-write", value_parser = parse_cache_mode)]
     pub mode: CacheMode,
+    /// Also read the standard Cache-Control request header as cache directives (by default only x-cache-control is: HTTP libraries send Cache-Control on their own).
+    #[arg(long, env = "MISTRAL_CACHE_HONOR_CACHE_CONTROL", value_parser = BoolishValueParser::new())]
+    pub honor_cache_control: bool,
     /// Largest request body considered for caching (bigger ones are forwarded uncached), e.g. 8MiB.
     #[arg(long, env = "MISTRAL_CACHE_MAX_REQUEST_BODY", default_value = "8MiB", value_parser = parse_size)]
     pub max_request_body: usize,
@@ -156,6 +159,7 @@ impl ServeArgs {
             share_across_keys: self.share_across_keys,
             cached_routes,
             mode: self.mode,
+            honor_cache_control: self.honor_cache_control,
             max_request_body: self.max_request_body,
             max_entry_size: self.max_entry_size,
             timeout: self.timeout,
@@ -204,6 +208,7 @@ impl fmt::Debug for ServeArgs {
             .field("share_across_keys", &self.share_across_keys)
             .field("cache_paths", &self.cache_paths)
             .field("mode", &self.mode)
+            .field("honor_cache_control", &self.honor_cache_control)
             .field("max_request_body", &self.max_request_body)
             .field("max_entry_size", &self.max_entry_size)
             .field("timeout", &self.timeout)
@@ -435,6 +440,10 @@ mod tests {
         assert_eq!(c.engine, "file://.mistral/cache");
         assert_eq!(c.cached_routes, CachedRoutes::default());
         assert_eq!(c.max_request_body, 8 << 20);
+        assert!(
+            !c.honor_cache_control,
+            "Cache-Control is ignored by default"
+        );
     }
 
     #[test]
@@ -451,6 +460,7 @@ mod tests {
             "--max-request-body",
             "64KiB",
             "--share-across-keys",
+            "--honor-cache-control",
         ])
         .unwrap();
         let Some(Command::Serve(args)) = cli.command else {
@@ -459,6 +469,7 @@ mod tests {
         let c = args.to_config().unwrap();
         assert_eq!(c.upstream, "http://127.0.0.1:7000");
         assert!(c.share_across_keys);
+        assert!(c.honor_cache_control);
         assert_eq!(c.mode, CacheMode::ReplayOnly);
         assert_eq!(c.max_request_body, 64 << 10);
         assert!(c.cached_routes.matches(&http::Method::POST, "/v1/x/y"));

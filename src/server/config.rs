@@ -5,25 +5,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::Method;
+use http::request::Parts;
 
 use super::ServerError;
 pub use crate::cache::CacheMode;
+use crate::cache::{Cacheable, Storage};
+use crate::cacheable::{MistralCacheable, Operation, operation};
 
-/// The API routes the proxy caches by default (all `POST`): the deterministic
-/// completions, embeddings, classifiers, moderations, OCR, agents and audio
-/// transcription calls (a transcription's multipart form is keyed on its content).
-pub const DEFAULT_CACHED_PATHS: &[&str] = &[
-    "/v1/chat/completions",
-    "/v1/fim/completions",
-    "/v1/embeddings",
-    "/v1/moderations",
-    "/v1/chat/moderations",
-    "/v1/classifications",
-    "/v1/chat/classifications",
-    "/v1/ocr",
-    "/v1/agents/completions",
-    "/v1/audio/transcriptions",
-];
+/// The API routes the proxy caches by default (all `POST`): the generation
+/// operations of [`crate::cacheable::GENERATION_PATHS`], the table the client's cache
+/// uses too.
+pub const DEFAULT_CACHED_PATHS: &[&str] = crate::cacheable::GENERATION_PATHS;
 
 /// The path prefix of the proxy's own endpoints on the API port
 /// (`/_mistral-cache/healthz`, `/_mistral-cache/metrics`); no Mistral API path
@@ -31,7 +23,10 @@ pub const DEFAULT_CACHED_PATHS: &[&str] = &[
 pub const ADMIN_PREFIX: &str = "/_mistral-cache";
 
 /// Which requests the proxy sends through the cache: `POST` to one of a set of
-/// paths. A path ending in `*` matches every path with that prefix.
+/// paths (a path ending in `*` matches every path with that prefix), and the model
+/// listing `GET /v1/models`, which is stored only when the request sets its own
+/// `x-cache-ttl` (see [`crate::cacheable`]). Agents completions are kept for at most
+/// [`DEFAULT_AGENTS_TTL`](crate::cacheable::DEFAULT_AGENTS_TTL).
 ///
 /// ```
 /// use http::Method;
@@ -41,6 +36,8 @@ pub const ADMIN_PREFIX: &str = "/_mistral-cache";
 /// assert!(routes.matches(&Method::POST, "/v1/chat/completions"));
 /// assert!(!routes.matches(&Method::GET, "/v1/chat/completions"));
 /// assert!(!routes.matches(&Method::GET, "/v1/files"));
+/// assert!(!routes.matches(&Method::POST, "/v1/batch/jobs"));
+/// assert!(routes.matches(&Method::GET, "/v1/models"));
 ///
 /// let custom = CachedRoutes::new(["/v1/embeddings", "/v1/custom/*"]).unwrap();
 /// assert!(custom.matches(&Method::POST, "/v1/custom/anything"));
@@ -92,11 +89,26 @@ impl CachedRoutes {
     /// Whether a request with this method and path goes through the cache.
     pub fn matches(&self, method: &Method, path: &str) -> bool {
         if method != Method::POST {
-            return false;
+            // The model listing is stored on a request's own opt-in (x-cache-ttl).
+            return (!self.exact.is_empty() || !self.prefixes.is_empty())
+                && operation(method, path) == Operation::ModelList;
         }
         let trimmed = path.trim_end_matches('/');
         self.exact.iter().any(|p| p == trimmed)
             || self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
+    }
+}
+
+/// The cache layer's predicate in the proxy: the routes chosen, stored as the
+/// Mistral operation table says ([`MistralCacheable::storage`](crate::cache::Cacheable::storage)).
+impl Cacheable for CachedRoutes {
+    fn is_cacheable(&self, parts: &Parts) -> bool {
+        self.matches(&parts.method, parts.uri.path())
+            && !parts.headers.contains_key(http::header::RANGE)
+    }
+
+    fn storage(&self, parts: &Parts) -> Storage {
+        MistralCacheable::default().storage(parts)
     }
 }
 
@@ -155,6 +167,10 @@ pub struct Config {
     pub cached_routes: CachedRoutes,
     /// How the cache is used.
     pub mode: CacheMode,
+    /// Also read the standard request `Cache-Control` header as cache directives
+    /// (default: only `x-cache-control` is; HTTP libraries send `Cache-Control` on
+    /// their own).
+    pub honor_cache_control: bool,
     /// Largest request body considered for caching; bigger ones are forwarded uncached.
     pub max_request_body: usize,
     /// Largest response stored in the cache.
@@ -186,6 +202,7 @@ impl Default for Config {
             share_across_keys: false,
             cached_routes: CachedRoutes::default(),
             mode: CacheMode::ReadWrite,
+            honor_cache_control: false,
             max_request_body: 8 * 1024 * 1024,
             max_entry_size: 32 * 1024 * 1024,
             timeout: Duration::from_secs(300),
@@ -211,6 +228,7 @@ impl fmt::Debug for Config {
             .field("share_across_keys", &self.share_across_keys)
             .field("cached_routes", &self.cached_routes)
             .field("mode", &self.mode)
+            .field("honor_cache_control", &self.honor_cache_control)
             .field("max_request_body", &self.max_request_body)
             .field("max_entry_size", &self.max_entry_size)
             .field("timeout", &self.timeout)

@@ -19,49 +19,8 @@ use std::time::Duration;
 /// assert!(parse_duration("7 days").is_err());
 /// ```
 pub fn parse_duration(input: &str) -> Result<Duration, String> {
-    let s = input.trim();
-    if s.is_empty() {
-        return Err("empty duration".to_owned());
-    }
-    if s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|_| format!("duration out of range: {input:?}"));
-    }
-    let mut total: u64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(format!(
-                "invalid duration {input:?}: expected a number such as 3600, 30m, 12h or 7d"
-            ));
-        }
-        let (number, tail) = rest.split_at(digits);
-        let mut chars = tail.chars();
-        let unit = match chars.next() {
-            Some('s') => 1,
-            Some('m') => 60,
-            Some('h') => 3_600,
-            Some('d') => 86_400,
-            Some('w') => 604_800,
-            _ => {
-                return Err(format!(
-                    "invalid duration {input:?}: each number needs a unit s, m, h, d or w"
-                ));
-            }
-        };
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("duration out of range: {input:?}"))?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("duration out of range: {input:?}"))?;
-        rest = chars.as_str();
-    }
-    Ok(Duration::from_secs(total))
+    // One grammar for the flags and the cache's request headers (`x-cache-ttl`).
+    crate::cache::parse_duration(input)
 }
 
 #[cfg(test)]

@@ -175,7 +175,9 @@ pub(super) fn cached_service(
         .default_ttl(config.ttl)
         .mode(config.mode)
         .max_request_body(config.max_request_body)
-        .max_response_body(config.max_entry_size);
+        .max_response_body(config.max_entry_size)
+        .cacheable(config.cached_routes.clone())
+        .honor_cache_control(config.honor_cache_control);
     if let Some(ns) = &config.namespace {
         layer = layer.namespace(ns.clone());
     }

@@ -106,6 +106,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_request_can_set_its_own_total_timeout() {
+        use crate::client::TimeoutOverride;
+        let layer = |total| {
+            TimeoutLayer::new().total(total).layer(server(
+                Duration::from_secs(5),
+                "application/json",
+                0,
+                Duration::ZERO,
+            ))
+        };
+        // Longer than the layer's: the slow answer arrives.
+        let mut req = Request::new(Body::empty());
+        req.extensions_mut()
+            .insert(TimeoutOverride(Duration::from_secs(10)));
+        let res = layer(Duration::from_secs(1)).oneshot(req).await;
+        assert!(res.is_ok(), "{:?}", res.err());
+        // Shorter than the layer's: it times out.
+        let mut req = Request::new(Body::empty());
+        req.extensions_mut()
+            .insert(TimeoutOverride(Duration::from_secs(1)));
+        let err = layer(Duration::from_secs(60))
+            .oneshot(req)
+            .await
+            .unwrap_err();
+        assert_eq!(kind(&err), TimeoutKind::Total);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn total_timeout_covers_json_body() {
         let svc = TimeoutLayer::new()
             .total(Duration::from_secs(1))

@@ -8,6 +8,7 @@ use tower_service::Service;
 
 use super::{ResponseFuture, TimeoutBody};
 use crate::BoxError;
+use crate::client::TimeoutOverride;
 
 /// The service built by [`TimeoutLayer`](super::TimeoutLayer).
 #[derive(Debug, Clone)]
@@ -41,6 +42,11 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        ResponseFuture::new(self.inner.call(req), self.total, self.stream_idle)
+        // A call's own timeout (`RequestOptions::timeout`) replaces the layer's.
+        let total = req
+            .extensions()
+            .get::<TimeoutOverride>()
+            .map_or(self.total, |t| Some(t.0));
+        ResponseFuture::new(self.inner.call(req), total, self.stream_idle)
     }
 }
