@@ -14,15 +14,19 @@ pub mod transport;
 pub mod agents;
 pub mod audio;
 pub mod batch;
+mod beta;
 pub mod chat;
 pub mod classifiers;
 pub mod common;
+pub mod conversations;
 pub mod embeddings;
 pub mod files;
 pub mod fim;
 pub mod models;
 pub mod ocr;
 mod raw;
+#[cfg(feature = "schemars")]
+pub mod structured;
 
 #[cfg(feature = "server")]
 pub mod server;

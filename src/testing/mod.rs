@@ -87,6 +87,8 @@
 //! `POST /v1/ocr`. Anything else answers 404. Every response carries
 //! `mistral-correlation-id: fake-<n>`, where `n` counts requests from 1.
 
+mod beta;
+mod beta_registry;
 mod dataplane;
 mod fake;
 pub mod fixtures;
