@@ -12,6 +12,7 @@ pub mod sse;
 pub mod transport;
 
 pub mod agents;
+pub mod agents_api;
 pub mod audio;
 pub mod batch;
 mod beta;
@@ -24,6 +25,7 @@ pub mod files;
 pub mod fim;
 pub mod models;
 pub mod ocr;
+pub mod prompts;
 mod raw;
 #[cfg(feature = "schemars")]
 pub mod structured;

@@ -28,7 +28,7 @@ const NOW: &str = "2026-01-01T00:00:00Z";
 pub(super) struct State {
     next_id: AtomicU64,
     conversations: Mutex<Vec<Conversation>>,
-    pub(super) agents: Mutex<Vec<Vec<Value>>>,
+    pub(super) agents: Mutex<Vec<(u64, Vec<Value>)>>,
     pub(super) aliases: Mutex<Vec<(String, String, u64)>>,
     pub(super) libraries: Mutex<Vec<Value>>,
     pub(super) documents: Mutex<Vec<(Value, String)>>,
