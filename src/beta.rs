@@ -2,8 +2,6 @@
 //! libraries, documents, prompts): bodiless GET / DELETE and JSON calls with any
 //! method, decoded through [`crate::raw`] (an empty answer reads as `{}`).
 
-#![allow(dead_code)] // filled in by the registry resources
-
 use http::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -55,4 +53,16 @@ pub(crate) async fn json<B: Serialize + ?Sized, T: DeserializeOwned>(
         .body(Body::full(bytes))
         .map_err(Error::request)?;
     raw::call(client, req).await
+}
+
+/// A bodiless request whose answer has no body to decode (a `204`).
+pub(crate) async fn unit(
+    client: &Client,
+    method: Method,
+    path: &str,
+) -> Result<ApiResponse<()>, Error> {
+    let req = raw::empty_request(method, path, "application/json")?;
+    let res = raw::send_checked(client, req).await?;
+    let (parts, _body) = res.into_parts();
+    Ok(ApiResponse::new((), parts.status, parts.headers))
 }

@@ -23,6 +23,7 @@ pub mod conversations;
 pub mod embeddings;
 pub mod files;
 pub mod fim;
+pub mod libraries;
 pub mod models;
 pub mod ocr;
 pub mod prompts;

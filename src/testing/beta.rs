@@ -9,8 +9,6 @@
 //! `conversation.response.error` instead, and `stream-truncated` cuts it before the
 //! done event.
 
-#![allow(dead_code)] // filled in by the registry resources
-
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,6 +1,7 @@
 //! The fake's registries: agents (with versions and aliases), libraries with their
 //! documents and accesses, and prompts (`/v2/prompts`) with versions.
 
+use axum::http::header;
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
@@ -8,6 +9,7 @@ use super::beta::{
     State, json_response, no_content, not_found, page_of, paged, q1, query, unprocessable,
 };
 use super::fake::{RecordedRequest, percent_decode};
+use crate::cache::multipart::{boundary, parse_form};
 
 const NOW: &str = "2026-01-01T00:00:00Z";
 
@@ -331,6 +333,248 @@ pub(super) fn prompts(state: &State, rec: &RecordedRequest, json: &Value) -> Res
 
 // ---------------------------------------------------------------- libraries
 
-pub(super) fn libraries(_state: &State, rec: &RecordedRequest, _json: &Value) -> Response {
-    not_found("route", &rec.path)
+fn library_view(state: &State, lib: &Value) -> Value {
+    let docs = state.documents.lock().unwrap();
+    let mine: Vec<&(Value, String)> = docs
+        .iter()
+        .filter(|(d, _)| d["library_id"] == lib["id"])
+        .collect();
+    let mut l = lib.clone();
+    l["nb_documents"] = json!(mine.len());
+    l["total_size"] = json!(
+        mine.iter()
+            .map(|(d, _)| d["size"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    );
+    l
+}
+
+fn pagination(total: usize, page: usize, size: usize) -> Value {
+    let pages = if size == 0 { 0 } else { total.div_ceil(size) };
+    json!({"total_items": total, "total_pages": pages, "current_page": page,
+           "page_size": size, "has_more": page + 1 < pages})
+}
+
+pub(super) fn libraries(state: &State, rec: &RecordedRequest, json: &Value) -> Response {
+    let segs = segments(&rec.path);
+    let q = query(rec);
+    match (rec.method.as_str(), &segs[2..]) {
+        ("POST", []) => {
+            let Some(name) = json.get("name") else {
+                return unprocessable("name: field required");
+            };
+            let lib = json!({
+                "id": state.new_uuid(), "name": name, "created_at": NOW, "updated_at": NOW,
+                "owner_id": state.new_uuid(),
+                "owner_type": json.get("owner_type").cloned().unwrap_or(json!("Workspace")),
+                "total_size": 0, "nb_documents": 0,
+                "chunk_size": json.get("chunk_size").cloned().unwrap_or(Value::Null),
+                "description": json.get("description").cloned().unwrap_or(Value::Null),
+            });
+            state.libraries.lock().unwrap().push(lib.clone());
+            json_response(201, lib)
+        }
+        ("GET", []) => {
+            let (page, size) = page_of(&q, 100);
+            let search = q1(&q, "search");
+            let all: Vec<Value> = state
+                .libraries
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| {
+                    search
+                        .as_deref()
+                        .is_none_or(|s| l["name"].as_str().unwrap_or("").contains(s))
+                })
+                .map(|l| library_view(state, l))
+                .collect();
+            json_response(
+                200,
+                json!({"data": paged(&all, page, size), "pagination": pagination(all.len(), page, size)}),
+            )
+        }
+        (method, [id, rest @ ..]) => {
+            let lib = state
+                .libraries
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l["id"] == id.as_str())
+                .cloned();
+            let Some(lib) = lib else {
+                return not_found("library", id);
+            };
+            match (method, rest) {
+                ("GET", []) => json_response(200, library_view(state, &lib)),
+                ("PATCH" | "PUT", []) => {
+                    let mut libs = state.libraries.lock().unwrap();
+                    let l = libs.iter_mut().find(|l| l["id"] == id.as_str()).unwrap();
+                    if method == "PUT" {
+                        l["description"] = Value::Null;
+                    }
+                    merge(l, json);
+                    l["updated_at"] = json!(NOW);
+                    let l = l.clone();
+                    drop(libs);
+                    json_response(200, library_view(state, &l))
+                }
+                ("DELETE", []) => {
+                    let view = library_view(state, &lib);
+                    state
+                        .libraries
+                        .lock()
+                        .unwrap()
+                        .retain(|l| l["id"] != id.as_str());
+                    state
+                        .documents
+                        .lock()
+                        .unwrap()
+                        .retain(|(d, _)| d["library_id"] != id.as_str());
+                    json_response(200, view)
+                }
+                (_, [s]) if s == "share" => share(state, method, id, json),
+                (_, [d, rest @ ..]) if d == "documents" => {
+                    documents(state, rec, method, id, rest, &q, json)
+                }
+                _ => json_response(405, json!({"detail": "Method Not Allowed"})),
+            }
+        }
+        _ => json_response(405, json!({"detail": "Method Not Allowed"})),
+    }
+}
+
+fn share(state: &State, method: &str, lib: &str, json: &Value) -> Response {
+    let mut shares = state.shares.lock().unwrap();
+    let org = "00000000-0000-4000-a000-000000000001";
+    match method {
+        "GET" => {
+            let data: Vec<Value> = shares
+                .iter()
+                .filter(|s| s["library_id"] == lib)
+                .cloned()
+                .collect();
+            json_response(200, json!({"data": data}))
+        }
+        "PUT" | "DELETE" => {
+            let (Some(uuid), Some(kind)) =
+                (json.get("share_with_uuid"), json.get("share_with_type"))
+            else {
+                return unprocessable("share_with_uuid, share_with_type: field required");
+            };
+            let s = json!({
+                "library_id": lib,
+                "user_id": if kind == "User" { uuid.clone() } else { Value::Null },
+                "org_id": json.get("org_id").filter(|v| !v.is_null()).cloned().unwrap_or(json!(org)),
+                "role": json.get("level").cloned().unwrap_or(json!("Viewer")),
+                "share_with_type": kind,
+                "share_with_uuid": uuid,
+            });
+            shares.retain(|x| !(x["library_id"] == lib && x["share_with_uuid"] == *uuid));
+            if method == "PUT" {
+                shares.push(s.clone());
+            }
+            json_response(200, s)
+        }
+        _ => json_response(405, json!({"detail": "Method Not Allowed"})),
+    }
+}
+
+fn documents(
+    state: &State,
+    rec: &RecordedRequest,
+    method: &str,
+    lib: &str,
+    rest: &[String],
+    q: &[(String, String)],
+    json: &Value,
+) -> Response {
+    let mut docs = state.documents.lock().unwrap();
+    match (method, rest) {
+        ("POST", []) => {
+            let parts = rec
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(boundary)
+                .and_then(|b| parse_form(&b, &rec.body));
+            let Some(file) = parts
+                .as_ref()
+                .and_then(|p| p.iter().find(|p| p.name == "file" && p.filename.is_some()))
+            else {
+                return unprocessable("file: field required");
+            };
+            let name = file.filename.clone().unwrap_or_default();
+            let ext = name.rsplit_once('.').map(|(_, e)| e.to_owned());
+            let doc = json!({
+                "id": state.new_uuid(), "library_id": lib, "hash": format!("{:016x}", file.data.len()),
+                "mime_type": crate::multipart::guess_content_type(&name), "extension": ext,
+                "size": file.data.len(), "name": name, "summary": null, "created_at": NOW,
+                "last_processed_at": NOW, "number_of_pages": 1, "process_status": "done",
+                "uploaded_by_id": null, "uploaded_by_type": "User",
+                "processing_status": "Completed", "tokens_processing_total": 0,
+            });
+            docs.push((doc.clone(), String::from_utf8_lossy(file.data).into_owned()));
+            json_response(200, doc)
+        }
+        ("GET", []) => {
+            let (page, size) = page_of(q, 100);
+            let search = q1(q, "search");
+            let all: Vec<Value> = docs
+                .iter()
+                .filter(|(d, _)| d["library_id"] == lib)
+                .filter(|(d, _)| {
+                    search
+                        .as_deref()
+                        .is_none_or(|s| d["name"].as_str().unwrap_or("").contains(s))
+                })
+                .map(|(d, _)| d.clone())
+                .collect();
+            json_response(
+                200,
+                json!({"data": paged(&all, page, size), "pagination": pagination(all.len(), page, size)}),
+            )
+        }
+        (method, [id, tail @ ..]) => {
+            let Some(idx) = docs
+                .iter()
+                .position(|(d, _)| d["library_id"] == lib && d["id"] == id.as_str())
+            else {
+                return not_found("document", id);
+            };
+            let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
+            match (method, tail.as_slice()) {
+                ("GET", []) => json_response(200, docs[idx].0.clone()),
+                ("PATCH" | "PUT", []) => {
+                    merge(&mut docs[idx].0, json);
+                    json_response(200, docs[idx].0.clone())
+                }
+                ("DELETE", []) => {
+                    docs.remove(idx);
+                    no_content()
+                }
+                ("GET", ["text_content"]) => json_response(200, json!({"text": docs[idx].1})),
+                ("GET", ["status"]) => json_response(
+                    200,
+                    json!({"document_id": id, "process_status": docs[idx].0["process_status"],
+                           "processing_status": docs[idx].0["processing_status"]}),
+                ),
+                ("GET", ["signed-url"]) => json_response(
+                    200,
+                    json!(format!("https://fake.mistral.invalid/documents/{id}?sig=1")),
+                ),
+                ("GET", ["extracted-text-signed-url"]) => json_response(
+                    200,
+                    json!(format!(
+                        "https://fake.mistral.invalid/documents/{id}/text?sig=1"
+                    )),
+                ),
+                ("POST", ["reprocess"]) => {
+                    docs[idx].0["process_status"] = json!("todo");
+                    no_content()
+                }
+                _ => json_response(405, json!({"detail": "Method Not Allowed"})),
+            }
+        }
+        _ => json_response(405, json!({"detail": "Method Not Allowed"})),
+    }
 }
