@@ -160,3 +160,44 @@ async fn tool_from_type_derives_parameters_and_calls_parse_into_args() {
     assert_eq!(args.city, "Paris");
     assert_eq!(args.unit, None);
 }
+
+#[tokio::test]
+async fn function_tools_typed_derive_the_schema_and_bound_the_rounds() {
+    use mistral_tower::conversations::{ConversationRequest, FunctionTools};
+    let fake = FakeMistral::new();
+    let client = client(&fake);
+    let tools = FunctionTools::new().typed(
+        "get_weather",
+        "The weather in a city.",
+        |w: WeatherArgs| async move {
+            Ok::<_, std::convert::Infallible>(format!("sunny in {}", w.city))
+        },
+    );
+    let run = client
+        .conversations()
+        .run(
+            ConversationRequest::model("m", r#"call:get_weather:{"city":"Oslo","unit":null}"#),
+            &tools,
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.text(), "result: sunny in Oslo");
+    let first = &fake.requests()[0];
+    let f = &first.json()["tools"][0]["function"];
+    assert_eq!(f["strict"], true);
+    assert_eq!(
+        f["parameters"]["required"],
+        serde_json::json!(["city", "unit"])
+    );
+    validate_all(&fake);
+
+    let err = client
+        .conversations()
+        .run(
+            ConversationRequest::model("m", r#"call:get_weather:{"city":"Oslo","unit":null}"#),
+            &tools.clone().max_rounds(0),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("rounds"), "{err}");
+}

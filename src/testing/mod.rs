@@ -84,7 +84,13 @@
 //! `encoding_format: "base64"`), `GET /v1/models`, `GET|DELETE /v1/models/{id}`
 //! (404 `{"detail": ...}` for an unknown id), `POST /v1/moderations`,
 //! `/v1/chat/moderations`, `/v1/classifications`, `/v1/chat/classifications` and
-//! `POST /v1/ocr`. Anything else answers 404. Every response carries
+//! `POST /v1/ocr`. The beta APIs keep in-memory state: conversations (every turn
+//! answers `echo: <text>`, or a function call for an input `call:NAME:ARGS`, and
+//! `result: <result>` for function results; streams end at
+//! `conversation.response.done` without `[DONE]`, or at `conversation.response.error`
+//! with the scenario `conversation-error`), agents with versions and aliases,
+//! libraries with documents (multipart uploads) and shares, and `/v2/prompts` with
+//! versions. Anything else answers 404. Every response carries
 //! `mistral-correlation-id: fake-<n>`, where `n` counts requests from 1.
 
 mod beta;
