@@ -322,3 +322,44 @@ async fn run_executes_local_functions_to_completion() {
     assert_eq!(run.response.function_calls().next().unwrap().name, "other");
     validate_all(&fake);
 }
+
+#[tokio::test]
+async fn the_fake_stream_events_match_the_spec() {
+    let Some(spec) = spec::spec() else {
+        return;
+    };
+    let fake = FakeMistral::new();
+    let client = client(&fake);
+    for (scenario, input) in [
+        ("", "hello there"),
+        ("", r#"call:f:{"a":1}"#),
+        ("conversation-error", "x"),
+    ] {
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri("/v1/conversations")
+            .header("content-type", "application/json")
+            .header("accept", "text/event-stream");
+        if !scenario.is_empty() {
+            req = req.header("x-fake-scenario", scenario);
+        }
+        let body = json!({"inputs": input, "model": "m", "stream": true}).to_string();
+        let res = client
+            .send(req.body(mistral_tower::Body::full(body)).unwrap())
+            .await
+            .unwrap();
+        let bytes = res.into_body().collect_bytes().await.unwrap();
+        let events = mistral_tower::sse::SseParser::new().feed(&bytes);
+        assert!(events.len() >= 3);
+        for ev in events {
+            let data: serde_json::Value = serde_json::from_str(&ev.data).unwrap();
+            assert_eq!(data["type"], ev.event.as_str());
+            spec::check(
+                spec,
+                &json!({"$ref": "#/components/schemas/ConversationEvents"}),
+                &json!({"event": ev.event, "data": data}),
+                "a conversation event",
+            );
+        }
+    }
+}
