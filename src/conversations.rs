@@ -1113,7 +1113,9 @@ impl Conversations<'_> {
     /// Runs a conversation with local function tools to completion: adds the tools'
     /// definitions to `req`, starts the conversation, runs every function call the
     /// model asks for and appends the results, until an answer has no call to a
-    /// registered function (or after [`FunctionTools::max_rounds`] rounds, an error).
+    /// registered function. After [`FunctionTools::max_rounds`] rounds that still
+    /// call functions, it stops with an error naming the bound (the calls are left
+    /// unanswered in the conversation).
     ///
     /// A function that fails reports `{"error": "<message>"}` to the model as its
     /// result. A call to a function that is not registered ends the run: it is in
@@ -1144,7 +1146,8 @@ impl Conversations<'_> {
                 });
             }
             if rounds >= tools.max_rounds {
-                return Err(Error::stream(format!(
+                // the next append is not built: the bound is reached
+                return Err(Error::request(format!(
                     "the conversation still calls functions after {rounds} rounds"
                 )));
             }

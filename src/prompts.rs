@@ -707,9 +707,10 @@ impl Prompts<'_> {
     ///
     /// # Errors
     ///
-    /// As [`get`](Self::get); a missing variable is an error whose
-    /// [`source`](std::error::Error::source) is [`MissingVariables`], naming each
-    /// one ([`Error::is_config`] is false, `is_status` too).
+    /// As [`get`](Self::get). Missing variables are an error displayed as
+    /// ``could not build the request: missing prompt variables: `a`, `b` ``, whose
+    /// [`source`](std::error::Error::source) is the [`MissingVariables`] naming
+    /// each one.
     pub async fn render<I, K, V>(
         &self,
         prompt_id: &str,

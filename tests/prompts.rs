@@ -142,7 +142,10 @@ async fn prompts_create_list_get_update_versions_render_delete() {
         .and_then(|s| s.downcast_ref::<MissingVariables>())
         .expect("a MissingVariables source");
     assert_eq!(missing.names, ["name"]);
-    assert!(err.to_string().contains("name") || format!("{err:?}").contains("`name`"));
+    assert!(
+        err.to_string().ends_with("missing prompt variable: `name`"),
+        "{err}"
+    );
 
     prompts.delete(&p.id).await.unwrap();
     let err = prompts.get(&p.id, None).await.unwrap_err();
