@@ -13,17 +13,24 @@ pub mod sse;
 pub mod transport;
 
 pub mod agents;
+pub mod agents_api;
 pub mod audio;
 pub mod batch;
+mod beta;
 pub mod chat;
 pub mod classifiers;
 pub mod common;
+pub mod conversations;
 pub mod embeddings;
 pub mod files;
 pub mod fim;
+pub mod libraries;
 pub mod models;
 pub mod ocr;
+pub mod prompts;
 mod raw;
+#[cfg(feature = "schemars")]
+pub mod structured;
 
 #[cfg(feature = "server")]
 pub mod server;

@@ -356,6 +356,8 @@ pub struct EventStream<T> {
     draining: bool,
     /// Bounds the drain after `[DONE]` (an upstream that keeps the body open).
     drain_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Event names (`event:` field) that end the stream cleanly, like `[DONE]`.
+    terminal: &'static [&'static str],
     _t: PhantomData<fn() -> T>,
 }
 
@@ -379,7 +381,26 @@ impl<T> EventStream<T> {
             finished: false,
             draining: false,
             drain_deadline: None,
+            terminal: &[],
             _t: PhantomData,
+        }
+    }
+
+    /// Declares the events, by `event:` name, that end this stream cleanly, for
+    /// endpoints that never send `data: [DONE]` (the conversations API ends with
+    /// `event: conversation.response.done`). Such an event is decoded and yielded
+    /// like any other; the stream then ends as it does after `[DONE]`, and a body
+    /// that ends before any of them (or `[DONE]`) is still reported as truncated.
+    #[must_use]
+    pub fn ends_after(mut self, events: &'static [&'static str]) -> Self {
+        self.terminal = events;
+        self
+    }
+
+    fn start_drain(&mut self) {
+        self.draining = true;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.drain_deadline = Some(Box::pin(tokio::time::sleep(DRAIN_AFTER_DONE)));
         }
     }
 
@@ -500,26 +521,20 @@ impl<T: DeserializeOwned> Stream for EventStream<T> {
                     }
                     let data = ev.data.trim();
                     if data == "[DONE]" {
-                        this.draining = true;
-                        if tokio::runtime::Handle::try_current().is_ok() {
-                            this.drain_deadline =
-                                Some(Box::pin(tokio::time::sleep(DRAIN_AFTER_DONE)));
-                        }
+                        this.start_drain();
                         continue;
                     }
-                    if data.is_empty() {
+                    let terminal = this.terminal.contains(&ev.event.as_str());
+                    if data.is_empty() && !terminal {
                         continue;
                     }
+                    let data = if data.is_empty() { "{}" } else { data };
                     return match serde_json::from_str::<T>(data) {
                         Ok(v) => {
-                            if is_final_event(&ev.event, data) {
+                            if terminal || is_final_event(&ev.event, data) {
                                 // The endpoint's own last event (no `[DONE]` follows):
                                 // yield it, then end as after `[DONE]`.
-                                this.draining = true;
-                                if tokio::runtime::Handle::try_current().is_ok() {
-                                    this.drain_deadline =
-                                        Some(Box::pin(tokio::time::sleep(DRAIN_AFTER_DONE)));
-                                }
+                                this.start_drain();
                             }
                             Poll::Ready(Some(Ok(v)))
                         }
@@ -528,9 +543,10 @@ impl<T: DeserializeOwned> Stream for EventStream<T> {
                 }
                 Some(Err(e)) => return this.fail(Error::from_body_error(e, true)),
                 None => {
-                    return this.fail(Error::stream(
-                        "the stream ended without `data: [DONE]` (truncated)",
-                    ));
+                    return this.fail(Error::stream(match this.terminal.first() {
+                        Some(_) => "the stream ended before its final event (truncated)",
+                        None => "the stream ended without `data: [DONE]` (truncated)",
+                    }));
                 }
             }
         }
@@ -768,6 +784,23 @@ mod tests {
         assert_eq!(got.len(), 2);
         let e = got[1].as_ref().unwrap_err();
         assert!(e.is_stream(), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn typed_stream_ends_cleanly_after_a_declared_terminal_event() {
+        let s = stream_of(vec![
+            b"event: delta\ndata: {\"n\":1}\n\n",
+            b"event: response.done\ndata: {\"n\":2}\n\nevent: delta\ndata: {\"n\":3}\n\n",
+        ])
+        .ends_after(&["response.done"]);
+        let got: Vec<_> = s.collect().await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[1].as_ref().unwrap(), &Chunk { n: 2 });
+        // without the terminal event, the end is a truncation
+        let s =
+            stream_of(vec![b"event: delta\ndata: {\"n\":1}\n\n"]).ends_after(&["response.done"]);
+        let got: Vec<_> = s.collect().await;
+        assert!(got[1].as_ref().unwrap_err().is_stream());
     }
 
     #[tokio::test]

@@ -53,6 +53,7 @@ struct Shared {
     streams_dropped: AtomicUsize,
     stream_delay_ms: AtomicUsize,
     dataplane: super::dataplane::State,
+    beta: super::beta::State,
 }
 
 /// A fake Mistral API: a local server, an in-process tower service, or both.
@@ -733,6 +734,9 @@ fn endpoint(shared: &Arc<Shared>, rec: &RecordedRequest, json: &Value, scenario:
     let method = &rec.method;
     let streaming = json.get("stream").and_then(Value::as_bool) == Some(true);
     if let Some(res) = super::dataplane::endpoint(&shared.dataplane, rec, json, scenario) {
+        return res;
+    }
+    if let Some(res) = super::beta::endpoint(&shared.beta, rec, json, scenario) {
         return res;
     }
     match (method.as_str(), path) {

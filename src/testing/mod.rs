@@ -94,9 +94,19 @@
 //! (multipart; a text derived from the audio's bytes; streamed with `stream=true`, ending with
 //! `transcription.done`; `stream-truncated` and `stream-abort` cut it); `POST /v1/audio/speech`
 //! (whole or streamed) and `/v1/audio/voices` (three presets, create, get, update, delete,
-//! sample). Anything else answers 404. Every response carries
+//! sample).
+//!
+//! The beta APIs keep in-memory state: conversations (every turn
+//! answers `echo: <text>`, or a function call for an input `call:NAME:ARGS`, and
+//! `result: <result>` for function results; streams end at
+//! `conversation.response.done` without `[DONE]`, or at `conversation.response.error`
+//! with the scenario `conversation-error`), agents with versions and aliases,
+//! libraries with documents (multipart uploads) and shares, and `/v2/prompts` with
+//! versions. Anything else answers 404. Every response carries
 //! `mistral-correlation-id: fake-<n>`, where `n` counts requests from 1.
 
+mod beta;
+mod beta_registry;
 mod dataplane;
 mod fake;
 pub mod fixtures;

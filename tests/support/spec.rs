@@ -41,9 +41,48 @@ fn strict_components(spec: &Value) -> &'static Value {
             }
         }
         let mut c = spec["components"].clone();
+        flatten_all_of(&mut c);
         strictify(&mut c);
         c
     })
+}
+
+/// Merges every component schema that is an `allOf` of object schemas (the
+/// conversation requests: a base plus `stream`) into one object schema, so that
+/// forbidding unknown properties on each part does not reject the whole.
+fn flatten_all_of(components: &mut Value) {
+    let Some(schemas) = components
+        .get("schemas")
+        .and_then(Value::as_object)
+        .cloned()
+    else {
+        return;
+    };
+    for (name, schema) in &schemas {
+        let Some(parts) = schema.get("allOf").and_then(Value::as_array) else {
+            continue;
+        };
+        let mut props = Map::new();
+        let mut required: Vec<Value> = Vec::new();
+        let mut ok = true;
+        for part in parts {
+            let part = match part.get("$ref").and_then(Value::as_str) {
+                Some(r) => &schemas[r.rsplit('/').next().unwrap()],
+                None => part,
+            };
+            match part.get("properties").and_then(Value::as_object) {
+                Some(p) => props.extend(p.clone()),
+                None => ok = false,
+            }
+            if let Some(r) = part.get("required").and_then(Value::as_array) {
+                required.extend(r.iter().cloned());
+            }
+        }
+        if ok {
+            components["schemas"][name.as_str()] =
+                json!({"type": "object", "properties": props, "required": required});
+        }
+    }
 }
 
 fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
