@@ -39,7 +39,7 @@ use crate::client::ApiResponse;
 use crate::common::{GuardrailConfig, Tool, null_default, setters, string_enum};
 pub use crate::conversations::{AgentVersion, CompletionArgs, Deleted};
 use crate::pagination::{BoxFuture, Fetch, Page, Query, path_segment};
-use crate::{Client, Error};
+use crate::{Client, Error, RequestOptions};
 
 string_enum! {
     /// Where an agent was made (`RequestSource`).
@@ -307,14 +307,18 @@ impl AgentListQuery {
 impl Client {
     /// Agents management (beta, `/v1/agents`).
     pub fn agents_api(&self) -> AgentsApi<'_> {
-        AgentsApi { client: self }
+        AgentsApi {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
 }
 
 /// Agents management (beta, `/v1/agents`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AgentsApi<'a> {
     client: &'a Client,
+    options: RequestOptions,
 }
 
 fn agent_path(id: &str, tail: &str) -> String {
@@ -322,15 +326,21 @@ fn agent_path(id: &str, tail: &str) -> String {
 }
 
 impl AgentsApi<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
+
     /// Creates an agent (`POST /v1/agents`).
     pub async fn create(&self, req: CreateAgentRequest) -> Result<ApiResponse<Agent>, Error> {
-        crate::beta::json(self.client, Method::POST, "/v1/agents", &req).await
+        crate::beta::json(self.client, &self.options, Method::POST, "/v1/agents", &req).await
     }
 
     /// Lists agents by page number (`GET /v1/agents`): one page, whose
     /// [`into_stream`](Page::into_stream) walks the following ones.
     pub async fn list(&self, query: AgentListQuery) -> Result<ApiResponse<Page<Agent>>, Error> {
-        list_page(self.client.clone(), query).await
+        list_page(self.client.clone(), self.options.clone(), query).await
     }
 
     /// Lists agents by page token (`GET /v1/agents/pages`).
@@ -341,7 +351,7 @@ impl AgentsApi<'_> {
         let mut q = Query::new();
         query.filters(&mut q);
         q.opt("page_token", query.page_token.as_deref());
-        crate::beta::get(self.client, &q.to_path("/v1/agents/pages")).await
+        crate::beta::get(self.client, &self.options, &q.to_path("/v1/agents/pages")).await
     }
 
     /// Retrieves an agent (`GET /v1/agents/{id}`), at its current version or the one
@@ -353,7 +363,12 @@ impl AgentsApi<'_> {
     ) -> Result<ApiResponse<Agent>, Error> {
         let mut q = Query::new();
         q.opt("agent_version", version);
-        crate::beta::get(self.client, &q.to_path(&agent_path(agent_id, ""))).await
+        crate::beta::get(
+            self.client,
+            &self.options,
+            &q.to_path(&agent_path(agent_id, "")),
+        )
+        .await
     }
 
     /// Updates an agent, making a new version (`PATCH /v1/agents/{id}`).
@@ -362,12 +377,19 @@ impl AgentsApi<'_> {
         agent_id: &str,
         req: UpdateAgentRequest,
     ) -> Result<ApiResponse<Agent>, Error> {
-        crate::beta::json(self.client, Method::PATCH, &agent_path(agent_id, ""), &req).await
+        crate::beta::json(
+            self.client,
+            &self.options,
+            Method::PATCH,
+            &agent_path(agent_id, ""),
+            &req,
+        )
+        .await
     }
 
     /// Deletes an agent (`DELETE /v1/agents/{id}`).
     pub async fn delete(&self, agent_id: &str) -> Result<ApiResponse<Deleted>, Error> {
-        crate::beta::delete(self.client, &agent_path(agent_id, "")).await
+        crate::beta::delete(self.client, &self.options, &agent_path(agent_id, "")).await
     }
 
     /// Makes `version` the agent's current version
@@ -381,6 +403,7 @@ impl AgentsApi<'_> {
         q.push("version", version);
         crate::beta::empty(
             self.client,
+            &self.options,
             Method::PATCH,
             &q.to_path(&agent_path(agent_id, "/version")),
         )
@@ -397,6 +420,7 @@ impl AgentsApi<'_> {
     ) -> Result<ApiResponse<Page<Agent>>, Error> {
         versions_page(
             self.client.clone(),
+            self.options.clone(),
             agent_id.to_owned(),
             page.unwrap_or(0),
             page_size,
@@ -413,6 +437,7 @@ impl AgentsApi<'_> {
         let v = path_segment(&version.into().to_string());
         crate::beta::get(
             self.client,
+            &self.options,
             &agent_path(agent_id, &format!("/versions/{v}")),
         )
         .await
@@ -429,6 +454,7 @@ impl AgentsApi<'_> {
         q.push("alias", alias).push("version", version);
         crate::beta::empty(
             self.client,
+            &self.options,
             Method::PUT,
             &q.to_path(&agent_path(agent_id, "/aliases")),
         )
@@ -437,7 +463,12 @@ impl AgentsApi<'_> {
 
     /// Lists an agent's aliases (`GET /v1/agents/{id}/aliases`).
     pub async fn aliases(&self, agent_id: &str) -> Result<ApiResponse<Vec<AgentAlias>>, Error> {
-        crate::beta::get(self.client, &agent_path(agent_id, "/aliases")).await
+        crate::beta::get(
+            self.client,
+            &self.options,
+            &agent_path(agent_id, "/aliases"),
+        )
+        .await
     }
 
     /// Deletes an alias (`DELETE /v1/agents/{id}/aliases?alias=`).
@@ -448,12 +479,18 @@ impl AgentsApi<'_> {
     ) -> Result<ApiResponse<Deleted>, Error> {
         let mut q = Query::new();
         q.push("alias", alias);
-        crate::beta::delete(self.client, &q.to_path(&agent_path(agent_id, "/aliases"))).await
+        crate::beta::delete(
+            self.client,
+            &self.options,
+            &q.to_path(&agent_path(agent_id, "/aliases")),
+        )
+        .await
     }
 }
 
 fn list_page(
     client: Client,
+    options: RequestOptions,
     query: AgentListQuery,
 ) -> BoxFuture<Result<ApiResponse<Page<Agent>>, Error>> {
     Box::pin(async move {
@@ -461,13 +498,14 @@ fn list_page(
         q.opt("page", query.page);
         query.filters(&mut q);
         let res: ApiResponse<Vec<Agent>> =
-            crate::beta::get(&client, &q.to_path("/v1/agents")).await?;
+            crate::beta::get(&client, &options, &q.to_path("/v1/agents")).await?;
         let page = query.page.unwrap_or(0);
         let page_size = query.page_size.unwrap_or(20);
         let fetch: Fetch<Agent> = Arc::new(move |n| {
             let client = client.clone();
+            let options = options.clone();
             let query = query.clone().page(n);
-            Box::pin(async move { Ok(list_page(client, query).await?.into_data()) })
+            Box::pin(async move { Ok(list_page(client, options, query).await?.into_data()) })
         });
         Ok(res.map(|l| Page::new(l, None, page, page_size).with_fetch(fetch)))
     })
@@ -475,6 +513,7 @@ fn list_page(
 
 fn versions_page(
     client: Client,
+    options: RequestOptions,
     agent_id: String,
     page: u64,
     page_size: Option<u64>,
@@ -482,13 +521,18 @@ fn versions_page(
     Box::pin(async move {
         let mut q = Query::new();
         q.push("page", page).opt("page_size", page_size);
-        let res: ApiResponse<Vec<Agent>> =
-            crate::beta::get(&client, &q.to_path(&agent_path(&agent_id, "/versions"))).await?;
+        let res: ApiResponse<Vec<Agent>> = crate::beta::get(
+            &client,
+            &options,
+            &q.to_path(&agent_path(&agent_id, "/versions")),
+        )
+        .await?;
         let fetch: Fetch<Agent> = Arc::new(move |n| {
             let client = client.clone();
+            let options = options.clone();
             let agent_id = agent_id.clone();
             Box::pin(async move {
-                Ok(versions_page(client, agent_id, n, page_size)
+                Ok(versions_page(client, options, agent_id, n, page_size)
                     .await?
                     .into_data())
             })

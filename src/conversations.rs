@@ -52,7 +52,7 @@ use crate::common::{
     ToolChoiceMode, null_default, setters, string_enum,
 };
 use crate::pagination::{BoxFuture, Fetch, Page, Query, path_segment};
-use crate::{BoxError, Client, Error};
+use crate::{BoxError, Client, Error, RequestOptions};
 
 string_enum! {
     /// Who executes agent handoffs (`handoff_execution`).
@@ -977,14 +977,18 @@ pub struct Deleted {}
 impl Client {
     /// Conversations (beta, `/v1/conversations`).
     pub fn conversations(&self) -> Conversations<'_> {
-        Conversations { client: self }
+        Conversations {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
 }
 
 /// Conversations (beta, `/v1/conversations`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Conversations<'a> {
     client: &'a Client,
+    options: RequestOptions,
 }
 
 fn conv_path(id: &str, tail: &str) -> String {
@@ -992,6 +996,12 @@ fn conv_path(id: &str, tail: &str) -> String {
 }
 
 impl Conversations<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
+
     /// Starts a conversation (`POST /v1/conversations`). A `stream: Some(true)` is
     /// cleared.
     pub async fn start(
@@ -1081,17 +1091,17 @@ impl Conversations<'_> {
         &self,
         query: ConversationListQuery,
     ) -> Result<ApiResponse<Page<Conversation>>, Error> {
-        list_page(self.client.clone(), query).await
+        list_page(self.client.clone(), self.options.clone(), query).await
     }
 
     /// Retrieves a conversation (`GET /v1/conversations/{id}`).
     pub async fn get(&self, conversation_id: &str) -> Result<ApiResponse<Conversation>, Error> {
-        crate::beta::get(self.client, &conv_path(conversation_id, "")).await
+        crate::beta::get(self.client, &self.options, &conv_path(conversation_id, "")).await
     }
 
     /// Deletes a conversation (`DELETE /v1/conversations/{id}`).
     pub async fn delete(&self, conversation_id: &str) -> Result<ApiResponse<Deleted>, Error> {
-        crate::beta::delete(self.client, &conv_path(conversation_id, "")).await
+        crate::beta::delete(self.client, &self.options, &conv_path(conversation_id, "")).await
     }
 
     /// Every entry of a conversation (`GET /v1/conversations/{id}/history`).
@@ -1099,7 +1109,12 @@ impl Conversations<'_> {
         &self,
         conversation_id: &str,
     ) -> Result<ApiResponse<ConversationHistory>, Error> {
-        crate::beta::get(self.client, &conv_path(conversation_id, "/history")).await
+        crate::beta::get(
+            self.client,
+            &self.options,
+            &conv_path(conversation_id, "/history"),
+        )
+        .await
     }
 
     /// The messages of a conversation (`GET /v1/conversations/{id}/messages`).
@@ -1107,7 +1122,12 @@ impl Conversations<'_> {
         &self,
         conversation_id: &str,
     ) -> Result<ApiResponse<ConversationMessages>, Error> {
-        crate::beta::get(self.client, &conv_path(conversation_id, "/messages")).await
+        crate::beta::get(
+            self.client,
+            &self.options,
+            &conv_path(conversation_id, "/messages"),
+        )
+        .await
     }
 
     /// Runs a conversation with local function tools to completion: adds the tools'
@@ -1335,19 +1355,21 @@ impl FunctionTools {
 
 fn list_page(
     client: Client,
+    options: RequestOptions,
     query: ConversationListQuery,
 ) -> BoxFuture<Result<ApiResponse<Page<Conversation>>, Error>> {
     Box::pin(async move {
         let mut q = Query::new();
         q.opt("page", query.page).opt("page_size", query.page_size);
         let res: ApiResponse<Vec<Conversation>> =
-            crate::beta::get(&client, &q.to_path("/v1/conversations")).await?;
+            crate::beta::get(&client, &options, &q.to_path("/v1/conversations")).await?;
         let page = query.page.unwrap_or(0);
         let page_size = query.page_size.unwrap_or(100);
         let fetch: Fetch<Conversation> = Arc::new(move |n| {
             let client = client.clone();
+            let options = options.clone();
             let query = query.clone().page(n);
-            Box::pin(async move { Ok(list_page(client, query).await?.into_data()) })
+            Box::pin(async move { Ok(list_page(client, options, query).await?.into_data()) })
         });
         Ok(res.map(|l| Page::new(l, None, page, page_size).with_fetch(fetch)))
     })

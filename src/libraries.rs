@@ -37,7 +37,7 @@ use crate::client::ApiResponse;
 use crate::common::{null_default, setters, string_enum};
 use crate::multipart::{Form, Part, guess_content_type};
 use crate::pagination::{BoxFuture, Fetch, Page, Query, path_segment};
-use crate::{BoxError, Client, Error, raw};
+use crate::{BoxError, Client, Error, RequestOptions, raw};
 
 string_enum! {
     /// Who owns a new library (`owner_type`).
@@ -551,12 +551,18 @@ impl DocumentListQuery {
 impl Client {
     /// Document libraries and their shares (beta, `/v1/libraries`).
     pub fn libraries(&self) -> Libraries<'_> {
-        Libraries { client: self }
+        Libraries {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
 
     /// Documents in libraries (beta, `/v1/libraries/{id}/documents`).
     pub fn documents(&self) -> Documents<'_> {
-        Documents { client: self }
+        Documents {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
 }
 
@@ -572,26 +578,40 @@ fn doc_path(library_id: &str, document_id: &str, tail: &str) -> String {
 }
 
 /// Document libraries and their shares (beta, `/v1/libraries`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Libraries<'a> {
     client: &'a Client,
+    options: RequestOptions,
 }
 
 impl Libraries<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
+
     /// Creates a library (`POST /v1/libraries`).
     pub async fn create(&self, req: CreateLibraryRequest) -> Result<ApiResponse<Library>, Error> {
-        crate::beta::json(self.client, Method::POST, "/v1/libraries", &req).await
+        crate::beta::json(
+            self.client,
+            &self.options,
+            Method::POST,
+            "/v1/libraries",
+            &req,
+        )
+        .await
     }
 
     /// Lists libraries (`GET /v1/libraries`): one page, whose
     /// [`into_stream`](Page::into_stream) walks the following ones.
     pub async fn list(&self, query: LibraryListQuery) -> Result<ApiResponse<Page<Library>>, Error> {
-        libraries_page(self.client.clone(), query).await
+        libraries_page(self.client.clone(), self.options.clone(), query).await
     }
 
     /// Retrieves a library (`GET /v1/libraries/{id}`).
     pub async fn get(&self, library_id: &str) -> Result<ApiResponse<Library>, Error> {
-        crate::beta::get(self.client, &lib_path(library_id, "")).await
+        crate::beta::get(self.client, &self.options, &lib_path(library_id, "")).await
     }
 
     /// Updates a library's name or description (`PATCH /v1/libraries/{id}`).
@@ -600,7 +620,14 @@ impl Libraries<'_> {
         library_id: &str,
         req: UpdateLibraryRequest,
     ) -> Result<ApiResponse<Library>, Error> {
-        crate::beta::json(self.client, Method::PATCH, &lib_path(library_id, ""), &req).await
+        crate::beta::json(
+            self.client,
+            &self.options,
+            Method::PATCH,
+            &lib_path(library_id, ""),
+            &req,
+        )
+        .await
     }
 
     /// Replaces a library's name and description (`PUT /v1/libraries/{id}`).
@@ -609,18 +636,25 @@ impl Libraries<'_> {
         library_id: &str,
         req: UpdateLibraryRequest,
     ) -> Result<ApiResponse<Library>, Error> {
-        crate::beta::json(self.client, Method::PUT, &lib_path(library_id, ""), &req).await
+        crate::beta::json(
+            self.client,
+            &self.options,
+            Method::PUT,
+            &lib_path(library_id, ""),
+            &req,
+        )
+        .await
     }
 
     /// Deletes a library and its documents (`DELETE /v1/libraries/{id}`); answers
     /// the deleted library.
     pub async fn delete(&self, library_id: &str) -> Result<ApiResponse<Library>, Error> {
-        crate::beta::delete(self.client, &lib_path(library_id, "")).await
+        crate::beta::delete(self.client, &self.options, &lib_path(library_id, "")).await
     }
 
     /// Lists who a library is shared with (`GET /v1/libraries/{id}/share`).
     pub async fn shares(&self, library_id: &str) -> Result<ApiResponse<SharingList>, Error> {
-        crate::beta::get(self.client, &lib_path(library_id, "/share")).await
+        crate::beta::get(self.client, &self.options, &lib_path(library_id, "/share")).await
     }
 
     /// Shares a library, or changes a share's level (`PUT /v1/libraries/{id}/share`).
@@ -631,6 +665,7 @@ impl Libraries<'_> {
     ) -> Result<ApiResponse<Sharing>, Error> {
         crate::beta::json(
             self.client,
+            &self.options,
             Method::PUT,
             &lib_path(library_id, "/share"),
             &req,
@@ -646,6 +681,7 @@ impl Libraries<'_> {
     ) -> Result<ApiResponse<Sharing>, Error> {
         crate::beta::json(
             self.client,
+            &self.options,
             Method::DELETE,
             &lib_path(library_id, "/share"),
             &req,
@@ -655,12 +691,19 @@ impl Libraries<'_> {
 }
 
 /// Documents in libraries (beta, `/v1/libraries/{id}/documents`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Documents<'a> {
     client: &'a Client,
+    options: RequestOptions,
 }
 
 impl Documents<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
+
     /// Uploads a document (`POST /v1/libraries/{id}/documents`, multipart). One from
     /// a path or a stream is streamed, so such a request is not retried.
     pub async fn upload(
@@ -674,7 +717,7 @@ impl Documents<'_> {
             doc.into_form(),
             "application/json",
         )?;
-        raw::call(self.client, req).await
+        raw::call(self.client, req, &self.options).await
     }
 
     /// Lists a library's documents (`GET /v1/libraries/{id}/documents`): one page,
@@ -684,7 +727,13 @@ impl Documents<'_> {
         library_id: &str,
         query: DocumentListQuery,
     ) -> Result<ApiResponse<Page<Document>>, Error> {
-        documents_page(self.client.clone(), library_id.to_owned(), query).await
+        documents_page(
+            self.client.clone(),
+            self.options.clone(),
+            library_id.to_owned(),
+            query,
+        )
+        .await
     }
 
     /// Retrieves a document's metadata (`GET .../documents/{document_id}`).
@@ -693,7 +742,12 @@ impl Documents<'_> {
         library_id: &str,
         document_id: &str,
     ) -> Result<ApiResponse<Document>, Error> {
-        crate::beta::get(self.client, &doc_path(library_id, document_id, "")).await
+        crate::beta::get(
+            self.client,
+            &self.options,
+            &doc_path(library_id, document_id, ""),
+        )
+        .await
     }
 
     /// Updates a document's name, attributes or expiry (`PATCH .../documents/{id}`).
@@ -704,7 +758,7 @@ impl Documents<'_> {
         req: UpdateDocumentRequest,
     ) -> Result<ApiResponse<Document>, Error> {
         let path = doc_path(library_id, document_id, "");
-        crate::beta::json(self.client, Method::PATCH, &path, &req).await
+        crate::beta::json(self.client, &self.options, Method::PATCH, &path, &req).await
     }
 
     /// Replaces a document's name, attributes and expiry (`PUT .../documents/{id}`).
@@ -715,7 +769,7 @@ impl Documents<'_> {
         req: UpdateDocumentRequest,
     ) -> Result<ApiResponse<Document>, Error> {
         let path = doc_path(library_id, document_id, "");
-        crate::beta::json(self.client, Method::PUT, &path, &req).await
+        crate::beta::json(self.client, &self.options, Method::PUT, &path, &req).await
     }
 
     /// Deletes a document (`DELETE .../documents/{id}`).
@@ -725,7 +779,7 @@ impl Documents<'_> {
         document_id: &str,
     ) -> Result<ApiResponse<()>, Error> {
         let path = doc_path(library_id, document_id, "");
-        crate::beta::unit(self.client, Method::DELETE, &path).await
+        crate::beta::unit(self.client, &self.options, Method::DELETE, &path).await
     }
 
     /// A document's extracted text (`GET .../text_content`), optionally a page range.
@@ -740,7 +794,7 @@ impl Documents<'_> {
             q.push("page_start", start).push("page_end", end);
         }
         let path = q.to_path(&doc_path(library_id, document_id, "/text_content"));
-        crate::beta::get(self.client, &path).await
+        crate::beta::get(self.client, &self.options, &path).await
     }
 
     /// A document's processing status (`GET .../status`).
@@ -749,7 +803,12 @@ impl Documents<'_> {
         library_id: &str,
         document_id: &str,
     ) -> Result<ApiResponse<DocumentStatus>, Error> {
-        crate::beta::get(self.client, &doc_path(library_id, document_id, "/status")).await
+        crate::beta::get(
+            self.client,
+            &self.options,
+            &doc_path(library_id, document_id, "/status"),
+        )
+        .await
     }
 
     /// A signed URL to download the document (`GET .../signed-url`).
@@ -760,6 +819,7 @@ impl Documents<'_> {
     ) -> Result<ApiResponse<String>, Error> {
         crate::beta::get(
             self.client,
+            &self.options,
             &doc_path(library_id, document_id, "/signed-url"),
         )
         .await
@@ -773,7 +833,7 @@ impl Documents<'_> {
         document_id: &str,
     ) -> Result<ApiResponse<String>, Error> {
         let path = doc_path(library_id, document_id, "/extracted-text-signed-url");
-        crate::beta::get(self.client, &path).await
+        crate::beta::get(self.client, &self.options, &path).await
     }
 
     /// Processes a document again (`POST .../reprocess`).
@@ -783,12 +843,13 @@ impl Documents<'_> {
         document_id: &str,
     ) -> Result<ApiResponse<()>, Error> {
         let path = doc_path(library_id, document_id, "/reprocess");
-        crate::beta::unit(self.client, Method::POST, &path).await
+        crate::beta::unit(self.client, &self.options, Method::POST, &path).await
     }
 }
 
 fn libraries_page(
     client: Client,
+    options: RequestOptions,
     query: LibraryListQuery,
 ) -> BoxFuture<Result<ApiResponse<Page<Library>>, Error>> {
     Box::pin(async move {
@@ -798,13 +859,14 @@ fn libraries_page(
             .opt("search", query.search.as_deref())
             .opt("filter_owned_by_me", query.filter_owned_by_me);
         let res: ApiResponse<ListResponse<Library>> =
-            crate::beta::get(&client, &q.to_path("/v1/libraries")).await?;
+            crate::beta::get(&client, &options, &q.to_path("/v1/libraries")).await?;
         let page = query.page.unwrap_or(0);
         let page_size = query.page_size.unwrap_or(100);
         let fetch: Fetch<Library> = Arc::new(move |n| {
             let client = client.clone();
+            let options = options.clone();
             let query = query.clone().page(n);
-            Box::pin(async move { Ok(libraries_page(client, query).await?.into_data()) })
+            Box::pin(async move { Ok(libraries_page(client, options, query).await?.into_data()) })
         });
         Ok(res.map(|l| {
             let total = l.pagination.map(|p| p.total_items);
@@ -815,6 +877,7 @@ fn libraries_page(
 
 fn documents_page(
     client: Client,
+    options: RequestOptions,
     library_id: String,
     query: DocumentListQuery,
 ) -> BoxFuture<Result<ApiResponse<Page<Document>>, Error>> {
@@ -827,16 +890,20 @@ fn documents_page(
             .opt("sort_by", query.sort_by.as_deref())
             .opt("sort_order", query.sort_order.as_deref());
         let path = q.to_path(&lib_path(&library_id, "/documents"));
-        let res: ApiResponse<ListResponse<Document>> = crate::beta::get(&client, &path).await?;
+        let res: ApiResponse<ListResponse<Document>> =
+            crate::beta::get(&client, &options, &path).await?;
         let page = query.page.unwrap_or(0);
         let page_size = query.page_size.unwrap_or(100);
         let fetch: Fetch<Document> = Arc::new(move |n| {
             let client = client.clone();
+            let options = options.clone();
             let library_id = library_id.clone();
             let query = query.clone().page(n);
-            Box::pin(
-                async move { Ok(documents_page(client, library_id, query).await?.into_data()) },
-            )
+            Box::pin(async move {
+                Ok(documents_page(client, options, library_id, query)
+                    .await?
+                    .into_data())
+            })
         });
         Ok(res.map(|l| {
             let total = l.pagination.map(|p| p.total_items);

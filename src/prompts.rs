@@ -49,7 +49,7 @@ use crate::chat::ChatMessage;
 use crate::client::ApiResponse;
 use crate::common::{setters, string_enum};
 use crate::pagination::{Query, path_segment};
-use crate::{Client, Error};
+use crate::{Client, Error, RequestOptions};
 
 string_enum! {
     /// Who can see a prompt (`RegistrySharingScope`).
@@ -587,14 +587,18 @@ impl From<&str> for PromptVersionRef {
 impl Client {
     /// Prompts (beta, `/v2/prompts`).
     pub fn prompts(&self) -> Prompts<'_> {
-        Prompts { client: self }
+        Prompts {
+            client: self,
+            options: RequestOptions::default(),
+        }
     }
 }
 
 /// Prompts (beta, `/v2/prompts`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Prompts<'a> {
     client: &'a Client,
+    options: RequestOptions,
 }
 
 fn prompt_path(id: &str, tail: &str) -> String {
@@ -602,15 +606,28 @@ fn prompt_path(id: &str, tail: &str) -> String {
 }
 
 impl Prompts<'_> {
+    /// Sends every call of this handle with these options (replacing any set before).
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
+
     /// Creates a prompt with its first version (`POST /v2/prompts`).
     pub async fn create(&self, req: CreatePromptRequest) -> Result<ApiResponse<Prompt>, Error> {
-        crate::beta::json(self.client, Method::POST, "/v2/prompts", &req).await
+        crate::beta::json(
+            self.client,
+            &self.options,
+            Method::POST,
+            "/v2/prompts",
+            &req,
+        )
+        .await
     }
 
     /// Lists prompts (`GET /v2/prompts`), one page; the next one is read with
     /// [`PromptList::next_page_token`] as `page_token`.
     pub async fn list(&self, query: PromptListQuery) -> Result<ApiResponse<PromptList>, Error> {
-        crate::beta::get(self.client, &query.to_path()).await
+        crate::beta::get(self.client, &self.options, &query.to_path()).await
     }
 
     /// Retrieves a prompt (`GET /v2/prompts/{id}`), at its latest version or the one
@@ -626,7 +643,12 @@ impl Prompts<'_> {
             Some(PromptVersionRef::Alias(a)) => q.push("alias", a),
             None => &mut q,
         };
-        crate::beta::get(self.client, &q.to_path(&prompt_path(prompt_id, ""))).await
+        crate::beta::get(
+            self.client,
+            &self.options,
+            &q.to_path(&prompt_path(prompt_id, "")),
+        )
+        .await
     }
 
     /// Updates a prompt's title, description or sharing (`PATCH /v2/prompts/{id}`).
@@ -637,6 +659,7 @@ impl Prompts<'_> {
     ) -> Result<ApiResponse<Prompt>, Error> {
         crate::beta::json(
             self.client,
+            &self.options,
             Method::PATCH,
             &prompt_path(prompt_id, ""),
             &req,
@@ -649,12 +672,17 @@ impl Prompts<'_> {
         &self,
         prompt_id: &str,
     ) -> Result<ApiResponse<DeletePromptResponse>, Error> {
-        crate::beta::delete(self.client, &prompt_path(prompt_id, "")).await
+        crate::beta::delete(self.client, &self.options, &prompt_path(prompt_id, "")).await
     }
 
     /// Lists a prompt's versions (`GET /v2/prompts/{id}/versions`).
     pub async fn versions(&self, prompt_id: &str) -> Result<ApiResponse<PromptVersionList>, Error> {
-        crate::beta::get(self.client, &prompt_path(prompt_id, "/versions")).await
+        crate::beta::get(
+            self.client,
+            &self.options,
+            &prompt_path(prompt_id, "/versions"),
+        )
+        .await
     }
 
     /// Adds a version (`POST /v2/prompts/{id}/versions`).
@@ -665,6 +693,7 @@ impl Prompts<'_> {
     ) -> Result<ApiResponse<CreatePromptVersionResponse>, Error> {
         crate::beta::json(
             self.client,
+            &self.options,
             Method::POST,
             &prompt_path(prompt_id, "/versions"),
             &req,
@@ -680,6 +709,7 @@ impl Prompts<'_> {
     ) -> Result<ApiResponse<Prompt>, Error> {
         crate::beta::get(
             self.client,
+            &self.options,
             &prompt_path(prompt_id, &format!("/versions/{version}")),
         )
         .await
@@ -695,6 +725,7 @@ impl Prompts<'_> {
     ) -> Result<ApiResponse<Prompt>, Error> {
         crate::beta::json(
             self.client,
+            &self.options,
             Method::PATCH,
             &prompt_path(prompt_id, &format!("/versions/{version}")),
             &req,

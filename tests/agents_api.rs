@@ -1,8 +1,9 @@
 //! Agents management against the fake: all twelve operations, each request checked
 //! against the OpenAPI spec when it is present.
 
-#[path = "support/spec.rs"]
-mod spec;
+mod support;
+
+use support::spec;
 
 use futures_util::TryStreamExt;
 use mistral_tower::Client;

@@ -2,8 +2,9 @@
 //! without `[DONE]`, and the function-tools run helper; every request is checked
 //! against the OpenAPI spec when it is present.
 
-#[path = "support/spec.rs"]
-mod spec;
+mod support;
+
+use support::spec;
 
 use futures_util::{StreamExt, TryStreamExt};
 use mistral_tower::Client;

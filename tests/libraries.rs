@@ -2,8 +2,9 @@
 //! uploaded as multipart (from memory and streamed from disk), each request checked
 //! against the OpenAPI spec when it is present.
 
-#[path = "support/spec.rs"]
-mod spec;
+mod support;
+
+use support::spec;
 
 use futures_util::TryStreamExt;
 use mistral_tower::Client;

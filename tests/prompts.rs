@@ -1,8 +1,9 @@
 //! Prompts against the fake: all nine operations and rendering with variables, each
 //! request checked against the OpenAPI spec when it is present.
 
-#[path = "support/spec.rs"]
-mod spec;
+mod support;
+
+use support::spec;
 
 use mistral_tower::Client;
 use mistral_tower::chat::ChatMessage;

@@ -335,3 +335,58 @@ async fn raw_sends_take_options_too() {
     assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(fake.calls("/v1/models"), 1);
 }
+
+#[tokio::test]
+async fn the_beta_handles_take_request_options() {
+    use mistral_tower::agents_api::AgentListQuery;
+    use mistral_tower::conversations::ConversationListQuery;
+    use mistral_tower::libraries::LibraryListQuery;
+    use mistral_tower::prompts::PromptListQuery;
+
+    let fake = mistral_tower::testing::FakeMistral::new();
+    let client = mistral_tower::Client::builder()
+        .api_key("k")
+        .service(fake.service())
+        .build()
+        .unwrap();
+    let opts = || {
+        RequestOptions::new()
+            .header("x-request-tag", "beta")
+            .query("trace", 1)
+    };
+    client
+        .conversations()
+        .with_options(opts())
+        .list(ConversationListQuery::new())
+        .await
+        .unwrap();
+    client
+        .agents_api()
+        .with_options(opts())
+        .list(AgentListQuery::new())
+        .await
+        .unwrap();
+    client
+        .libraries()
+        .with_options(opts())
+        .list(LibraryListQuery::new())
+        .await
+        .unwrap();
+    client
+        .prompts()
+        .with_options(opts())
+        .list(PromptListQuery::new())
+        .await
+        .unwrap();
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 4);
+    for r in requests {
+        assert_eq!(r.headers["x-request-tag"], "beta", "{}", r.path);
+        assert!(
+            r.query.as_deref().unwrap_or("").contains("trace=1"),
+            "{} {:?}",
+            r.path,
+            r.query
+        );
+    }
+}

@@ -2,8 +2,9 @@
 //! variant, and tools derived from argument types; every request checked against the
 //! OpenAPI spec when it is present.
 
-#[path = "support/spec.rs"]
-mod spec;
+mod support;
+
+use support::spec;
 
 use futures_util::TryStreamExt;
 use mistral_tower::Client;

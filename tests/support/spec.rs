@@ -384,3 +384,19 @@ pub fn validate_response(spec: &Value, method: &str, path: &str, body: &Value) -
     );
     template.to_owned()
 }
+
+/// Checks `body` against the strict 200 JSON schema of the operation at `method`
+/// `path` (the streaming variant when `streaming`); nothing to check when the
+/// operation declares no JSON answer.
+pub fn check_response(spec: &Value, method: &str, path: &str, streaming: bool, body: &Value) {
+    let (template, op) = operation(spec, method, path, streaming).unwrap();
+    let schema = &op["responses"]["200"]["content"]["application/json"]["schema"];
+    if !schema.is_null() {
+        check(
+            spec,
+            schema,
+            body,
+            &format!("response of {method} {template}"),
+        );
+    }
+}
