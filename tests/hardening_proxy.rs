@@ -202,6 +202,10 @@ async fn slowloris_connections_are_closed_and_others_are_served() {
         metrics.contains("mistral_cache_client_connection_timeouts_total{reason=\"header\"} 40\n"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("mistral_cache_engine_breaker_state 0\n"),
+        "{metrics}"
+    );
     proxy.shutdown().await;
 }
 

@@ -89,6 +89,7 @@
 //! [`CacheEntry::decode`].
 
 mod body;
+pub(crate) mod breaker;
 mod control;
 mod engine;
 pub mod entry;
@@ -102,6 +103,7 @@ mod metrics;
 mod service;
 
 pub use body::{RequestBody, ResponseBody, SharedResponseFailed};
+pub use breaker::{BreakerState, DEFAULT_BREAKER_COOL_DOWN, DEFAULT_BREAKER_FAILURES};
 pub use control::{
     CacheMode, CacheStatus, Cacheable, DefaultCacheable, X_CACHE, X_CACHE_NAMESPACE, X_CACHE_TTL,
 };

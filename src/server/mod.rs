@@ -261,6 +261,7 @@ impl Proxy {
     pub fn render_metrics(&self) -> String {
         let cache = self.cache.as_ref().map(stack::CacheHandle::metrics);
         let mut text = self.state.metrics.render(cache);
+        crate::cache::breaker::render_prometheus(&cache.unwrap_or_default(), &mut text);
         self.connections.render(&mut text);
         text
     }
