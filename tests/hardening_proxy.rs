@@ -328,3 +328,33 @@ async fn a_malformed_chunked_client_body_is_a_400() {
     }
     proxy.shutdown().await;
 }
+
+/// A `.tmp-*` file as a writer that crashed between writing and renaming leaves it,
+/// dated an hour ago.
+fn plant_stale_temp_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let shard = dir.join("ab");
+    std::fs::create_dir_all(&shard).unwrap();
+    let path = shard.join(".tmp-crashed-writer");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_temp_files_are_removed_by_serve_and_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+
+    let stale = plant_stale_temp_file(dir.path());
+    let up = start_upstream().await;
+    let proxy = start_proxy(&up.url, |c| c.engine = url.clone()).await;
+    assert!(!stale.exists(), "removed at start-up");
+    proxy.shutdown().await;
+
+    let stale = plant_stale_temp_file(dir.path());
+    let (code, out, err) = run_bin(&["purge", "--engine", &url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("removed 1 stale temporary files"), "{out}");
+    assert!(!stale.exists(), "removed by purge");
+}

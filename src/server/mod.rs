@@ -198,7 +198,12 @@ impl Proxy {
         let direct = timed(http, metrics.clone());
 
         let url = redact_url(&config.engine);
-        let engine = match crate::cache::engine_from_url(&config.engine).await {
+        let engine = crate::cache::engine_from_url(&config.engine).await;
+        if engine.is_ok() {
+            // What a crashed writer left behind in a file engine's directory.
+            admin::remove_stale_temp_files(&config.engine);
+        }
+        let engine = match engine {
             Ok(engine) => match probe_engine(&engine).await {
                 Ok(()) => Some(engine),
                 Err(source) if config.engine_optional => {
