@@ -257,6 +257,13 @@ impl CacheEntry {
         Self::decode_with_spare(data, 0)
     }
 
+    /// [`decode`](Self::decode) without verifying the checksum: every structural check
+    /// is made. For fuzzing the decoder past the checksum, and for recovery tools.
+    #[doc(hidden)]
+    pub fn decode_unverified(data: &Bytes) -> Result<CacheEntry, DecodeError> {
+        Self::decode_inner(data, 0, false)
+    }
+
     /// [`decode`](Self::decode), leaving room in the header map for `spare` more headers
     /// (the cache adds `x-cache` and `age` to a hit without growing the map).
     pub(crate) fn decode_with_spare(data: &Bytes, spare: usize) -> Result<CacheEntry, DecodeError> {
