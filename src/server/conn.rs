@@ -92,6 +92,9 @@ impl ConnMetrics {
     }
 }
 
+/// Connections over the cap answered `503` at once; more are closed unanswered.
+const REJECTING: usize = 64;
+
 /// "Not set" for the millisecond timestamps of [`ConnState`].
 const NONE: u64 = u64::MAX;
 
@@ -165,6 +168,9 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // Connections being answered 503: bounded too, so a flood beyond the cap is closed
+    // at once rather than held a moment each.
+    let rejecting = Arc::new(Semaphore::new(REJECTING));
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -183,12 +189,21 @@ where
             () = &mut shutdown => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            metrics.rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                max_connections = limits.max_connections,
-                "too many open connections; answering 503"
-            );
-            tokio::spawn(reject(stream));
+            let rejected = metrics.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+            // Logged on the 1st, 2nd, 4th, 8th... refusal, not once per connection.
+            if rejected.is_power_of_two() {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    rejected,
+                    "too many open connections; answering 503 (see --max-connections)"
+                );
+            }
+            if let Ok(slot) = rejecting.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    reject(stream).await;
+                    drop(slot);
+                });
+            }
             continue;
         };
         metrics.accepted.fetch_add(1, Ordering::Relaxed);
