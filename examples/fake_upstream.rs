@@ -1,6 +1,8 @@
 //! A fake Mistral API for driving `mistral-cache` end to end (the Python SDK test
-//! in `.ci/`): serves the real example bodies from `../shared/mistral/examples`
-//! and counts the calls it receives.
+//! in `.ci/`): serves the canned bodies of `mistral_tower::testing::fixtures`
+//! (the repository's `tests/fixtures/`) and counts the calls it receives.
+//! To fake the API inside your own tests, use `mistral_tower::testing::FakeMistral`
+//! (feature `testing`) instead.
 //!
 //! ```text
 //! cargo run --example fake_upstream -- 127.0.0.1:18081
@@ -23,7 +25,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/mistral/examples");
+use mistral_tower::testing::fixtures;
 
 #[derive(Default)]
 struct Calls {
@@ -45,8 +47,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "127.0.0.1:18081".to_owned());
     let fake = Fake {
         calls: Arc::default(),
-        chat: std::fs::read(format!("{EXAMPLES}/01-chat-completion.response.json"))?.into(),
-        stream: std::fs::read(format!("{EXAMPLES}/02-chat-stream.sse"))?.into(),
+        chat: Bytes::from_static(fixtures::CHAT_RESPONSE.as_bytes()),
+        stream: Bytes::from_static(fixtures::CHAT_STREAM.as_bytes()),
     };
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))

@@ -727,32 +727,33 @@ impl StdError for Error {
 mod tests {
     use super::*;
 
-    fn example(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../shared/mistral/examples/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    macro_rules! fixture {
+        ($file:literal) => {
+            include_bytes!(concat!("../tests/fixtures/", $file))
+        };
     }
 
     #[test]
     fn glossary_envelope() {
-        let e = ApiError::parse(&example("05a-error.glossary-format.json")).unwrap();
-        assert_eq!(e.message, "A human-readable description of the error.");
+        let e = ApiError::parse(fixture!("error.invalid-request.json")).unwrap();
+        assert_eq!(
+            e.message,
+            "The model `mistral-nano-2099` is not available to this workspace."
+        );
         assert_eq!(e.error_type.as_deref(), Some("invalid_request_error"));
         assert_eq!(e.param.as_deref(), Some("model"));
-        assert_eq!(e.code.as_deref(), Some("unknown_model"));
+        assert_eq!(e.code.as_deref(), Some("model_not_available"));
         assert!(e.detail.is_empty());
     }
 
     #[test]
     fn message_object_with_detail_list() {
-        let e = ApiError::parse(&example("05b-error.400-validation-detail.json")).unwrap();
+        let e = ApiError::parse(fixture!("error.validation-detail.json")).unwrap();
         assert_eq!(e.detail.len(), 2);
         assert_eq!(e.detail[0].error_type.as_deref(), Some("extra_forbidden"));
-        assert_eq!(e.detail[0].loc, ["body", "parallel_tool_calls"]);
-        assert_eq!(e.detail[1].msg, "Missing required property: messages");
-        assert_eq!(e.detail[0].input, Some(Value::Bool(true)));
+        assert_eq!(e.detail[0].loc, ["body", "top_k"]);
+        assert_eq!(e.detail[1].msg, "Field required");
+        assert_eq!(e.detail[0].input, Some(Value::from(40)));
         assert!(e.message.contains("Extra inputs are not permitted"));
         assert_eq!(e.error_type.as_deref(), Some("invalid_request_error"));
         assert_eq!(e.code, None);
@@ -761,8 +762,11 @@ mod tests {
 
     #[test]
     fn string_message_numeric_string_code() {
-        let e = ApiError::parse(&example("05c-error.400-string-message.json")).unwrap();
-        assert_eq!(e.message, "This model does not support output_dimension.");
+        let e = ApiError::parse(fixture!("error.string-message.json")).unwrap();
+        assert_eq!(
+            e.message,
+            "Embedding dimension 4096 is above the maximum of 3072 for this model."
+        );
         assert_eq!(e.code.as_deref(), Some("3051"));
         assert_eq!(
             e.error_type.as_deref(),
@@ -772,30 +776,30 @@ mod tests {
 
     #[test]
     fn detail_string() {
-        let e = ApiError::parse(&example("05d-error.401.json")).unwrap();
-        assert_eq!(e.message, "Unauthorized");
+        let e = ApiError::parse(fixture!("error.401.json")).unwrap();
+        assert_eq!(e.message, "Invalid or expired API key");
         assert_eq!(e.error_type, None);
     }
 
     #[test]
     fn invalid_model() {
-        let e = ApiError::parse(&example("05e-error.400-invalid-model.json")).unwrap();
-        assert_eq!(e.message, "Invalid model: nonexistent-model");
+        let e = ApiError::parse(fixture!("error.invalid-model.json")).unwrap();
+        assert_eq!(e.message, "Invalid model: mistral-imaginary-latest");
         assert_eq!(e.code.as_deref(), Some("1500"));
         assert_eq!(e.error_type.as_deref(), Some("invalid_model"));
     }
 
     #[test]
     fn legacy_message_only() {
-        let e = ApiError::parse(&example("05f-error.429-legacy.json")).unwrap();
-        assert_eq!(e.message, "Requests rate limit exceeded");
+        let e = ApiError::parse(fixture!("error.429-legacy.json")).unwrap();
+        assert_eq!(e.message, "Too many requests, slow down");
         assert_eq!(e.code, None);
     }
 
     #[test]
     fn current_429_with_raw_status() {
-        let e = ApiError::parse(&example("05g-error.429-current.json")).unwrap();
-        assert_eq!(e.message, "Rate limit exceeded");
+        let e = ApiError::parse(fixture!("error.429.json")).unwrap();
+        assert_eq!(e.message, "Rate limit exceeded for this workspace");
         assert_eq!(e.error_type.as_deref(), Some("rate_limited"));
         assert_eq!(e.code.as_deref(), Some("1300"));
         assert_eq!(e.raw_status_code, Some(429));

@@ -21,6 +21,9 @@ pub mod ocr;
 #[cfg(feature = "server")]
 pub mod server;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use body::Body;
 pub use client::{ApiResponse, Client, ClientBuilder};
 pub use error::Error;

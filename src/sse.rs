@@ -641,11 +641,7 @@ mod tests {
     }
 
     fn sample() -> Vec<u8> {
-        std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/mistral/examples/02-chat-stream.sse"
-        ))
-        .unwrap()
+        include_bytes!("../tests/fixtures/chat.stream.sse").to_vec()
     }
 
     fn rich_sample() -> Vec<u8> {

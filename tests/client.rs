@@ -27,8 +27,8 @@ use mistral_tower::embeddings::{EmbeddingDtype, EmbeddingRequest, EncodingFormat
 use mistral_tower::fim::FimCompletionRequest;
 use mistral_tower::models::ModelFilter;
 use mistral_tower::ocr::{OcrDocument, OcrRequest};
+use mistral_tower::testing::{FakeMistral, fixtures};
 use mistral_tower::{Body, BoxError, Client, Error};
-use support::fake_mistral::FakeMistral;
 use tower::{ServiceExt, service_fn};
 
 const KEY: &str = "test-key-0123456789";
@@ -54,8 +54,8 @@ async fn chat_create_end_to_end() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.id, "bed9481e857e40fab7c7eea4232f294a");
-    assert!(res.text().contains("384,400 km"));
+    assert_eq!(res.id, "cmpl-5e0c7b2a91f84d6c8a3f2e1d0c9b8a77");
+    assert!(res.text().contains("100 °C (212 °F)"));
     assert_eq!(res.choices[0].finish_reason, Some(FinishReason::Stop));
     assert_eq!(res.correlation_id(), Some("fake-1"));
 
@@ -89,7 +89,7 @@ async fn chat_tool_call_response() {
     assert_eq!(res.choices[0].finish_reason, Some(FinishReason::ToolCalls));
     let calls = res.choices[0].message.tool_calls();
     assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0].function.name, "retrieve_payment_status");
+    assert_eq!(calls[0].function.name, "get_order_status");
 }
 
 #[tokio::test]
@@ -109,9 +109,9 @@ async fn chat_stream_end_to_end() {
     }
     assert_eq!(n, 5);
     let res = acc.finish();
-    assert_eq!(res.text(), "384400");
+    assert_eq!(res.text(), fixtures::CHAT_STREAM_TEXT);
     assert_eq!(res.choices[0].finish_reason, Some(FinishReason::Stop));
-    assert_eq!(res.usage.as_ref().unwrap().total_tokens, 26);
+    assert_eq!(res.usage.as_ref().unwrap().total_tokens, 21);
     let req = fake.last_request().unwrap();
     assert_eq!(req.json()["stream"], true);
     assert_eq!(req.headers["accept"], "text/event-stream");
@@ -141,7 +141,7 @@ async fn agents_create_and_stream() {
     let c = client(&fake);
     let req = AgentsCompletionRequest::new("ag:123", vec![ChatMessage::user("Hi")]);
     let res = c.agents().create(req.clone()).await.unwrap();
-    assert!(res.text().contains("Moon"));
+    assert!(res.text().contains("boils"));
     assert_eq!(fake.last_body_json().unwrap()["agent_id"], "ag:123");
     let chunks: Vec<_> = c.agents().create_stream(req).await.unwrap().collect().await;
     assert_eq!(chunks.len(), 5);
@@ -297,39 +297,39 @@ async fn every_error_shape_is_typed() {
     );
     let cases: &[Case] = &[
         (
-            "error-05a",
+            "error-invalid-request",
             400,
-            "A human-readable description of the error.",
+            "is not available to this workspace",
             Some("invalid_request_error"),
-            Some("unknown_model"),
+            Some("model_not_available"),
         ),
         (
-            "error-05b",
+            "error-validation",
             400,
             "Extra inputs are not permitted",
             Some("invalid_request_error"),
             None,
         ),
         (
-            "error-05c",
+            "error-string-message",
             400,
-            "This model does not support output_dimension.",
+            "above the maximum of 3072",
             Some("invalid_request_invalid_args"),
             Some("3051"),
         ),
-        ("error-05d", 401, "Unauthorized", None, None),
+        ("error-401", 401, "Invalid or expired API key", None, None),
         (
-            "error-05e",
+            "error-invalid-model",
             400,
-            "Invalid model: nonexistent-model",
+            "Invalid model: mistral-imaginary-latest",
             Some("invalid_model"),
             Some("1500"),
         ),
-        ("error-05f", 429, "Requests rate limit exceeded", None, None),
+        ("error-429-legacy", 429, "Too many requests", None, None),
         (
-            "error-05g",
+            "error-429",
             429,
-            "Rate limit exceeded",
+            "Rate limit exceeded for this workspace",
             Some("rate_limited"),
             Some("1300"),
         ),
@@ -350,9 +350,13 @@ async fn every_error_shape_is_typed() {
         assert_eq!(api.code.as_deref(), code, "{scenario}");
         assert!(err.raw_body().is_some());
     }
-    let err = c.chat().create(chat_req("error-05b")).await.unwrap_err();
+    let err = c
+        .chat()
+        .create(chat_req("error-validation"))
+        .await
+        .unwrap_err();
     assert_eq!(err.api_error().unwrap().detail.len(), 2);
-    let err = c.chat().create(chat_req("error-05g")).await.unwrap_err();
+    let err = c.chat().create(chat_req("error-429")).await.unwrap_err();
     assert_eq!(err.api_error().unwrap().raw_status_code, Some(429));
 
     // a body that is not JSON: no API error, the raw body is kept
@@ -431,7 +435,7 @@ async fn the_key_never_appears_in_debug_output() {
     assert!(!format!("{builder:?}").contains(KEY));
     let c = builder.no_retry().build().unwrap();
     assert!(!format!("{c:?}").contains(KEY));
-    let err = c.chat().create(chat_req("error-05d")).await.unwrap_err();
+    let err = c.chat().create(chat_req("error-401")).await.unwrap_err();
     assert!(!format!("{err:?}").contains(KEY));
     assert!(!err.to_string().contains(KEY));
     let stream = c.chat().create_stream(chat_req("x")).await.unwrap();
@@ -515,11 +519,14 @@ async fn from_env_child() {
             // What the examples' `main` does: `Client::from_env()` then their `run`.
             let c = Client::from_env().unwrap();
             let text = chat_example::run(&c, "hi").await.unwrap();
-            assert!(text.contains("384,400 km"));
+            assert!(text.contains("100 °C (212 °F)"));
             let mut out = Vec::new();
             let res = stream_example::run(&c, "hi", &mut out).await.unwrap();
-            assert_eq!(String::from_utf8(out).unwrap(), "384400\n");
-            assert_eq!(res.text(), "384400");
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("{}\n", fixtures::CHAT_STREAM_TEXT)
+            );
+            assert_eq!(res.text(), fixtures::CHAT_STREAM_TEXT);
         }
         _ => {}
     }
@@ -570,11 +577,7 @@ async fn service_replaces_the_transport() {
         c2.fetch_add(1, Ordering::SeqCst);
         *s.lock().unwrap() = Some((req.uri().clone(), req.headers().clone()));
         async move {
-            let body = std::fs::read(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../shared/mistral/examples/01-chat-completion.response.json"
-            ))
-            .unwrap();
+            let body = mistral_tower::testing::fixtures::CHAT_RESPONSE;
             Ok::<_, BoxError>(
                 Response::builder()
                     .header("content-type", "application/json")
@@ -590,7 +593,7 @@ async fn service_replaces_the_transport() {
         .build()
         .unwrap();
     let res = c.chat().create(chat_req("m")).await.unwrap();
-    assert!(res.text().contains("Moon"));
+    assert!(res.text().contains("boils"));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let (uri, headers) = seen.lock().unwrap().take().unwrap();
     assert_eq!(uri, "https://gateway.example/mistral/v1/chat/completions");
@@ -636,4 +639,97 @@ async fn invalid_configuration_is_a_config_error() {
     let err = Client::builder().api_key("bad\nkey").build().unwrap_err();
     assert!(err.is_config());
     let _: Error = err;
+}
+
+// ---------------------------------------------------------------------------
+
+/// Adversarial review of the client stack: extreme configuration values and
+/// hostile upstream answers must give errors, never panics or hangs.
+mod adversarial {
+
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+    use mistral_tower::Client;
+    use mistral_tower::chat::{ChatCompletionRequest, ChatMessage};
+    use mistral_tower::testing::FakeMistral;
+
+    async fn guard<F: std::future::Future>(f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .expect("did not finish within 10 s")
+    }
+
+    #[tokio::test]
+    async fn huge_timeouts_do_not_overflow() {
+        // `mistral-cache serve --stream-idle-timeout 18446744073709551615` reaches this.
+        let fake = FakeMistral::start().await;
+        let client = Client::builder()
+            .api_key("k")
+            .base_url(fake.base_url())
+            .timeout(Duration::MAX)
+            .connect_timeout(Duration::MAX)
+            .stream_idle_timeout(Duration::MAX)
+            .build()
+            .unwrap();
+        let req = ChatCompletionRequest::new("m", vec![ChatMessage::user("hi")]);
+        guard(client.chat().create(req.clone())).await.unwrap();
+        let mut stream = guard(client.chat().create_stream(req)).await.unwrap();
+        let mut n = 0;
+        while let Some(chunk) = guard(stream.next()).await {
+            chunk.unwrap();
+            n += 1;
+        }
+        assert!(n > 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_rate_limit_period_does_not_overflow() {
+        use tower::{Layer, Service, ServiceExt};
+        let layer = mistral_tower::layers::limit::RateLimitLayer::new(1, Duration::MAX);
+        let mut svc = layer.layer(tower::service_fn(|()| async {
+            Ok::<_, std::convert::Infallible>(())
+        }));
+        svc.ready().await.unwrap().call(()).await.unwrap();
+        // The window is used up and never reopens: the second call waits (without a panic).
+        let second = tokio::time::timeout(Duration::from_secs(3600), svc.ready()).await;
+        assert!(second.is_err(), "a second request got through the window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_left_open_after_done_does_not_hang_the_stream() {
+        use bytes::Bytes;
+        use http_body_util::StreamBody;
+        use mistral_tower::Body;
+        // An upstream (or a middlebox) that keeps the response open after `[DONE]`,
+        // sending keep-alive comments now and then.
+        let svc = tower::service_fn(|_req: http::Request<Body>| async {
+            let events = futures_util::stream::iter([
+            "data: {\"id\":\"1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        ])
+        .map(|s| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(s))));
+            let keepalive = futures_util::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Some((
+                    Ok(http_body::Frame::data(Bytes::from_static(b": ping\n\n"))),
+                    (),
+                ))
+            });
+            let body = Body::new(StreamBody::new(events.chain(keepalive)));
+            Ok::<_, mistral_tower::BoxError>(
+                http::Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(body)
+                    .unwrap(),
+            )
+        });
+        let client = Client::builder().api_key("k").service(svc).build().unwrap();
+        let req = ChatCompletionRequest::new("m", vec![ChatMessage::user("hi")]);
+        let mut stream = guard(client.chat().create_stream(req)).await.unwrap();
+        let first = guard(stream.next()).await.unwrap().unwrap();
+        assert_eq!(first.choices.len(), 1);
+        // The stream ends after `[DONE]` (virtual time: 10 s would be the guard).
+        assert!(guard(stream.next()).await.is_none());
+    }
 }

@@ -10,7 +10,7 @@ use mistral_tower::cache::{CacheLayer, MemoryEngine};
 use mistral_tower::chat::{ChatCompletionRequest, ChatMessage};
 use mistral_tower::embeddings::EmbeddingRequest;
 use mistral_tower::layers::RetryConfig;
-use support::fake_mistral::FakeMistral;
+use mistral_tower::testing::FakeMistral;
 
 fn req(model: &str) -> ChatCompletionRequest {
     ChatCompletionRequest::new(model, vec![ChatMessage::user("How far is the Moon?")])
@@ -114,8 +114,8 @@ async fn retries_run_inside_the_cache_and_errors_are_not_stored() {
         .cache(MemoryEngine::new(16 << 20))
         .build()
         .unwrap();
-    assert!(c.chat().create(req("error-05a")).await.is_err());
-    assert!(c.chat().create(req("error-05a")).await.is_err());
+    assert!(c.chat().create(req("error-invalid-request")).await.is_err());
+    assert!(c.chat().create(req("error-invalid-request")).await.is_err());
     assert_eq!(fake.calls("/v1/chat/completions"), 4);
 }
 

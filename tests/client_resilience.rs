@@ -10,8 +10,8 @@ use http::StatusCode;
 use mistral_tower::chat::{ChatCompletionRequest, ChatMessage};
 use mistral_tower::error::TimeoutKind;
 use mistral_tower::layers::RetryConfig;
+use mistral_tower::testing::FakeMistral;
 use mistral_tower::{Client, ClientBuilder};
-use support::fake_mistral::FakeMistral;
 
 fn builder(fake: &FakeMistral) -> ClientBuilder {
     Client::builder()
@@ -173,7 +173,7 @@ async fn stream_error_event_and_bad_json() {
 async fn stream_error_status_is_an_error_before_the_stream() {
     let fake = FakeMistral::start().await;
     let c = builder(&fake).no_retry().build().unwrap();
-    let err = c.chat().create_stream(req("error-05g")).await.unwrap_err();
+    let err = c.chat().create_stream(req("error-429")).await.unwrap_err();
     assert!(err.is_status());
     assert_eq!(
         err.api_error().unwrap().error_type.as_deref(),

@@ -11,13 +11,12 @@
 //! An unset variable prints `skipped: VAR not set`, unless
 //! `MISTRAL_TOWER_REQUIRE_SERVICES=1`, which turns it into a failure.
 
-#[path = "support/engine_suite.rs"]
-mod engine_suite;
+mod support;
 
 use std::time::Duration;
 
-use engine_suite::{Caps, contract};
 use mistral_tower::cache::{FileEngine, MemoryEngine, TieredEngine, engine_from_url};
+use support::engine_suite::{Caps, contract};
 
 /// Guards against hangs only; never an assertion on speed.
 const GUARD: Duration = Duration::from_secs(120);
@@ -62,8 +61,8 @@ async fn tiered_memory_over_memory_contract() {
 #[cfg(feature = "redis")]
 mod redis_engine {
     use super::*;
+    use crate::support::engine_suite::{add_query, env_or_skip, reachable_or_skip, unique};
     use bytes::Bytes;
-    use engine_suite::{add_query, env_or_skip, reachable_or_skip, unique};
     use mistral_tower::cache::RedisEngine;
     use mistral_tower::cache::{CacheEngine, CacheError};
 
@@ -81,7 +80,7 @@ mod redis_engine {
             return;
         }
         guarded(contract("redis", &e, Caps::ALL)).await;
-        engine_suite::clear(&e).await;
+        crate::support::engine_suite::clear(&e).await;
     }
 
     #[tokio::test]
@@ -132,7 +131,7 @@ mod redis_engine {
             e.keys().await.unwrap(),
             vec!["forever".to_owned(), "k".to_owned()]
         );
-        engine_suite::clear(&e).await;
+        crate::support::engine_suite::clear(&e).await;
     }
 
     #[tokio::test]
@@ -147,7 +146,7 @@ mod redis_engine {
             return;
         }
         guarded(contract("redis cluster", &e, Caps::ALL)).await;
-        engine_suite::clear(&e).await;
+        crate::support::engine_suite::clear(&e).await;
     }
 
     #[tokio::test]
@@ -175,7 +174,7 @@ mod redis_engine {
         written.sort();
         listed.sort();
         assert_eq!(listed, written);
-        engine_suite::clear(&e).await;
+        crate::support::engine_suite::clear(&e).await;
         assert!(e.keys().await.unwrap().is_empty());
     }
 
@@ -201,7 +200,7 @@ mod redis_engine {
             "x",
             "L1 filled"
         );
-        engine_suite::clear(&l2).await;
+        crate::support::engine_suite::clear(&l2).await;
     }
 
     #[tokio::test]
@@ -231,8 +230,8 @@ mod redis_engine {
 #[cfg(feature = "postgres")]
 mod postgres_engine {
     use super::*;
+    use crate::support::engine_suite::{add_query, env_or_skip, reachable_or_skip, unique};
     use bytes::Bytes;
-    use engine_suite::{add_query, env_or_skip, reachable_or_skip, unique};
     use mistral_tower::cache::PostgresEngine;
     use mistral_tower::cache::{CacheEngine, CacheError};
 
@@ -378,8 +377,8 @@ mod postgres_engine {
 #[cfg(feature = "s3")]
 mod object_store_engine {
     use super::*;
+    use crate::support::engine_suite::{add_path, add_query, reachable_or_skip, unique};
     use bytes::Bytes;
-    use engine_suite::{add_path, add_query, reachable_or_skip, unique};
     use mistral_tower::cache::ObjectStoreEngine;
     use mistral_tower::cache::{BoxEngine, CacheEngine, CacheError};
     use object_store::ObjectStore;
@@ -403,7 +402,7 @@ mod object_store_engine {
 
     #[tokio::test]
     async fn s3_contract_via_url() {
-        let Some(url) = engine_suite::s3_url_or_skip() else {
+        let Some(url) = support::engine_suite::s3_url_or_skip() else {
             return;
         };
         let url = add_query(&add_path(&url, &unique("s3")), "timeout", "30s");
@@ -412,12 +411,12 @@ mod object_store_engine {
             return;
         }
         guarded(contract("s3", &e, Caps::ALL)).await;
-        engine_suite::clear(&e).await;
+        crate::support::engine_suite::clear(&e).await;
     }
 
     #[tokio::test]
     async fn s3_objects_carry_the_expiry_header() {
-        let Some(url) = engine_suite::s3_url_or_skip() else {
+        let Some(url) = support::engine_suite::s3_url_or_skip() else {
             return;
         };
         let url = add_query(&add_path(&url, &unique("s3_header")), "timeout", "30s");
@@ -478,12 +477,12 @@ mod object_store_engine {
             e.get("foreign").await,
             Err(CacheError::Backend(_))
         ));
-        engine_suite::clear(&e).await;
+        crate::support::engine_suite::clear(&e).await;
     }
 
     #[tokio::test]
     async fn tiered_memory_over_s3_contract() {
-        let Some(url) = engine_suite::s3_url_or_skip() else {
+        let Some(url) = support::engine_suite::s3_url_or_skip() else {
             return;
         };
         let url = add_query(&add_path(&url, &unique("s3_tiered")), "timeout", "30s");
@@ -493,6 +492,6 @@ mod object_store_engine {
             return;
         }
         guarded(contract("tiered memory/s3", &e, Caps::ALL)).await;
-        engine_suite::clear(&e).await;
+        crate::support::engine_suite::clear(&e).await;
     }
 }

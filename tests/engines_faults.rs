@@ -2,9 +2,9 @@
 //! but never answers (every operation ends in `CacheError::Timeout`), and Redis
 //! over TLS with a private CA (`rediss://` with `tls_ca_file=`), on servers the
 //! tests start themselves on free ports.
+#![cfg(any(feature = "redis", feature = "postgres", feature = "s3"))]
 
-#[path = "support/engine_suite.rs"]
-mod engine_suite;
+mod support;
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -99,7 +99,7 @@ async fn s3_hung_backend_times_out() {
 #[cfg(feature = "redis")]
 mod redis_tls {
     use super::*;
-    use engine_suite::{Caps, contract, require_services};
+    use crate::support::engine_suite::{Caps, contract, require_services};
     use std::path::Path;
     use std::process::{Child, Command, Stdio};
 

@@ -5,8 +5,7 @@
 //! (`REDIS_URL`, `REDIS_CLUSTER_URL`, `DATABASE_URL`, `MISTRAL_TOWER_S3_URL`);
 //! the Redis fault test starts its own `redis-server` on a free port.
 
-#[path = "support/engine_suite.rs"]
-mod engine_suite;
+mod support;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,25 +13,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use engine_suite::unique;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use mistral_tower::Body;
 use mistral_tower::cache::{CacheEngine, CacheLayer, FileEngine, MemoryEngine, TieredEngine};
+use support::engine_suite::unique;
 use tower::{Layer, Service, ServiceExt};
 
-const CHAT_REQUEST: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/mistral/examples/01-chat-completion.request.json"
-));
-const CHAT_RESPONSE: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/mistral/examples/01-chat-completion.response.json"
-));
-const CHAT_STREAM: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/mistral/examples/02-chat-stream.sse"
-));
+use mistral_tower::testing::fixtures::{CHAT_REQUEST, CHAT_RESPONSE, CHAT_STREAM};
 
 /// Guards against hangs only; never an assertion on speed.
 const GUARD: Duration = Duration::from_secs(120);
@@ -132,6 +120,7 @@ where
 
 /// Repeats `req()` until the answer is a HIT (the store may finish after the
 /// response body ends); returns the hit's body.
+#[cfg(feature = "redis")]
 async fn until_hit<S, ResB>(svc: &S, req: impl Fn() -> Request<Body>) -> Bytes
 where
     S: Service<Request<Body>, Response = Response<ResB>> + Clone,
@@ -235,7 +224,7 @@ async fn layer_over_tiered_memory_engines() {
 #[cfg(feature = "redis")]
 mod redis_layer {
     use super::*;
-    use engine_suite::{add_query, env_or_skip, reachable_or_skip};
+    use crate::support::engine_suite::{add_query, env_or_skip, reachable_or_skip};
     use mistral_tower::cache::RedisEngine;
     use mistral_tower::cache::engine_from_url;
     use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -254,7 +243,7 @@ mod redis_layer {
             return;
         }
         serves_chat_and_stream_from_cache("redis", e.clone()).await;
-        engine_suite::clear(&e).await;
+        crate::support::engine_suite::clear(&e).await;
     }
 
     #[tokio::test]
@@ -274,7 +263,7 @@ mod redis_layer {
             return;
         }
         serves_chat_and_stream_from_cache("redis cluster", e.clone()).await;
-        engine_suite::clear(&e).await;
+        crate::support::engine_suite::clear(&e).await;
     }
 
     #[tokio::test]
@@ -293,7 +282,7 @@ mod redis_layer {
             return;
         }
         serves_chat_and_stream_from_cache("tiered memory/redis", e.clone()).await;
-        engine_suite::clear(&e).await;
+        crate::support::engine_suite::clear(&e).await;
     }
 
     /// A `redis-server` owned by the test, killed on drop.
@@ -349,7 +338,7 @@ mod redis_layer {
     #[tokio::test]
     async fn redis_killed_mid_run_fails_open_then_caches_again_after_restart() {
         if !redis_server_available() {
-            if engine_suite::require_services() {
+            if crate::support::engine_suite::require_services() {
                 panic!("redis-server not found, and MISTRAL_TOWER_REQUIRE_SERVICES=1");
             }
             println!("skipped: redis-server not found");
@@ -433,7 +422,7 @@ mod redis_layer {
 #[cfg(feature = "postgres")]
 mod postgres_layer {
     use super::*;
-    use engine_suite::{add_query, env_or_skip, reachable_or_skip};
+    use crate::support::engine_suite::{add_query, env_or_skip, reachable_or_skip};
     use mistral_tower::cache::engine_from_url;
 
     #[tokio::test]
@@ -504,7 +493,7 @@ mod postgres_layer {
 #[cfg(feature = "s3")]
 mod object_store_layer {
     use super::*;
-    use engine_suite::{add_path, add_query, reachable_or_skip};
+    use crate::support::engine_suite::{add_path, add_query, reachable_or_skip};
     use mistral_tower::cache::ObjectStoreEngine;
     use mistral_tower::cache::engine_from_url;
 
@@ -520,7 +509,7 @@ mod object_store_layer {
 
     #[tokio::test]
     async fn layer_over_s3() {
-        let Some(url) = engine_suite::s3_url_or_skip() else {
+        let Some(url) = crate::support::engine_suite::s3_url_or_skip() else {
             return;
         };
         let url = add_query(&add_path(&url, &unique("layer_s3")), "timeout", "30s");
@@ -529,6 +518,6 @@ mod object_store_layer {
             return;
         }
         serves_chat_and_stream_from_cache("s3", e.clone()).await;
-        engine_suite::clear(&e).await;
+        crate::support::engine_suite::clear(&e).await;
     }
 }

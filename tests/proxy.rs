@@ -21,20 +21,13 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use mistral_tower::server::{Config, Metrics, MetricsSnapshot, Proxy};
-use proxy_support::{GUARD, guard, start_proxy};
+use support::proxy::{GUARD, guard, start_proxy};
+use support::x_cache;
 use tokio::sync::{Semaphore, oneshot};
 
-#[path = "support/proxy.rs"]
-mod proxy_support;
+mod support;
 
-const CHAT_JSON: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/mistral/examples/01-chat-completion.response.json"
-));
-const CHAT_SSE: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/mistral/examples/02-chat-stream.sse"
-));
+use mistral_tower::testing::fixtures::{CHAT_RESPONSE as CHAT_JSON, CHAT_STREAM as CHAT_SSE};
 
 // ---------------------------------------------------------------------------
 // A small upstream: counts calls, serves the example bodies, can gate a stream
@@ -245,14 +238,6 @@ async fn settled(metrics: &Metrics, n: u64) -> MetricsSnapshot {
     .await
 }
 
-fn x_cache(headers: &HeaderMap) -> String {
-    headers
-        .get("x-cache")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_uppercase()
-}
-
 const CHAT_BODY: &str = r#"{"model":"mistral-large-latest","messages":[{"role":"user","content":"How far is the Moon?"}]}"#;
 const STREAM_BODY: &str = r#"{"model":"mistral-large-latest","stream":true,"messages":[{"role":"user","content":"Count"}]}"#;
 
@@ -299,7 +284,7 @@ async fn repeated_chat_completion_is_served_from_cache() {
     assert_eq!((snap.hits, snap.misses), (1, 1));
     assert_eq!(snap.bytes_served_from_cache, second_body.len() as u64);
     assert_eq!(
-        snap.total_tokens_from_cache, 279,
+        snap.total_tokens_from_cache, 98,
         "usage of the stored answer"
     );
 
@@ -317,7 +302,7 @@ async fn repeated_chat_completion_is_served_from_cache() {
     let text = String::from_utf8(metrics.1.to_vec()).unwrap();
     assert!(text.contains("mistral_cache_hits_total 1\n"), "{text}");
     assert!(
-        text.contains("mistral_cache_tokens_from_cache_total{kind=\"total\"} 279\n"),
+        text.contains("mistral_cache_tokens_from_cache_total{kind=\"total\"} 98\n"),
         "{text}"
     );
     assert!(
@@ -384,7 +369,7 @@ async fn stream_is_forwarded_event_by_event_then_replayed_byte_identical() {
     );
     assert_eq!(replay.as_ref(), received.as_slice());
     assert_eq!(up.calls(), 1);
-    assert_eq!(settled(&proxy.metrics, 2).await.total_tokens_from_cache, 26);
+    assert_eq!(settled(&proxy.metrics, 2).await.total_tokens_from_cache, 21);
     proxy.shutdown().await;
 }
 
@@ -1127,7 +1112,7 @@ async fn stats_purge_and_inspect_work_on_the_file_engine() {
     assert!(out.contains("status:     200 OK"), "{out}");
     assert!(out.contains("kind:       json"), "{out}");
     assert!(
-        out.contains("usage:      11 prompt + 268 completion = 279 tokens"),
+        out.contains("usage:      27 prompt + 71 completion = 98 tokens"),
         "{out}"
     );
     assert!(out.contains("  content-type: application/json"), "{out}");
@@ -1198,9 +1183,7 @@ async fn stats_purge_and_inspect_work_on_the_file_engine() {
 // ---------------------------------------------------------------------------
 // Against the shared fake Mistral server.
 
-mod support;
-
-use support::fake_mistral::FakeMistral;
+use mistral_tower::testing::FakeMistral;
 
 #[tokio::test]
 async fn every_default_cached_route_is_served_from_cache() {
@@ -1296,7 +1279,7 @@ async fn errors_truncated_streams_and_malformed_requests_are_never_cached() {
                 &url,
                 Some("Bearer k"),
                 Some(CHAT_BODY),
-                &[("x-fake-scenario", "error-05g")],
+                &[("x-fake-scenario", "error-429")],
             )
             .await,
         )
@@ -1460,4 +1443,304 @@ async fn a_request_body_over_the_limit_is_forwarded_uncached() {
     }
     assert_eq!(fake.calls("/v1/embeddings"), 2);
     proxy.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+
+/// Adversarial review of the `mistral-cache` proxy: disconnects, HTTP/2 clients,
+/// hop-by-hop headers, chunked bodies over the limit, retried bodies.
+#[cfg(feature = "server")]
+mod adversarial {
+    use crate::support::proxy as proxy_support;
+
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::header;
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use hyper_util::client::legacy::Client as HyperClient;
+    use hyper_util::rt::TokioExecutor;
+    use mistral_tower::server::Config;
+    use mistral_tower::testing::FakeMistral;
+    use proxy_support::{RunningProxy, guard};
+
+    /// The shared in-process proxy, with a short graceful-shutdown bound.
+    async fn start_proxy(upstream: &str, tweak: impl FnOnce(&mut Config)) -> RunningProxy {
+        proxy_support::start_proxy(upstream, |c| {
+            c.shutdown_timeout = Duration::from_secs(2);
+            tweak(c);
+        })
+        .await
+    }
+
+    fn post(url: &str, body: &str, extra: &[(&str, &str)]) -> http::Request<Full<Bytes>> {
+        let mut req = http::Request::post(url)
+            .header(header::AUTHORIZATION, "Bearer k")
+            .header(header::CONTENT_TYPE, "application/json");
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        req.body(Full::new(Bytes::from(body.to_owned()))).unwrap()
+    }
+
+    const STREAM_ENDLESS: &str =
+        r#"{"model":"stream-endless","stream":true,"messages":[{"role":"user","content":"go"}]}"#;
+
+    #[tokio::test]
+    async fn a_client_leaving_mid_stream_drops_the_upstream_call() {
+        let fake = FakeMistral::start().await;
+        let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+        let url = format!("{}/v1/chat/completions", proxy.url);
+        let client = HyperClient::builder(TokioExecutor::new()).build_http();
+        // Cached route (the cache tees the stream, no follower) and a bypass.
+        for (i, extra) in [vec![], vec![("cache-control", "no-store")]]
+            .into_iter()
+            .enumerate()
+        {
+            let res = guard(client.request(post(&url, STREAM_ENDLESS, &extra)))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            let mut body = res.into_body();
+            let first = guard(body.frame()).await.unwrap().unwrap();
+            assert!(first.is_data());
+            drop(body);
+            assert_eq!(
+                guard(fake.wait_for_dropped_streams(i + 1)).await,
+                i + 1,
+                "the upstream stream kept running after the client left ({extra:?})"
+            );
+        }
+        proxy.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn an_http2_client_is_served_and_cached() {
+        let fake = FakeMistral::start().await;
+        let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+        let url = format!("{}/v1/embeddings", proxy.url);
+        let client = HyperClient::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+        let body = r#"{"model":"mistral-embed","input":["a"]}"#;
+        let mut states = Vec::new();
+        for _ in 0..2 {
+            let res = guard(client.request(post(&url, body, &[]))).await.unwrap();
+            assert_eq!(res.version(), http::Version::HTTP_2);
+            let status = res.status();
+            let cache = res.headers().get("x-cache").cloned();
+            let bytes = guard(res.into_body().collect()).await.unwrap().to_bytes();
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+            states.push(cache.unwrap().to_str().unwrap().to_owned());
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(v["object"], "list");
+        }
+        assert_eq!(states, ["MISS", "HIT"]);
+        assert_eq!(fake.calls("/v1/embeddings"), 1);
+        // The upstream got an HTTP/1.1 request for its own host.
+        let headers = fake.last_headers().unwrap();
+        assert_eq!(headers[header::HOST], fake.addr().to_string());
+        proxy.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn hop_by_hop_and_proxy_headers_are_not_forwarded() {
+        let fake = FakeMistral::start().await;
+        let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+        let url = format!("{}/v1/models", proxy.url);
+        let client = HyperClient::builder(TokioExecutor::new()).build_http();
+        let req = http::Request::get(&url)
+            .header(header::AUTHORIZATION, "Bearer k")
+            .header(header::CONNECTION, "keep-alive, x-hop")
+            .header("x-hop", "secret")
+            .header(header::PROXY_AUTHORIZATION, "Basic cHJveHk6c2VjcmV0")
+            .header("keep-alive", "timeout=5")
+            .header(header::TE, "trailers")
+            .header("x-end-to-end", "kept")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let res = guard(client.request(req)).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let h = fake.last_headers().unwrap();
+        for name in ["x-hop", "proxy-authorization", "keep-alive", "te"] {
+            assert!(!h.contains_key(name), "{name} was forwarded: {h:?}");
+        }
+        assert_eq!(h["x-end-to-end"], "kept");
+        assert_eq!(h[header::AUTHORIZATION], "Bearer k");
+        assert_eq!(h[header::HOST], fake.addr().to_string());
+        proxy.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_over_the_limit_is_forwarded_whole_and_uncached() {
+        let fake = FakeMistral::start().await;
+        let proxy = start_proxy(&fake.base_url(), |c| c.max_request_body = 100).await;
+        let url = format!("{}/v1/embeddings", proxy.url);
+        let client = HyperClient::builder(TokioExecutor::new()).build_http();
+        let big = format!(
+            r#"{{"model":"mistral-embed","input":["{}"]}}"#,
+            "y".repeat(1000)
+        );
+        for _ in 0..2 {
+            // No Content-Length: a chunked body, in small pieces.
+            let pieces: Vec<Result<http_body::Frame<Bytes>, Infallible>> = big
+                .as_bytes()
+                .chunks(37)
+                .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
+                .collect();
+            let body = StreamBody::new(futures_util::stream::iter(pieces));
+            let req = http::Request::post(&url)
+                .header(header::AUTHORIZATION, "Bearer k")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .unwrap();
+            let res = guard(client.request(req)).await.unwrap();
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.headers()["x-cache"], "BYPASS");
+            assert_eq!(fake.last_request().unwrap().body, big.as_bytes());
+        }
+        assert_eq!(fake.calls("/v1/embeddings"), 2);
+        proxy.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_retried_request_replays_the_body_byte_identical() {
+        let fake = FakeMistral::start().await;
+        let proxy = start_proxy(&fake.base_url(), |c| c.max_retries = 2).await;
+        let url = format!("{}/v1/chat/completions", proxy.url);
+        let client = HyperClient::builder(TokioExecutor::new()).build_http();
+        // Odd formatting that canonicalization would change.
+        let body = "{ \"model\" : \"fail-503-1-after-0\",\n  \"messages\":[{\"content\":\"\\u0041\",\"role\":\"user\"}] }";
+        let res = guard(client.request(post(&url, body, &[]))).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let reqs = fake.requests();
+        assert_eq!(reqs.len(), 2, "one failure, one retry");
+        for r in &reqs {
+            assert_eq!(r.body, body.as_bytes());
+        }
+        proxy.shutdown().await;
+    }
+
+    /// Sends raw bytes on a fresh connection and returns what came back until close.
+    async fn raw(addr: &str, request: &[u8], half_close: bool) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        if half_close {
+            // The client is done sending (a short body is then truncated, not slow).
+            s.shutdown().await.unwrap();
+        }
+        let mut out = Vec::new();
+        let _ = guard(s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn odd_request_targets_get_an_answer_and_the_proxy_keeps_serving() {
+        let fake = FakeMistral::start().await;
+        let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+        let addr = proxy.url.trim_start_matches("http://").to_owned();
+        for req in [
+        &b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"[..],
+        b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\nConnection: close\r\n\r\n",
+        b"GET http://other.example/v1/models HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{\"short\":",
+        b"GET /v1/models HTTP/1.0\r\n\r\n",
+    ] {
+        let truncated = req.ends_with(b"{\"short\":");
+        let answer = raw(&addr, req, truncated).await;
+        // Either an HTTP answer or a closed connection; never a hang or a crash.
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1."),
+            "{answer}"
+        );
+    }
+        // Nothing reached another host, and the proxy still works.
+        assert!(fake.requests().iter().all(|r| r.path != "evil.example:443"));
+        let client = HyperClient::builder(TokioExecutor::new()).build_http();
+        let res = guard(
+            client.request(
+                http::Request::get(format!("{}/v1/models", proxy.url))
+                    .header(header::AUTHORIZATION, "Bearer k")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 200);
+        proxy.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn content_length_forwarded_matches_the_body() {
+        let fake = FakeMistral::start().await;
+        let proxy = start_proxy(&fake.base_url(), |_| {}).await;
+        let addr = proxy.url.trim_start_matches("http://").to_owned();
+        let body = r#"{"model":"mistral-embed","input":["a"]}"#;
+        for path in ["/v1/embeddings", "/v1/uncached"] {
+            // Both framings, as a smuggling attempt would send them: chunked wins.
+            let req = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                body.len()
+            );
+            let answer = raw(&addr, req.as_bytes(), false).await;
+            assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+            let last = fake.last_request().unwrap();
+            assert_eq!(last.path, path);
+            assert_eq!(last.body, body.as_bytes(), "{path}");
+            if let Some(cl) = last.headers.get(header::CONTENT_LENGTH) {
+                assert_eq!(cl.to_str().unwrap(), body.len().to_string(), "{path}");
+            }
+        }
+        proxy.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_stalled_request_body_gets_a_408_instead_of_hanging() {
+        let fake = FakeMistral::start().await;
+        let proxy = start_proxy(&fake.base_url(), |c| {
+            c.stream_idle_timeout = Duration::from_millis(300);
+        })
+        .await;
+        let addr = proxy.url.trim_start_matches("http://").to_owned();
+        for path in ["/v1/chat/completions", "/v1/uncached"] {
+            // 9 of 100 announced bytes, then silence with the connection open.
+            let req = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{\"short\":"
+            );
+            let answer = raw(&addr, req.as_bytes(), false).await;
+            assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+            assert!(answer.contains("request_timeout"), "{answer}");
+        }
+        assert_eq!(
+            fake.calls("/v1/chat/completions"),
+            0,
+            "nothing half-read is forwarded to a cached route"
+        );
+        proxy.shutdown().await;
+    }
+
+    #[test]
+    fn help_does_not_print_secrets_from_the_environment() {
+        for args in [&["serve", "--help"][..], &["stats", "--help"][..]] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_mistral-cache"))
+                .args(args)
+                .env(
+                    "MISTRAL_CACHE_ENGINE",
+                    "redis://user:hunter2@localhost:6379/0",
+                )
+                .env("MISTRAL_CACHE_API_KEY", "sk-secret-1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("MISTRAL_CACHE_ENGINE"), "{text}");
+            assert!(
+                !text.contains("hunter2") && !text.contains("sk-secret-1"),
+                "{args:?}: {text}"
+            );
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use mistral_tower::Client;
 use mistral_tower::chat::{ChatCompletionRequest, ChatMessage};
-use support::fake_mistral::FakeMistral;
+use mistral_tower::testing::FakeMistral;
 
 const KEY: &str = "test-key-0123456789";
 

@@ -1,4 +1,7 @@
-//! Offline serde tests of the wire types against the real examples in `shared/mistral/`.
+//! Offline serde tests of the wire types against the repository's fixtures
+//! (`tests/fixtures/`) and, when it is found, the examples of Mistral's OpenAPI spec.
+
+mod support;
 
 use mistral_tower::agents::AgentsCompletionRequest;
 use mistral_tower::chat::{
@@ -17,19 +20,31 @@ use mistral_tower::embeddings::{
 use mistral_tower::fim::{FimCompletionRequest, FimCompletionResponse};
 use mistral_tower::models::{DeleteModelResponse, Model, ModelFilter, ModelList};
 use mistral_tower::ocr::{OcrDocument, OcrRequest, OcrResponse};
+use mistral_tower::testing::fixtures;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/mistral/examples");
-const SPEC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/mistral/openapi.yaml"
-);
+/// The repository's fixtures by file name (`tests/fixtures/`).
+const FIXTURES: &[(&str, &str)] = &[
+    ("chat.request.json", fixtures::CHAT_REQUEST),
+    ("chat.response.json", fixtures::CHAT_RESPONSE),
+    ("chat.stream.sse", fixtures::CHAT_STREAM),
+    ("tool-call.response.json", fixtures::TOOL_CALL_RESPONSE),
+    (
+        "prompt-cache.response.json",
+        fixtures::PROMPT_CACHE_RESPONSE,
+    ),
+    ("embeddings.response.json", fixtures::EMBEDDINGS_RESPONSE),
+];
 
 fn example(name: &str) -> String {
-    std::fs::read_to_string(format!("{EXAMPLES}/{name}"))
-        .unwrap_or_else(|e| panic!("read {name}: {e}"))
+    FIXTURES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no fixture {name}"))
+        .1
+        .to_owned()
 }
 
 /// Decodes, re-encodes and decodes again: the two decoded values must be equal.
@@ -55,13 +70,20 @@ fn sse_data_lines(text: &str) -> Vec<String> {
 #[test]
 fn every_example_decodes_into_its_type() {
     let mut seen = 0;
-    for entry in std::fs::read_dir(EXAMPLES).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        let text = example(&name);
-        if name.starts_with("05") {
-            continue; // error bodies belong to the client's error type
-        }
-        if name.ends_with(".request.json") {
+    // Every fixture file but the error bodies (they belong to the client's error type)
+    // and the README is listed here.
+    let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with("error.") && n != "README.md")
+        .count();
+    assert_eq!(on_disk, FIXTURES.len(), "add the new fixture to FIXTURES");
+    for (name, text) in FIXTURES {
+        let (name, text) = (*name, text.to_string());
+        if name.starts_with("embeddings.") {
+            let res: EmbeddingResponse = round_trip(&text);
+            assert_eq!(res.data.len(), 2);
+        } else if name.ends_with(".request.json") {
             let req: ChatCompletionRequest = round_trip(&text);
             assert!(!req.messages.is_empty());
             // Writing is exact: the request re-encodes to the same JSON.
@@ -84,11 +106,10 @@ fn every_example_decodes_into_its_type() {
 
 #[test]
 fn chat_response_example_fields() {
-    let res: ChatCompletionResponse =
-        serde_json::from_str(&example("01-chat-completion.response.json")).unwrap();
-    assert_eq!(res.id, "bed9481e857e40fab7c7eea4232f294a");
+    let res: ChatCompletionResponse = serde_json::from_str(&example("chat.response.json")).unwrap();
+    assert_eq!(res.id, "cmpl-5e0c7b2a91f84d6c8a3f2e1d0c9b8a77");
     assert_eq!(res.object, "chat.completion");
-    assert_eq!(res.created, Some(1764257531));
+    assert_eq!(res.created, Some(1780312200));
     let usage = res.usage.as_ref().unwrap();
     assert_eq!(
         (
@@ -96,7 +117,7 @@ fn chat_response_example_fields() {
             usage.completion_tokens,
             usage.total_tokens
         ),
-        (11, 268, 279)
+        (27, 71, 98)
     );
     let choice = &res.choices[0];
     assert_eq!(choice.finish_reason, Some(FinishReason::Stop));
@@ -104,33 +125,33 @@ fn chat_response_example_fields() {
     assert_eq!(choice.message.prefix, Some(false));
     assert!(
         res.text()
-            .starts_with("The distance between the **Earth and the Moon**")
+            .starts_with("At sea level, where the air pressure is about **101.3 kPa")
     );
 }
 
 #[test]
 fn tool_call_example_has_string_arguments() {
     let res: ChatCompletionResponse =
-        serde_json::from_str(&example("03-tool-call.response.json")).unwrap();
+        serde_json::from_str(&example("tool-call.response.json")).unwrap();
     let choice = &res.choices[0];
     assert_eq!(choice.finish_reason, Some(FinishReason::ToolCalls));
     let call = &choice.message.tool_calls()[0];
-    assert_eq!(call.id.as_deref(), Some("D681PevKs"));
-    assert_eq!(call.function.name, "retrieve_payment_status");
+    assert_eq!(call.id.as_deref(), Some("q7Rk2VxPa"));
+    assert_eq!(call.function.name, "get_order_status");
     assert_eq!(
         call.function.arguments,
-        Arguments::String(r#"{"transaction_id": "T1001"}"#.into())
+        Arguments::String(r#"{"order_id": "A-2817"}"#.into())
     );
     assert_eq!(
         call.function.arguments.to_value().unwrap(),
-        json!({"transaction_id": "T1001"})
+        json!({"order_id": "A-2817"})
     );
     #[derive(serde::Deserialize)]
     struct Args {
-        transaction_id: String,
+        order_id: String,
     }
     let args: Args = call.function.arguments.parse().unwrap();
-    assert_eq!(args.transaction_id, "T1001");
+    assert_eq!(args.order_id, "A-2817");
     // Object arguments are accepted as well.
     let call: ToolCall =
         serde_json::from_value(json!({"function": {"name": "f", "arguments": {"a": 1}}})).unwrap();
@@ -139,10 +160,10 @@ fn tool_call_example_has_string_arguments() {
 
 #[test]
 fn prompt_cache_usage_keeps_cached_tokens() {
-    let res: ChatCompletionResponse = round_trip(&example("06-prompt-cache-usage.response.json"));
+    let res: ChatCompletionResponse = round_trip(&example("prompt-cache.response.json"));
     let usage = res.usage.unwrap();
-    assert_eq!(usage.cached_tokens(), Some(1008));
-    assert_eq!(usage.total_tokens, 1043);
+    assert_eq!(usage.cached_tokens(), Some(2048));
+    assert_eq!(usage.total_tokens, 2322);
     assert!(res.choices.is_empty());
     // Unknown usage fields are kept and re-sent.
     let usage: UsageInfo = serde_json::from_value(json!({
@@ -160,7 +181,7 @@ fn prompt_cache_usage_keeps_cached_tokens() {
 #[test]
 fn stream_example_accumulates_into_the_final_response() {
     let mut acc = ChatCompletionAccumulator::new();
-    let data = sse_data_lines(&example("02-chat-stream.sse"));
+    let data = sse_data_lines(&example("chat.stream.sse"));
     assert_eq!(data.len(), 5);
     for line in &data {
         let chunk: ChatCompletionChunk = serde_json::from_str(line).unwrap();
@@ -169,12 +190,12 @@ fn stream_example_accumulates_into_the_final_response() {
     }
     let res = acc.finish();
     let expected: ChatCompletionResponse = serde_json::from_value(json!({
-        "id": "59060ef9339a4112b2c9e57e3ee6199d",
+        "id": "cmpl-b41f0a9d6c2e47d3a8e5f1c7d9b20e64",
         "object": "chat.completion",
-        "model": "mistral-large-latest",
-        "created": 1764258570,
-        "usage": {"prompt_tokens": 19, "completion_tokens": 7, "total_tokens": 26},
-        "choices": [{"index": 0, "message": {"content": "384400"}, "finish_reason": "stop"}]
+        "model": "mistral-small-latest",
+        "created": 1780312260,
+        "usage": {"prompt_tokens": 15, "completion_tokens": 6, "total_tokens": 21},
+        "choices": [{"index": 0, "message": {"content": fixtures::CHAT_STREAM_TEXT}, "finish_reason": "stop"}]
     }))
     .unwrap();
     assert_eq!(res, expected);
@@ -439,13 +460,13 @@ fn message_constructors() {
     );
     // An assistant answer goes back into the conversation.
     let res: ChatCompletionResponse =
-        serde_json::from_str(&example("03-tool-call.response.json")).unwrap();
+        serde_json::from_str(&example("tool-call.response.json")).unwrap();
     let history = ChatMessage::from(res.choices[0].message.clone());
     let v = serde_json::to_value(&history).unwrap();
     assert_eq!(v["role"], "assistant");
     assert_eq!(
         v["tool_calls"][0]["function"]["arguments"],
-        r#"{"transaction_id": "T1001"}"#
+        r#"{"order_id": "A-2817"}"#
     );
 }
 
@@ -602,7 +623,9 @@ fn models_list_get_delete_and_filter() {
 /// Every 200 example the spec gives for these operations decodes into its type.
 #[test]
 fn spec_response_examples_decode() {
-    let spec: Value = serde_yaml::from_str(&std::fs::read_to_string(SPEC).unwrap()).unwrap();
+    let Some(spec) = support::openapi_spec() else {
+        return;
+    };
     let example = |path: &str, method: &str| -> Value {
         spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]["examples"]
             ["userExample"]["value"]

@@ -1052,14 +1052,10 @@ mod tests {
 
     #[test]
     fn example_request_canonicalizes_like_serde_json() {
-        let body = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/mistral/examples/01-chat-completion.request.json"
-        ))
-        .unwrap();
-        let ours = canonical_json(&body).unwrap();
+        let body: &[u8] = include_bytes!("../../tests/fixtures/chat.request.json");
+        let ours = canonical_json(body).unwrap();
         // serde_json's Map is a BTreeMap (sorted) without `preserve_order`.
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&ours).unwrap(),
             v

@@ -461,25 +461,17 @@ mod tests {
 
     #[test]
     fn usage_from_json_and_sse() {
-        let json = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/mistral/examples/01-chat-completion.response.json"
-        ))
-        .unwrap();
+        let json: &[u8] = include_bytes!("../../tests/fixtures/chat.response.json");
         assert_eq!(
-            usage_from_body(&json),
+            usage_from_body(json),
             Some(Usage {
-                prompt_tokens: 11,
-                completion_tokens: 268,
-                total_tokens: 279
+                prompt_tokens: 27,
+                completion_tokens: 71,
+                total_tokens: 98
             })
         );
-        let sse = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/mistral/examples/02-chat-stream.sse"
-        ))
-        .unwrap();
-        let usage = usage_from_body(&sse).expect("the last chunk carries usage");
+        let sse: &[u8] = include_bytes!("../../tests/fixtures/chat.stream.sse");
+        let usage = usage_from_body(sse).expect("the last chunk carries usage");
         assert!(usage.total_tokens > 0);
         assert_eq!(usage_from_body(b"not json"), None);
         assert_eq!(usage_from_body(br#"{"usage":null}"#), None);

@@ -1,8 +1,7 @@
 //! The engine contract suite: generic checks every `CacheEngine` must pass, plus
 //! helpers to find the test servers from the environment.
 //!
-//! Include it with `#[path = "support/engine_suite.rs"] mod engine_suite;`.
-#![allow(dead_code, unreachable_pub)]
+//! Reach it as `support::engine_suite` after `mod support;`.
 
 use std::time::Duration;
 
@@ -265,10 +264,7 @@ pub async fn ttl_expiry<E: CacheEngine>(e: &E) {
 // ---------------------------------------------------------------------------
 // Environment
 
-/// `true` when `MISTRAL_TOWER_REQUIRE_SERVICES=1`: a missing server fails the test.
-pub fn require_services() -> bool {
-    std::env::var("MISTRAL_TOWER_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
+pub use super::require_services;
 
 /// The value of `var`, or prints `skipped: VAR not set` and returns `None`
 /// (panics instead when services are required).

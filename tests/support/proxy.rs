@@ -1,6 +1,5 @@
-//! The `mistral-cache` proxy run in-process for the proxy tests (`tests/proxy.rs`,
-//! `tests/review_proxy.rs`), declared there with `#[path]`.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+//! The `mistral-cache` proxy run in-process for the proxy tests; reach it as
+//! `support::proxy` after `mod support;`.
 
 use std::sync::Arc;
 use std::time::Duration;
