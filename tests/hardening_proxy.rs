@@ -13,12 +13,11 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use bytes::Bytes;
 use mistral_tower::cache::{CacheEngine, FileEngine};
-use proxy_support::{guard, start_proxy};
+use support::proxy::{guard, start_proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-#[path = "support/proxy.rs"]
-mod proxy_support;
+mod support;
 
 /// The 41-byte entry of issue 16 (a valid checksum over a header count of 0xFFFF).
 const ISSUE_16_ENTRY: &str =
