@@ -20,7 +20,6 @@
 //! assert_eq!(layer.metrics().breaker, BreakerState::Closed);
 //! ```
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -200,7 +199,9 @@ impl Breaker {
 }
 
 /// The Prometheus text of the breaker's state and counters in `m`.
+#[cfg(feature = "server")]
 pub(crate) fn render_prometheus(m: &MetricsSnapshot, out: &mut String) {
+    use std::fmt::Write as _;
     let _ = writeln!(
         out,
         "# HELP mistral_cache_engine_breaker_state The cache engine's circuit breaker: 0 closed, 1 open (the engine is skipped), 2 half-open (probing).\n\
@@ -251,12 +252,15 @@ mod tests {
         let mut m = MetricsSnapshot::default();
         b.fill(&mut m);
         assert_eq!((m.breaker_opens, m.engine_skips), (2, 2));
-        let mut text = String::new();
-        render_prometheus(&m, &mut text);
-        assert!(
-            text.contains("mistral_cache_engine_breaker_state 0\n"),
-            "{text}"
-        );
+        #[cfg(feature = "server")]
+        {
+            let mut text = String::new();
+            render_prometheus(&m, &mut text);
+            assert!(
+                text.contains("mistral_cache_engine_breaker_state 0\n"),
+                "{text}"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -287,7 +287,9 @@ impl CacheEntry {
         if data[4] != FORMAT_VERSION {
             return Err(DecodeError::Version(data[4]));
         }
-        if data.len() < 8 + 4 {
+        // Magic, version and checksum at least (found by fuzzing: 12 bytes made the
+        // payload end before the version byte, and the reader underflow).
+        if data.len() < 5 + 8 {
             return Err(DecodeError::Truncated);
         }
         let (payload, sum) = data.split_at(data.len() - 8);
@@ -511,10 +513,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn remaining(&self) -> usize {
-        self.end - self.pos
+        self.end.saturating_sub(self.pos)
     }
     fn slice(&mut self, len: usize) -> Result<&[u8], DecodeError> {
-        if self.end - self.pos < len {
+        if self.remaining() < len {
             return Err(DecodeError::Truncated);
         }
         let s = &self.data[self.pos..self.pos + len];
@@ -522,7 +524,7 @@ impl Reader<'_> {
         Ok(s)
     }
     fn bytes(&mut self, len: usize) -> Result<Bytes, DecodeError> {
-        if self.end - self.pos < len {
+        if self.remaining() < len {
             return Err(DecodeError::Truncated);
         }
         let b = self.data.slice(self.pos..self.pos + len);
@@ -723,6 +725,23 @@ mod tests {
         );
         assert!(CacheEntry::decode_with_spare(&bytes, 2).is_err());
         assert!(CacheEntry::decode_trusted(&bytes, 2).is_err());
+    }
+
+    #[test]
+    fn entries_shorter_than_magic_version_and_checksum_are_truncated() {
+        // Found by the `entry_decode` fuzz target: 12 bytes (a checksum over the magic
+        // alone) left the payload ending before the version byte.
+        let template = b"MTCE\x01\x01\x00\x00\xc8\x00\x00\x00\x00";
+        for len in 0..template.len() {
+            let bytes = Bytes::copy_from_slice(&template[..len]);
+            assert!(CacheEntry::decode(&bytes).is_err(), "len {len}");
+            assert!(CacheEntry::decode_trusted(&bytes, 2).is_err(), "len {len}");
+        }
+        let crash = Bytes::from_static(b"MTCE\x01\x01\x00\x00\xc8MT\x00");
+        assert_eq!(
+            CacheEntry::decode_trusted(&crash, 0).unwrap_err(),
+            DecodeError::Truncated
+        );
     }
 
     #[test]
