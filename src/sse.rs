@@ -64,6 +64,8 @@ pub struct SseParser {
     retry: Option<Duration>,
     event_retry: Option<Duration>,
     overflowed: bool,
+    /// The line and event size limit (`None`: [`MAX_EVENT_SIZE`]).
+    limit: Option<usize>,
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -77,6 +79,27 @@ impl SseParser {
     /// A parser at the start of a stream.
     pub fn new() -> Self {
         SseParser::default()
+    }
+
+    /// A parser whose line and event limit is `limit` bytes instead of
+    /// [`MAX_EVENT_SIZE`] (the limit holds however the bytes are split into chunks).
+    pub fn with_max_event_size(limit: usize) -> Self {
+        SseParser {
+            limit: Some(limit),
+            ..SseParser::default()
+        }
+    }
+
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(MAX_EVENT_SIZE)
+    }
+
+    /// Breaks the stream: a line or an event went over the limit.
+    fn overflow(&mut self) {
+        self.overflowed = true;
+        self.line = Vec::new();
+        self.data = String::new();
+        self.has_data = false;
     }
 
     /// The reconnection time last set by a `retry:` field.
@@ -152,6 +175,12 @@ impl SseParser {
                 }
             }
             match buf.iter().position(|&b| b == b'\n' || b == b'\r') {
+                // The limits are checked per line, not per chunk, so they hold at the
+                // same size however the bytes were split.
+                Some(i) if self.line.len() + i > self.limit() => {
+                    self.overflow();
+                    return;
+                }
                 Some(i) => {
                     let end = buf[i];
                     if self.line.is_empty() {
@@ -163,22 +192,23 @@ impl SseParser {
                         self.line = line;
                         self.line.clear();
                     }
+                    if self.overflowed {
+                        return;
+                    }
                     buf = &buf[i + 1..];
                     if end == b'\r' {
                         self.last_was_cr = true;
                     }
+                }
+                None if self.line.len() + buf.len() > self.limit() => {
+                    self.overflow();
+                    return;
                 }
                 None => {
                     self.line.extend_from_slice(buf);
                     break;
                 }
             }
-        }
-        if self.line.len() > MAX_EVENT_SIZE || self.data.len() > MAX_EVENT_SIZE {
-            self.overflowed = true;
-            self.line = Vec::new();
-            self.data = String::new();
-            self.has_data = false;
         }
     }
 
@@ -200,10 +230,15 @@ impl SseParser {
         match field {
             b"event" => self.event = String::from_utf8_lossy(value).into_owned(),
             b"data" => {
+                let value = String::from_utf8_lossy(value);
+                if self.data.len() + usize::from(self.has_data) + value.len() > self.limit() {
+                    self.overflow();
+                    return;
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }
-                self.data.push_str(&String::from_utf8_lossy(value));
+                self.data.push_str(&value);
                 self.has_data = true;
             }
             b"id" if !value.contains(&0) => {
@@ -697,6 +732,46 @@ mod tests {
         // byte by byte
         let bytes: Vec<&[u8]> = s.chunks(1).collect();
         assert_eq!(parse_all(&bytes), whole);
+    }
+
+    /// Issue 16: the limit used to be checked once per chunk, so a line or an event over
+    /// it passed when it arrived in one chunk and failed when split.
+    #[test]
+    fn the_limit_holds_however_the_bytes_are_split() {
+        let run = |limit: usize, input: &[u8], size: usize| {
+            let mut p = SseParser::with_max_event_size(limit);
+            let mut events = Vec::new();
+            for c in input.chunks(size) {
+                events.extend(p.feed(c));
+            }
+            (events.len(), p.is_overflowed())
+        };
+        let line = |n: usize| format!("data: {}\n\n", "x".repeat(n - 6));
+        for (input, want) in [
+            (line(64), (1, false)), // a 64-byte line: at the limit
+            (line(65), (0, true)),  // one byte over
+            (
+                format!("data: {}\ndata: {}\n\n", "a".repeat(32), "b".repeat(31)),
+                (1, false),
+            ),
+            (
+                format!("data: {}\ndata: {}\n\n", "a".repeat(32), "b".repeat(32)),
+                (0, true),
+            ),
+        ] {
+            for size in [1, 2, 3, 7, 64, 65, 1000] {
+                assert_eq!(
+                    run(64, input.as_bytes(), size),
+                    want,
+                    "{input:?} in {size}-byte chunks"
+                );
+            }
+        }
+        // The default limit, in one chunk: a 16 MiB + 1 line is refused.
+        let mut p = SseParser::new();
+        let big = format!("data: {}\n\n", "x".repeat(MAX_EVENT_SIZE - 5));
+        assert!(p.feed(big.as_bytes()).is_empty());
+        assert!(p.is_overflowed());
     }
 
     #[tokio::test]

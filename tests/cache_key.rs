@@ -127,7 +127,8 @@ fn invalid_json_is_hashed_raw_and_distinct_from_json() {
 
 /// A deliberately simple reference for the version-1 canonical form: a recursive
 /// descent that builds each value's canonical bytes and sorts object members (stably)
-/// by the raw bytes of their keys. `None` for invalid JSON.
+/// by the raw bytes of their keys. `None` for invalid JSON, and for a member name not
+/// spelled as serde_json spells it.
 mod reference {
     pub(super) fn canonical(input: &[u8]) -> Option<Vec<u8>> {
         let mut p = P { s: input, i: 0 };
@@ -271,6 +272,9 @@ mod reference {
                         return None;
                     }
                     let (raw, key) = self.string()?;
+                    if !canonical_name(&raw) {
+                        return None;
+                    }
                     self.ws();
                     if !self.eat(b':') {
                         return None;
@@ -301,6 +305,13 @@ mod reference {
             out.push(b'}');
             Some(out)
         }
+    }
+
+    /// Whether a member name token (with its quotes) is spelled exactly as serde_json
+    /// writes the name it decodes to (names spelled otherwise make the body hash raw).
+    pub(super) fn canonical_name(raw: &[u8]) -> bool {
+        serde_json::from_slice::<String>(raw)
+            .is_ok_and(|name| serde_json::to_vec(&name).unwrap() == raw)
     }
 
     /// The version-1 key of a POST `/v1/chat/completions` without namespace or tenant.
@@ -334,7 +345,7 @@ mod reference {
 /// unicode, numbers, duplicate and shared-prefix keys, and (with `break_it`) a random
 /// corruption.
 fn gen_json(rng: &mut fastrand::Rng, depth: u32, out: &mut Vec<u8>) {
-    const KEYS: [&str; 14] = [
+    const KEYS: [&str; 22] = [
         "a",
         "b",
         "role",
@@ -349,6 +360,15 @@ fn gen_json(rng: &mut fastrand::Rng, depth: u32, out: &mut Vec<u8>) {
         "\\\"q",
         "é",
         "k\\n",
+        // Other spellings of names above, or of each other (issue 16).
+        "A",
+        "\\u00e9",
+        "/",
+        "\\/",
+        "k\\u000a",
+        "\\u001f",
+        "\\u001F",
+        "\u{1}",
     ];
     const STRINGS: [&str; 9] = [
         "",
@@ -565,4 +585,123 @@ proptest! {
         prop_assert_eq!(canonical_json(&bytes), reference::canonical(&bytes));
         prop_assert_eq!(key(&bytes), reference::key(&bytes));
     }
+}
+
+// ---------------------------------------------------------------------------
+// Issue 16: names spelled differently but decoding alike must not share a key.
+
+#[test]
+fn escaped_names_that_alias_never_share_a_key() {
+    for (a, b) in [
+        (r#"{"\/":1,"/":2}"#, r#"{"/":2,"\/":1}"#),
+        (r#"{"\u0041":1,"A":2}"#, r#"{"A":2,"\u0041":1}"#),
+        (r#"{"é":1,"\u00e9":2}"#, r#"{"\u00e9":2,"é":1}"#),
+        (r#"{"x":{"\/":1,"/":2}}"#, r#"{"x":{"/":2,"\/":1}}"#),
+    ] {
+        assert_ne!(key(a.as_bytes()), key(b.as_bytes()), "{a} vs {b}");
+    }
+    // Names spelled as serde_json spells them still sort: order does not matter.
+    assert_eq!(
+        key(br#"{"q\"":1,"a\\b":2,"t\n":3}"#),
+        key(br#"{"t\n":3,"a\\b":2,"q\"":1}"#)
+    );
+}
+
+/// A member value in [`gen_aliasing`]: a number or a nested object.
+#[derive(Clone, Debug)]
+enum Val {
+    Num(u8),
+    Obj(Vec<(&'static str, Val)>),
+}
+
+/// Spellings of a few names: each group decodes to one name.
+const ALIASES: [&[&str]; 4] = [
+    &["/", "\\/", "\\u002f", "\\u002F"],
+    &["A", "\\u0041"],
+    &["é", "\\u00e9", "\\u00E9"],
+    &["\\n", "\\u000a", "\\u000A"],
+];
+
+fn gen_aliasing(rng: &mut fastrand::Rng, depth: u32) -> Vec<(&'static str, Val)> {
+    (0..rng.usize(1..5))
+        .map(|_| {
+            let group = ALIASES[rng.usize(..ALIASES.len())];
+            let name = group[rng.usize(..group.len())];
+            let val = if depth < 2 && rng.u8(..4) == 0 {
+                Val::Obj(gen_aliasing(rng, depth + 1))
+            } else {
+                Val::Num(rng.u8(..3))
+            };
+            (name, val)
+        })
+        .collect()
+}
+
+fn write_obj(members: &[(&str, Val)], out: &mut String) {
+    out.push('{');
+    for (i, (name, val)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!("\"{name}\":"));
+        match val {
+            Val::Num(n) => out.push_str(&n.to_string()),
+            Val::Obj(m) => write_obj(m, out),
+        }
+    }
+    out.push('}');
+}
+
+/// What a parser keeping the last (or first) of duplicate names sees.
+fn meaning(members: &[(&str, Val)], last_wins: bool) -> Value {
+    let mut map = serde_json::Map::new();
+    for (name, val) in members {
+        let name: String = serde_json::from_str(&format!("\"{name}\"")).unwrap();
+        let val = match val {
+            Val::Num(n) => Value::from(*n),
+            Val::Obj(m) => meaning(m, last_wins),
+        };
+        if last_wins || !map.contains_key(&name) {
+            map.insert(name, val);
+        }
+    }
+    Value::Object(map)
+}
+
+#[test]
+fn equal_keys_mean_equal_documents_with_aliased_and_duplicate_names() {
+    let mut rng = fastrand::Rng::with_seed(16);
+    let mut docs = Vec::new();
+    for _ in 0..3_000 {
+        let members = gen_aliasing(&mut rng, 0);
+        // The same members in another order, too: the case the sort could get wrong.
+        let mut shuffled = members.clone();
+        rng.shuffle(&mut shuffled);
+        docs.push(members);
+        docs.push(shuffled);
+    }
+    let mut by_key: std::collections::HashMap<String, (String, Value, Value)> =
+        std::collections::HashMap::new();
+    let mut shared = 0;
+    for members in &docs {
+        let mut text = String::new();
+        write_obj(members, &mut text);
+        let (last, first) = (meaning(members, true), meaning(members, false));
+        assert_eq!(
+            canonical_json(text.as_bytes()),
+            reference::canonical(text.as_bytes()),
+            "{text}"
+        );
+        match by_key.entry(key(text.as_bytes())) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let (other, l, f) = e.get();
+                assert_eq!((l, f), (&last, &first), "{text} and {other} share a key");
+                shared += 1;
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((text, last, first));
+            }
+        }
+    }
+    assert!(shared > 500, "only {shared} documents shared a key");
 }

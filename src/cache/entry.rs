@@ -48,6 +48,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 const MAGIC: &[u8; 4] = b"MTCE";
+/// The fewest bytes a stored header takes: two lengths and a one-byte name.
+const MIN_HEADER: usize = 2 + 1 + 4;
 /// The entry format version written by this crate.
 pub const FORMAT_VERSION: u8 = 1;
 
@@ -255,6 +257,13 @@ impl CacheEntry {
         Self::decode_with_spare(data, 0)
     }
 
+    /// [`decode`](Self::decode) without verifying the checksum: every structural check
+    /// is made. For fuzzing the decoder past the checksum, and for recovery tools.
+    #[doc(hidden)]
+    pub fn decode_unverified(data: &Bytes) -> Result<CacheEntry, DecodeError> {
+        Self::decode_inner(data, 0, false)
+    }
+
     /// [`decode`](Self::decode), leaving room in the header map for `spare` more headers
     /// (the cache adds `x-cache` and `age` to a hit without growing the map).
     pub(crate) fn decode_with_spare(data: &Bytes, spare: usize) -> Result<CacheEntry, DecodeError> {
@@ -278,7 +287,9 @@ impl CacheEntry {
         if data[4] != FORMAT_VERSION {
             return Err(DecodeError::Version(data[4]));
         }
-        if data.len() < 8 + 4 {
+        // Magic, version and checksum at least (found by fuzzing: 12 bytes made the
+        // payload end before the version byte, and the reader underflow).
+        if data.len() < 5 + 8 {
             return Err(DecodeError::Truncated);
         }
         let (payload, sum) = data.split_at(data.len() - 8);
@@ -303,8 +314,14 @@ impl CacheEntry {
         let namespace = r.string()?;
         let method = r.string()?;
         let path = r.string()?;
+        // Declared counts are checked against the bytes left before they size anything:
+        // a header takes at least `MIN_HEADER` bytes, a frame at least its length.
         let n = r.u16()? as usize;
-        let mut headers = HeaderMap::with_capacity(n + spare);
+        if n > r.remaining() / MIN_HEADER {
+            return Err(DecodeError::Truncated);
+        }
+        let mut headers = HeaderMap::try_with_capacity(n + spare)
+            .map_err(|_| DecodeError::Malformed("header count"))?;
         for _ in 0..n {
             let len = r.u16()? as usize;
             let name = HeaderName::from_bytes(r.slice(len)?)
@@ -312,20 +329,27 @@ impl CacheEntry {
             let len = r.u32()? as usize;
             let value = HeaderValue::from_maybe_shared(r.bytes(len)?)
                 .map_err(|_| DecodeError::Malformed("header value"))?;
-            headers.append(name, value);
+            headers
+                .try_append(name, value)
+                .map_err(|_| DecodeError::Malformed("header count"))?;
         }
         let n = r.u32()? as usize;
-        if n > r.end - r.pos {
+        if n > r.remaining() / 4 {
             return Err(DecodeError::Truncated);
         }
         let frames = if n == 1 {
             let len = r.u32()? as usize;
             Frames::One(r.bytes(len)?)
         } else {
-            let mut frames = Vec::with_capacity(n);
+            // Empty frames carry nothing and are dropped, so every kept frame took at
+            // least 5 input bytes: the `Vec` is at most ~6x the input, and never grows.
+            let mut frames = Vec::with_capacity(n.min(r.remaining() / 5));
             for _ in 0..n {
                 let len = r.u32()? as usize;
-                frames.push(r.bytes(len)?);
+                let frame = r.bytes(len)?;
+                if !frame.is_empty() {
+                    frames.push(frame);
+                }
             }
             Frames::Many(frames)
         };
@@ -488,8 +512,11 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    fn remaining(&self) -> usize {
+        self.end.saturating_sub(self.pos)
+    }
     fn slice(&mut self, len: usize) -> Result<&[u8], DecodeError> {
-        if self.end - self.pos < len {
+        if self.remaining() < len {
             return Err(DecodeError::Truncated);
         }
         let s = &self.data[self.pos..self.pos + len];
@@ -497,7 +524,7 @@ impl Reader<'_> {
         Ok(s)
     }
     fn bytes(&mut self, len: usize) -> Result<Bytes, DecodeError> {
-        if self.end - self.pos < len {
+        if self.remaining() < len {
             return Err(DecodeError::Truncated);
         }
         let b = self.data.slice(self.pos..self.pos + len);
@@ -657,5 +684,131 @@ mod tests {
             CacheEntry::decode(&Bytes::from(v)).unwrap_err(),
             DecodeError::Version(2)
         );
+    }
+    /// The 41-byte entry from issue 16: a valid checksum over a header count of 0xFFFF
+    /// with no bytes behind it (it used to panic in `HeaderMap::with_capacity`).
+    const ISSUE_16_ENTRY: &str =
+        "4d54434501000000c800000000000000000000000000000000000000000000ffff7aa44c7e68584f86";
+
+    fn unhex(s: &str) -> Bytes {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>()
+            .into()
+    }
+
+    /// An entry with no strings, `headers` as given and `body` after them, checksummed.
+    fn raw(header_count: u16, headers: &[u8], body: &[u8]) -> Bytes {
+        let mut b = BytesMut::new();
+        b.put_slice(MAGIC);
+        b.put_slice(&[FORMAT_VERSION, 1, 0]);
+        b.put_u16(200);
+        b.put_u64(0);
+        b.put_u64(0);
+        b.put_slice(&[0; 6]);
+        b.put_u16(header_count);
+        b.put_slice(headers);
+        b.put_slice(body);
+        let sum = checksum(&b);
+        b.put_u64(sum);
+        b.freeze()
+    }
+
+    #[test]
+    fn issue_16_entry_is_an_error_not_a_panic() {
+        let bytes = unhex(ISSUE_16_ENTRY);
+        assert_eq!(bytes.len(), 41);
+        assert_eq!(
+            CacheEntry::decode(&bytes).unwrap_err(),
+            DecodeError::Truncated
+        );
+        assert!(CacheEntry::decode_with_spare(&bytes, 2).is_err());
+        assert!(CacheEntry::decode_trusted(&bytes, 2).is_err());
+    }
+
+    #[test]
+    fn entries_shorter_than_magic_version_and_checksum_are_truncated() {
+        // Found by the `entry_decode` fuzz target: 12 bytes (a checksum over the magic
+        // alone) left the payload ending before the version byte.
+        let template = b"MTCE\x01\x01\x00\x00\xc8\x00\x00\x00\x00";
+        for len in 0..template.len() {
+            let bytes = Bytes::copy_from_slice(&template[..len]);
+            assert!(CacheEntry::decode(&bytes).is_err(), "len {len}");
+            assert!(CacheEntry::decode_trusted(&bytes, 2).is_err(), "len {len}");
+        }
+        let crash = Bytes::from_static(b"MTCE\x01\x01\x00\x00\xc8MT\x00");
+        assert_eq!(
+            CacheEntry::decode_trusted(&crash, 0).unwrap_err(),
+            DecodeError::Truncated
+        );
+    }
+
+    #[test]
+    fn more_headers_than_a_header_map_holds_is_malformed() {
+        // 40,000 one-byte names with empty values: every byte is there, but a
+        // `HeaderMap` holds at most 32,768 entries (`append` used to panic).
+        let one = [0u8, 1, b'a', 0, 0, 0, 0];
+        let headers = one.repeat(40_000);
+        let bytes = raw(40_000, &headers, &0u32.to_be_bytes());
+        assert_eq!(
+            CacheEntry::decode(&bytes).unwrap_err(),
+            DecodeError::Malformed("header count")
+        );
+        // Within the limit, the same shape decodes.
+        let bytes = raw(1_000, &one.repeat(1_000), &0u32.to_be_bytes());
+        assert_eq!(CacheEntry::decode(&bytes).unwrap().headers().len(), 1_000);
+    }
+
+    #[test]
+    fn frame_count_is_bounded_by_the_bytes_left() {
+        // A frame count the input cannot hold is rejected before anything is sized.
+        let mut body = u32::MAX.to_be_bytes().to_vec();
+        body.extend_from_slice(&[0; 64]);
+        assert_eq!(
+            CacheEntry::decode(&raw(0, &[], &body)).unwrap_err(),
+            DecodeError::Truncated
+        );
+        // 200,000 empty frames (800 KB of lengths) keep nothing: no 6.4 MB `Vec`.
+        let n = 200_000u32;
+        let mut body = n.to_be_bytes().to_vec();
+        body.extend(std::iter::repeat_n(0u8, 4 * n as usize));
+        let bytes = raw(0, &[], &body);
+        let e = CacheEntry::decode(&bytes).unwrap();
+        assert!(e.frames().is_empty());
+        let Frames::Many(v) = &e.frames else {
+            panic!("many frames")
+        };
+        assert!(v.capacity() * size_of::<Bytes>() <= 7 * bytes.len());
+        // One-byte frames: the `Vec` is sized for them, and is under 7x the input.
+        let mut body = n.to_be_bytes().to_vec();
+        for _ in 0..n {
+            body.extend_from_slice(&[0, 0, 0, 1, b'x']);
+        }
+        let bytes = raw(0, &[], &body);
+        let e = CacheEntry::decode(&bytes).unwrap();
+        assert_eq!(e.frames().len(), n as usize);
+        let Frames::Many(v) = &e.frames else {
+            panic!("many frames")
+        };
+        assert_eq!(v.capacity(), n as usize, "sized once, never grown");
+        assert!(v.capacity() * size_of::<Bytes>() <= 7 * bytes.len());
+    }
+
+    #[test]
+    fn random_bytes_after_a_valid_prefix_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(16);
+        let good = sample().encode();
+        for _ in 0..20_000 {
+            let mut v = good[..rng.usize(..good.len())].to_vec();
+            v.extend((0..rng.usize(..64)).map(|_| rng.u8(..)));
+            // Re-checksum so the structure, not the checksum, is what gets tested.
+            if v.len() >= 12 {
+                let end = v.len() - 8;
+                let sum = checksum(&v[..end]);
+                v[end..].copy_from_slice(&sum.to_be_bytes());
+            }
+            let _ = CacheEntry::decode(&Bytes::from(v));
+        }
     }
 }

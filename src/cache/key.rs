@@ -44,6 +44,12 @@
 //! ([`canonical_multipart`](super::multipart::canonical_multipart)), so neither the
 //! random boundary nor the order of the parts changes the key.
 //!
+//! Member names are compared as written, which is sound only while every name has one
+//! spelling: a body with a member name spelled otherwise than serde_json spells it
+//! (`"\/"`, `"\u0041"`, a raw control character, invalid UTF-8) is hashed raw, so
+//! `{"\/":1,"/":2}` and `{"/":2,"\/":1}` (different values to a last-wins parser)
+//! never share a key.
+//!
 //! A body that is not valid JSON (or nests deeper than 128 levels), or a malformed form,
 //! is hashed raw, with a different body marker, so it can never collide with a
 //! canonicalized body.
@@ -242,7 +248,8 @@ fn hash_canonical_multipart(input: &KeyInput<'_>, f: &mut Feed<'_>) -> bool {
 }
 
 /// Returns the canonical form of a JSON document (see the [module docs](self)), or
-/// `None` when `input` is not valid JSON.
+/// `None` when `input` is not valid JSON or spells a member name in a way that could
+/// alias another name (such bodies are hashed raw).
 ///
 /// This allocates the result; the cache itself hashes the canonical form without
 /// keeping it.
@@ -563,6 +570,53 @@ fn find_quote_or_backslash(src: &[u8], mut i: usize) -> Option<usize> {
         .map(|r| i + r)
 }
 
+/// Whether a member name is spelled the one way serde_json (and most serializers) spell
+/// it: valid UTF-8 without raw control characters, and only the escapes `\"`, `\\`, `\b`, `\f`, `\n`,
+/// `\r`, `\t` and `\u00xx` (lowercase) for the other control characters. Sorting
+/// members by the raw bytes of such names never moves two members with the same decoded
+/// name past each other (same name, same bytes, and the sort is stable), so the
+/// canonical form keeps the meaning for first-wins and last-wins parsers alike. Any other
+/// spelling (`\/`, `\u0041`, a raw control character...) could alias another member's
+/// name: the body is then hashed raw.
+#[inline]
+fn is_canonical_name(name: &[u8]) -> bool {
+    if name
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
+    {
+        return true; // the usual case
+    }
+    if std::str::from_utf8(name).is_err() {
+        return false;
+    }
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            0..0x20 => return false,
+            b'\\' => match name.get(i + 1) {
+                Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                Some(b'u') => {
+                    let code = match name.get(i + 2..i + 6) {
+                        Some([b'0', b'0', hi @ (b'0' | b'1'), lo]) if !lo.is_ascii_uppercase() => {
+                            let lo = (*lo as char).to_digit(16);
+                            lo.map(|lo| (u32::from(hi - b'0') << 4) | lo)
+                        }
+                        _ => None,
+                    };
+                    // Control characters with a short escape must use it.
+                    match code {
+                        Some(0x08 | 0x09 | 0x0a | 0x0c | 0x0d) | None => return false,
+                        Some(_) => i += 6,
+                    }
+                }
+                _ => return false,
+            },
+            _ => i += 1,
+        }
+    }
+    true
+}
+
 /// How far an escape `\x` advances, by `x`: 2, 6 for `\u` (then 4 hex digits are
 /// checked), 0 for an invalid escape.
 const ESCAPE_LEN: [u8; 256] = {
@@ -741,6 +795,9 @@ impl Parser<'_> {
             let start = self.out_pos() as u32;
             let key_in = self.pos + 1;
             self.string()?;
+            if !is_canonical_name(&self.src[key_in..self.pos - 1]) {
+                return Err(()); // hashed raw: see `is_canonical_name`
+            }
             let prefix = key_prefix(self.src, key_in, self.pos - 1);
             let key_end = self.out_pos() as u32 - 1;
             self.ws();
@@ -955,15 +1012,30 @@ mod tests {
     }
 
     #[test]
+    fn names_with_another_spelling_make_the_body_hash_raw() {
+        for name in [r"\/", r"\u0041", r"\u001F", r"\u000a", "\u{1}", r"\u00e9"] {
+            assert!(!is_canonical_name(name.as_bytes()), "{name}");
+            assert_eq!(canon(&format!(r#"{{"{name}":1}}"#)), None, "{name}");
+        }
+        for name in [
+            "", "a b", r#"\""#, r"\\", r"\n", r"\u001f", r"\u0000", "é\u{7f}",
+        ] {
+            assert!(is_canonical_name(name.as_bytes()), "{name}");
+        }
+        assert!(!is_canonical_name(b"\xff"));
+    }
+
+    #[test]
     fn keys_sort_by_their_bytes_beyond_the_prefix() {
-        // Shared 8-byte prefixes, prefixes of each other, a raw NUL and a high byte.
+        // Shared 8-byte prefixes, prefixes of each other, the lowest byte a name may
+        // hold raw (a raw control character makes the body hash raw) and a high byte.
         let keys: [&[u8]; 9] = [
             b"abcdefghZ",
             b"abcdefghA",
             b"abcdefgh",
             b"ab",
-            b"ab\0",
-            b"ab\0\0",
+            b"ab ",
+            b"ab  ",
             b"\xc3\xa9t\xc3\xa9",
             b"a",
             b"",

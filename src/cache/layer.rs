@@ -150,6 +150,7 @@ pub(crate) struct Shared<E> {
     pub(crate) engine: E,
     pub(crate) flights: Arc<Flights>,
     pub(crate) metrics: Metrics,
+    pub(crate) breaker: super::breaker::Breaker,
 }
 
 /// A tower layer caching the responses of the inner service in a [`CacheEngine`].
@@ -186,6 +187,7 @@ impl<E> CacheLayer<E> {
                 engine,
                 flights: Arc::new(Flights::default()),
                 metrics: Metrics::default(),
+                breaker: Default::default(),
             }),
         }
     }
@@ -327,7 +329,19 @@ impl<E> CacheLayer<E> {
 
     /// A snapshot of the counters shared by every service built from this layer.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared.metrics.snapshot()
+        let mut m = self.shared.metrics.snapshot();
+        self.shared.breaker.fill(&mut m);
+        m
+    }
+
+    /// The engine's circuit breaker: after `failures` engine errors or timeouts in a
+    /// row, reads are skipped (misses) and writes dropped for `cool_down`, then one
+    /// request probes the engine (see [`BreakerState`](super::BreakerState)). Default
+    /// 5 failures, 10 s; `0` failures turns it off. Shared by every layer cloned from
+    /// this one.
+    pub fn circuit_breaker(self, failures: u32, cool_down: Duration) -> Self {
+        self.shared.breaker.configure(failures, cool_down);
+        self
     }
 }
 

@@ -35,6 +35,13 @@ pub struct MetricsSnapshot {
     pub corrupt_entries: u64,
     /// Body bytes served from the cache.
     pub bytes_served: u64,
+    /// The engine's circuit breaker (see [`CacheLayer::circuit_breaker`](super::CacheLayer::circuit_breaker)).
+    pub breaker: super::BreakerState,
+    /// Times the circuit breaker opened.
+    pub breaker_opens: u64,
+    /// Engine reads and writes skipped while the breaker was open (a skipped read is a
+    /// miss, a skipped write a store error).
+    pub engine_skips: u64,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +77,7 @@ impl Metrics {
             engine_errors: self.engine_errors.load(Relaxed),
             corrupt_entries: self.corrupt_entries.load(Relaxed),
             bytes_served: self.bytes_served.load(Relaxed),
+            ..MetricsSnapshot::default()
         }
     }
 }

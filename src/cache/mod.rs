@@ -92,6 +92,7 @@
 //! [`CacheEntry::decode`].
 
 mod body;
+pub(crate) mod breaker;
 mod control;
 mod engine;
 pub mod entry;
@@ -107,6 +108,7 @@ mod service;
 
 pub use body::{RequestBody, ResponseBody, SharedResponseFailed};
 pub(crate) use control::parse_duration;
+pub use breaker::{BreakerState, DEFAULT_BREAKER_COOL_DOWN, DEFAULT_BREAKER_FAILURES};
 pub use control::{
     CacheMode, CacheStatus, Cacheable, DefaultCacheable, Storage, X_CACHE, X_CACHE_CONTROL,
     X_CACHE_NAMESPACE, X_CACHE_TTL,

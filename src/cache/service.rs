@@ -273,9 +273,13 @@ async fn bounded<F: Future>(fut: F, timeout: Duration) -> Option<F::Output> {
 
 /// Reads and decodes the entry under `key`; every failure is a miss (fail-open).
 async fn lookup<E: CacheEngine>(shared: &Shared<E>, cfg: &Config, key: &str) -> Option<CacheEntry> {
+    // An engine that keeps failing is skipped for a while (a miss).
+    let admit = shared.breaker.admit()?;
     let res = bounded(shared.engine.get(key), cfg.get_timeout)
         .await
         .unwrap_or(Err(CacheError::Timeout(cfg.get_timeout)));
+    let answered = matches!(res, Ok(_) | Err(CacheError::Miss));
+    shared.breaker.record(admit, answered);
     decode_entry(&shared.metrics, key, res, false)
 }
 
@@ -610,12 +614,19 @@ fn store<E: CacheEngine>(
         shared.flights.remove(&key, &flight);
         return;
     }
+    // An engine that keeps failing is not written to for a while.
+    let Some(admit) = shared.breaker.admit() else {
+        Metrics::inc(&shared.metrics.store_errors);
+        shared.flights.remove(&key, &flight);
+        return;
+    };
     let shared = shared.clone();
     let s2 = shared.clone();
     let k2 = key.clone();
     let f2 = flight.clone();
     let mut fut = Box::pin(async move {
         let res = shared.engine.set_with_ttl(&key, data, ttl).await;
+        shared.breaker.record(admit, res.is_ok());
         record_store(&shared, &key, res);
         shared.flights.remove(&key, &flight);
     });
@@ -627,6 +638,7 @@ fn store<E: CacheEngine>(
         Ok(handle) => {
             handle.spawn(async move {
                 if tokio::time::timeout(timeout, fut).await.is_err() {
+                    s2.breaker.record(admit, false);
                     record_store(&s2, &k2, Err(CacheError::Timeout(timeout)));
                     s2.flights.remove(&k2, &f2);
                 }

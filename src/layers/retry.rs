@@ -34,6 +34,7 @@ use crate::{Body, BoxError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryConfig {
     max_retries: u32,
+    retry_statuses: bool,
     base_delay: Duration,
     max_delay: Duration,
     max_retry_after: Duration,
@@ -44,6 +45,7 @@ impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {
             max_retries: 2,
+            retry_statuses: true,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(60),
@@ -63,6 +65,14 @@ impl RetryConfig {
     /// Maximum number of retries after the first attempt (0 disables retries).
     pub fn max_retries(mut self, n: u32) -> Self {
         self.max_retries = n;
+        self
+    }
+    /// Whether 429/5xx answers are retried (default `true`). With `false`, only
+    /// failures that never reached the server are: connection errors and connect
+    /// timeouts (what a transparent proxy such as `mistral-cache` retries by default,
+    /// leaving status retries to its clients).
+    pub fn retry_statuses(mut self, yes: bool) -> Self {
+        self.retry_statuses = yes;
         self
     }
     /// The first backoff ceiling; attempt `n` waits a random time in
@@ -192,7 +202,7 @@ impl<B> Policy<Request<Body>, Response<B>, BoxError> for RetryPolicy {
             return None;
         }
         let delay = match result {
-            Ok(res) if is_retryable_status(res.status()) => {
+            Ok(res) if self.config.retry_statuses && is_retryable_status(res.status()) => {
                 self.config.delay_for(self.attempt, Some(res.headers()))
             }
             Ok(_) => return None,
@@ -353,6 +363,41 @@ mod tests {
             assert_eq!(res.status(), 200);
             assert_eq!(calls.load(Ordering::SeqCst), 3, "status {status}");
         }
+    }
+
+    #[tokio::test]
+    async fn status_retries_can_be_turned_off_keeping_connect_retries() {
+        let (calls, svc) = flaky(2, 503, Some("7"));
+        let svc = RetryLayer::new(fast().retry_statuses(false)).layer(svc);
+        let res = svc
+            .oneshot(Request::new(Body::from("payload")))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 503, "answered as it came");
+        assert_eq!(res.headers()["retry-after"], "7");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let svc = service_fn(move |_req: Request<Body>| {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 2 {
+                    return Err::<Response<Body>, BoxError>(Box::new(ConnectError::new(
+                        std::io::Error::other("refused"),
+                    )));
+                }
+                Ok(Response::new(Body::empty()))
+            }
+        });
+        let svc = RetryLayer::new(fast().retry_statuses(false)).layer(svc);
+        let res = svc.oneshot(Request::new(Body::from("payload"))).await;
+        assert_eq!(res.unwrap().status(), 200);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "connect errors still retried"
+        );
     }
 
     #[tokio::test]

@@ -58,6 +58,51 @@ async fn read(engine: &BoxEngine, url: &str, key: &str) -> Result<Read, ServerEr
     })
 }
 
+/// Temporary files of a crashed writer older than this are removed by `serve` (at
+/// start-up) and `purge`: no live write takes nearly as long.
+const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The directory of a `file://` engine URL (also behind `tiered+`).
+fn file_engine_dir(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("tiered+").unwrap_or(url);
+    let rest = rest.strip_prefix("file://")?;
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    // Percent-decoded like the engine URL itself; undecodable: leave it alone.
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().filter(|p| !p.is_empty())
+}
+
+/// Removes the stale temporary files of a `file://` engine (left by a writer that
+/// crashed between writing and renaming); returns how many, `None` for other engines.
+pub(crate) fn remove_stale_temp_files(url: &str) -> Option<usize> {
+    let dir = file_engine_dir(url)?;
+    let engine = crate::cache::FileEngine::new(dir.as_str()).ok()?;
+    match engine.remove_stale_temp_files(STALE_TEMP_AGE) {
+        Ok(n) => {
+            if n > 0 {
+                tracing::info!(removed = n, dir, "removed stale temporary cache files");
+            }
+            Some(n)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, dir, "cannot remove stale temporary cache files");
+            None
+        }
+    }
+}
+
 fn namespace_label(ns: &str) -> &str {
     if ns.is_empty() { "(default)" } else { ns }
 }
@@ -235,6 +280,12 @@ pub(crate) async fn purge(args: &PurgeArgs) -> Result<(), ServerError> {
         "{verb} {removed} entries{scope}, {}; {kept} kept",
         human_bytes(removed_bytes)
     );
+    if !args.dry_run
+        && let Some(n) = remove_stale_temp_files(url)
+        && n > 0
+    {
+        println!("removed {n} stale temporary files");
+    }
     Ok(())
 }
 
@@ -423,6 +474,21 @@ mod tests {
         assert_eq!(age(90_000, 0), "1m");
         assert_eq!(age(0, 5_000), "0s");
         assert_eq!(age(2 * 86_400_000 + 3_600_000, 0), "2d01h");
+    }
+
+    #[test]
+    fn file_engine_dirs_from_urls() {
+        assert_eq!(
+            file_engine_dir("file://.mistral/cache").as_deref(),
+            Some(".mistral/cache")
+        );
+        assert_eq!(
+            file_engine_dir("tiered+file:///tmp/a%20b?x=1").as_deref(),
+            Some("/tmp/a b")
+        );
+        assert_eq!(file_engine_dir("redis://localhost"), None);
+        assert_eq!(file_engine_dir("file://"), None);
+        assert_eq!(file_engine_dir("file://%zz"), None);
     }
 
     #[test]

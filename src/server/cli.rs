@@ -27,8 +27,8 @@ use clap::{Args, Parser, Subcommand};
 
 use super::config::redact_url;
 use super::{
-    CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS, ServerError, parse_cache_mode,
-    parse_duration,
+    AccessLog, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS, ServerError,
+    parse_cache_mode, parse_duration,
 };
 
 /// `mistral-cache`: a caching proxy for the Mistral API.
@@ -126,12 +126,37 @@ pub struct ServeArgs {
     /// Longest silence allowed inside an upstream stream.
     #[arg(long, env = "MISTRAL_CACHE_STREAM_IDLE_TIMEOUT", default_value = "120", value_parser = parse_duration)]
     pub stream_idle_timeout: Duration,
-    /// Upstream retries on 429, 5xx and connection errors (0 disables retry).
-    #[arg(long, env = "MISTRAL_CACHE_MAX_RETRIES", default_value_t = 2)]
+    /// Upstream retries of 429 and 5xx answers (and connection errors). Off by default: SDKs retry those themselves, and the answer, Retry-After included, reaches them untouched.
+    #[arg(long, env = "MISTRAL_CACHE_MAX_RETRIES", default_value_t = 0)]
     pub max_retries: u32,
+    /// Upstream retries of failures that never reached the upstream (connection errors, connect timeouts), used when --max-retries is 0.
+    #[arg(long, env = "MISTRAL_CACHE_CONNECT_RETRIES", default_value_t = 2)]
+    pub connect_retries: u32,
     /// How long in-flight requests and streams may run after SIGINT/SIGTERM.
     #[arg(long, env = "MISTRAL_CACHE_SHUTDOWN_TIMEOUT", default_value = "30", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Close a client connection that has not sent a complete request head this long after connecting (or after a later request's first byte).
+    #[arg(long, env = "MISTRAL_CACHE_HEADER_READ_TIMEOUT", default_value = "30", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Close a kept-alive client connection silent this long between requests.
+    #[arg(long, env = "MISTRAL_CACHE_IDLE_TIMEOUT", default_value = "60", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Most client connections open at once; more are answered 503 and closed.
+    #[arg(long, env = "MISTRAL_CACHE_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// Most idle upstream connections kept per host.
+    #[arg(
+        long,
+        env = "MISTRAL_CACHE_UPSTREAM_POOL_MAX_IDLE",
+        default_value_t = 32
+    )]
+    pub upstream_pool_max_idle: usize,
+    /// How long an idle upstream connection is kept.
+    #[arg(long, env = "MISTRAL_CACHE_UPSTREAM_POOL_IDLE_TIMEOUT", default_value = "30", value_parser = parse_duration)]
+    pub upstream_pool_idle_timeout: Duration,
+    /// Access log: all, errors (status >= 400, upstream failures, cut bodies), off, or 1/N (every error and one request in N).
+    #[arg(long, env = "MISTRAL_CACHE_ACCESS_LOG", default_value = "all")]
+    pub access_log: AccessLog,
 }
 
 impl ServeArgs {
@@ -166,7 +191,14 @@ impl ServeArgs {
             connect_timeout: self.connect_timeout,
             stream_idle_timeout: self.stream_idle_timeout,
             max_retries: self.max_retries,
+            connect_retries: self.connect_retries,
             shutdown_timeout: self.shutdown_timeout,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            upstream_pool_max_idle: self.upstream_pool_max_idle,
+            upstream_pool_idle_timeout: self.upstream_pool_idle_timeout,
+            access_log: self.access_log,
         };
         config.validate()?;
         Ok(config)
@@ -215,7 +247,17 @@ impl fmt::Debug for ServeArgs {
             .field("connect_timeout", &self.connect_timeout)
             .field("stream_idle_timeout", &self.stream_idle_timeout)
             .field("max_retries", &self.max_retries)
+            .field("connect_retries", &self.connect_retries)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("upstream_pool_max_idle", &self.upstream_pool_max_idle)
+            .field(
+                "upstream_pool_idle_timeout",
+                &self.upstream_pool_idle_timeout,
+            )
+            .field("access_log", &self.access_log)
             .finish()
     }
 }

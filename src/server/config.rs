@@ -182,10 +182,86 @@ pub struct Config {
     /// Longest silence allowed inside an upstream stream, and inside a client's
     /// request body (a stalled upload is answered `408`).
     pub stream_idle_timeout: Duration,
-    /// Upstream retries on 429/5xx/connection errors (0 disables retry).
+    /// Upstream retries of 429/5xx answers (and connection errors), opt-in: `0` (the
+    /// default) passes such answers, `Retry-After` included, to the client untouched,
+    /// since SDKs retry them themselves and retries at both levels multiply.
     pub max_retries: u32,
+    /// Upstream retries of failures that never reached the upstream (connection
+    /// refused or reset while connecting, connect timeouts), default 2. Used when
+    /// [`max_retries`](Self::max_retries) is `0`.
+    pub connect_retries: u32,
     /// How long in-flight requests and streams may run after a shutdown signal.
     pub shutdown_timeout: Duration,
+    /// Longest time a client has to send a complete request head, from its connection
+    /// (or a later request's first byte) on; slower connections are closed (default 30 s).
+    pub header_read_timeout: Duration,
+    /// Longest silence of a kept-alive client connection between requests (default 60 s).
+    pub idle_timeout: Duration,
+    /// Most client connections open at once; more are answered `503` and closed
+    /// (default 512, within the usual 1024 open-file limit).
+    pub max_connections: usize,
+    /// Most idle upstream connections kept per host (default 32).
+    pub upstream_pool_max_idle: usize,
+    /// How long an idle upstream connection is kept (default 30 s).
+    pub upstream_pool_idle_timeout: Duration,
+    /// Which requests are written to the access log (target `mistral_cache::access`).
+    pub access_log: AccessLog,
+}
+
+/// Which requests the proxy writes to its access log.
+///
+/// ```
+/// use mistral_tower::server::AccessLog;
+/// assert_eq!("errors".parse(), Ok(AccessLog::Errors));
+/// assert_eq!("1/100".parse(), Ok(AccessLog::Sample(100)));
+/// assert_eq!("all".parse(), Ok(AccessLog::All));
+/// assert!("most".parse::<AccessLog>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AccessLog {
+    /// Every request (the default).
+    #[default]
+    All,
+    /// Only errors: status 400 and above, upstream failures, bodies cut short.
+    Errors,
+    /// Errors, and one in `n` of the other requests, at random.
+    Sample(u32),
+    /// Nothing.
+    Off,
+}
+
+impl AccessLog {
+    /// Whether a request with this outcome is logged.
+    pub fn should_log(self, status: http::StatusCode, error: bool) -> bool {
+        let error = error || status.as_u16() >= 400;
+        match self {
+            AccessLog::All => true,
+            AccessLog::Off => false,
+            AccessLog::Errors => error,
+            AccessLog::Sample(n) => error || n <= 1 || fastrand::u32(..n) == 0,
+        }
+    }
+}
+
+impl std::str::FromStr for AccessLog {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim().to_ascii_lowercase();
+        match s.as_str() {
+            "all" | "on" => return Ok(AccessLog::All),
+            "errors" | "error" => return Ok(AccessLog::Errors),
+            "off" | "none" => return Ok(AccessLog::Off),
+            _ => {}
+        }
+        s.strip_prefix("1/")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|&n| n > 0)
+            .map(AccessLog::Sample)
+            .ok_or_else(|| {
+                format!("unknown access log setting {s:?} (all, errors, off, or 1/N to sample one request in N plus every error)")
+            })
+    }
 }
 
 impl Default for Config {
@@ -208,8 +284,15 @@ impl Default for Config {
             timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
             stream_idle_timeout: Duration::from_secs(120),
-            max_retries: 2,
+            max_retries: 0,
+            connect_retries: 2,
             shutdown_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+            upstream_pool_max_idle: 32,
+            upstream_pool_idle_timeout: Duration::from_secs(30),
+            access_log: AccessLog::All,
         }
     }
 }
@@ -235,12 +318,36 @@ impl fmt::Debug for Config {
             .field("connect_timeout", &self.connect_timeout)
             .field("stream_idle_timeout", &self.stream_idle_timeout)
             .field("max_retries", &self.max_retries)
+            .field("connect_retries", &self.connect_retries)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("upstream_pool_max_idle", &self.upstream_pool_max_idle)
+            .field(
+                "upstream_pool_idle_timeout",
+                &self.upstream_pool_idle_timeout,
+            )
+            .field("access_log", &self.access_log)
             .finish()
     }
 }
 
 impl Config {
+    /// The upstream retries: of 429/5xx answers and connection errors when
+    /// [`max_retries`](Self::max_retries) is set, else only of failures that never
+    /// reached the upstream ([`connect_retries`](Self::connect_retries)).
+    pub(crate) fn retry_config(&self) -> crate::layers::retry::RetryConfig {
+        use crate::layers::retry::RetryConfig;
+        if self.max_retries > 0 {
+            RetryConfig::default().max_retries(self.max_retries)
+        } else {
+            RetryConfig::default()
+                .max_retries(self.connect_retries)
+                .retry_statuses(false)
+        }
+    }
+
     /// Checks the configuration and returns the first problem in words a user can act on.
     pub fn validate(&self) -> Result<(), ServerError> {
         let uri: http::Uri = self.upstream.parse().map_err(|e| {
@@ -311,12 +418,19 @@ impl Config {
             ("--timeout", self.timeout),
             ("--connect-timeout", self.connect_timeout),
             ("--stream-idle-timeout", self.stream_idle_timeout),
+            ("--header-read-timeout", self.header_read_timeout),
+            ("--idle-timeout", self.idle_timeout),
         ] {
             if d.is_zero() {
                 return Err(ServerError::Config(format!(
                     "{name} must be greater than 0"
                 )));
             }
+        }
+        if self.max_connections == 0 {
+            return Err(ServerError::Config(
+                "--max-connections must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -395,6 +509,23 @@ mod tests {
         };
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("sk-123") && !dbg.contains("pw@"), "{dbg}");
+    }
+
+    #[test]
+    fn access_log_policies() {
+        let (ok, bad) = (http::StatusCode::OK, http::StatusCode::BAD_GATEWAY);
+        assert!(AccessLog::All.should_log(ok, false));
+        assert!(!AccessLog::Off.should_log(bad, true));
+        assert!(!AccessLog::Errors.should_log(ok, false));
+        assert!(AccessLog::Errors.should_log(bad, false));
+        assert!(AccessLog::Errors.should_log(ok, true), "a body cut short");
+        assert!(AccessLog::Sample(1_000_000).should_log(bad, false));
+        let logged = (0..10_000)
+            .filter(|_| AccessLog::Sample(10).should_log(ok, false))
+            .count();
+        assert!((500..2_000).contains(&logged), "{logged} of 10000 at 1/10");
+        assert!(AccessLog::Sample(1).should_log(ok, false));
+        assert_eq!("1/0".parse::<AccessLog>().ok(), None);
     }
 
     #[test]

@@ -42,12 +42,13 @@
 mod admin;
 pub mod cli;
 mod config;
+mod conn;
 mod duration;
 mod metrics;
 mod proxy;
 mod stack;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,7 +61,8 @@ use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
 pub use config::{
-    ADMIN_PREFIX, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS, parse_cache_mode,
+    ADMIN_PREFIX, AccessLog, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS,
+    parse_cache_mode,
 };
 pub use duration::parse_duration;
 pub use metrics::{
@@ -166,6 +168,7 @@ pub struct Proxy {
     config: Arc<Config>,
     state: Arc<ProxyState>,
     cache: Option<stack::CacheHandle>,
+    connections: Arc<conn::ConnMetrics>,
 }
 
 impl Proxy {
@@ -181,7 +184,12 @@ impl Proxy {
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             .stream_idle_timeout(config.stream_idle_timeout)
-            .max_retries(config.max_retries)
+            .retry(config.retry_config())
+            .transport_config(crate::transport::TransportConfig {
+                pool_idle_timeout: Some(config.upstream_pool_idle_timeout),
+                pool_max_idle_per_host: config.upstream_pool_max_idle,
+                ..Default::default()
+            })
             .user_agent(concat!("mistral-cache/", env!("CARGO_PKG_VERSION")))
             .keep_request_authorization(true);
         if let Some(key) = &config.api_key {
@@ -191,7 +199,12 @@ impl Proxy {
         let direct = timed(http, metrics.clone());
 
         let url = redact_url(&config.engine);
-        let engine = match crate::cache::engine_from_url(&config.engine).await {
+        let engine = crate::cache::engine_from_url(&config.engine).await;
+        if engine.is_ok() {
+            // What a crashed writer left behind in a file engine's directory.
+            admin::remove_stale_temp_files(&config.engine);
+        }
+        let engine = match engine {
             Ok(engine) => match probe_engine(&engine).await {
                 Ok(()) => Some(engine),
                 Err(source) if config.engine_optional => {
@@ -229,11 +242,13 @@ impl Proxy {
             routes: config.cached_routes.clone(),
             metrics,
             request_body_idle: config.stream_idle_timeout,
+            access_log: config.access_log,
         });
         Ok(Proxy {
             config: Arc::new(config),
             state,
             cache,
+            connections: Arc::default(),
         })
     }
 
@@ -251,7 +266,10 @@ impl Proxy {
     /// counters (stores, engine errors, corrupt entries).
     pub fn render_metrics(&self) -> String {
         let cache = self.cache.as_ref().map(stack::CacheHandle::metrics);
-        self.state.metrics.render(cache)
+        let mut text = self.state.metrics.render(cache);
+        crate::cache::breaker::render_prometheus(&cache.unwrap_or_default(), &mut text);
+        self.connections.render(&mut text);
+        text
     }
 
     /// The router of the API port: forwards everything, and serves
@@ -360,19 +378,30 @@ impl Proxy {
             router: self.router(),
             admin_routes: self.config.admin_listen.is_none(),
         };
-        let api = axum::serve(listener, tower::make::Shared::new(api))
-            .with_graceful_shutdown(signalled(rx.clone()))
-            .into_future();
+        let limits = conn::Limits {
+            header_read_timeout: self.config.header_read_timeout,
+            idle_timeout: self.config.idle_timeout,
+            max_connections: self.config.max_connections,
+        };
+        let api = conn::serve(
+            listener,
+            api,
+            limits,
+            self.connections.clone(),
+            signalled(rx.clone()),
+        );
         let admin = match admin {
             Some(l) => {
                 if let Ok(addr) = l.local_addr() {
                     tracing::info!(listen = %addr, "admin endpoints listening");
                 }
-                Some(
-                    axum::serve(l, self.admin_router())
-                        .with_graceful_shutdown(signalled(rx.clone()))
-                        .into_future(),
-                )
+                Some(conn::serve(
+                    l,
+                    self.admin_router(),
+                    limits,
+                    self.connections.clone(),
+                    signalled(rx.clone()),
+                ))
             }
             None => None,
         };

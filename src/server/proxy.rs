@@ -36,6 +36,8 @@ pub(crate) struct ProxyState {
     pub(crate) metrics: Arc<Metrics>,
     /// Longest silence allowed inside a client's request body.
     pub(crate) request_body_idle: Duration,
+    /// Which requests are written to the access log.
+    pub(crate) access_log: super::AccessLog,
 }
 
 /// The URI handed to the client stack: the request's path and query only (the
@@ -140,6 +142,7 @@ pub(crate) async fn forward_request(state: Arc<ProxyState>, req: Request) -> Res
         bytes: 0,
         complete: false,
         capture: None,
+        access_log: state.access_log,
     };
     // The cached stack's answer keeps its own body type (no boxing on a hit).
     let result = match cached {
@@ -184,6 +187,15 @@ pub(crate) async fn forward_request(state: Arc<ProxyState>, req: Request) -> Res
             log.complete = true;
             drop(log);
             error_response(StatusCode::REQUEST_TIMEOUT, "request_timeout", &message)
+        }
+        Err(err) if chain_has::<ClientBodyError>(&*err) => {
+            let message = error_chain(&*err);
+            tracing::warn!(error = %message, "unreadable client request body");
+            log.headers_after = start.elapsed();
+            log.status = StatusCode::BAD_REQUEST;
+            log.complete = true;
+            drop(log);
+            error_response(StatusCode::BAD_REQUEST, "invalid_request_error", &message)
         }
         Err(err) => {
             let (status, kind, message) = classify_error(err);
@@ -296,9 +308,20 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 pub(crate) struct ClientBodyTimeout(Duration);
 
 fn is_client_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    chain_has::<ClientBodyTimeout>(err)
+}
+
+/// The client's request body could not be read (a malformed chunked encoding, a
+/// connection closed mid-body): the client's fault, answered `400`, not an upstream
+/// error.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body could not be read: {0}")]
+pub(crate) struct ClientBodyError(#[source] BoxError);
+
+fn chain_has<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(err);
     while let Some(e) = current {
-        if e.is::<ClientBodyTimeout>() {
+        if e.is::<E>() {
             return true;
         }
         current = e.source();
@@ -334,7 +357,9 @@ where
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
                 *this.sleep = None;
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                Poll::Ready(
+                    frame.map(|f| f.map_err(|e| Box::new(ClientBodyError(e.into())) as BoxError)),
+                )
             }
             Poll::Pending => {
                 let idle = *this.idle;
@@ -373,6 +398,7 @@ struct RequestLog {
     complete: bool,
     /// The body of a cache hit, kept to count the tokens of its `usage`.
     capture: Option<Capture>,
+    access_log: super::AccessLog,
 }
 
 /// The frames of a body kept for [`usage_from_body`]: a body sent in one frame (a
@@ -475,6 +501,10 @@ impl Drop for RequestLog {
             && let Some(usage) = self.capture.as_ref().and_then(Capture::usage)
         {
             m.record_cached_usage(usage);
+        }
+        let error = self.cache == CacheState::Error || !self.complete;
+        if !self.access_log.should_log(self.status, error) {
+            return;
         }
         let latency = self.start.elapsed();
         tracing::info!(
