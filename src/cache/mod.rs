@@ -89,49 +89,45 @@
 //! [`CacheEntry::decode`].
 
 mod body;
+mod buffer;
+mod config;
 mod control;
-mod engine;
+pub mod engine;
 pub mod entry;
-mod file;
 mod flight;
 mod future;
+mod head;
 pub mod key;
 mod layer;
-mod memory;
+mod lookup;
 mod metrics;
+mod miss;
+mod respond;
 mod service;
+mod store;
 
-pub use body::{RequestBody, ResponseBody, SharedResponseFailed};
+pub use body::{RequestBody, ResponseBody};
+pub use config::{
+    Clock, DEFAULT_FLIGHT_WAIT, DEFAULT_GET_TIMEOUT, DEFAULT_MAX_REQUEST_BODY,
+    DEFAULT_MAX_RESPONSE_BODY, DEFAULT_SET_TIMEOUT, SystemClock,
+};
 pub use control::{
     CacheMode, CacheStatus, Cacheable, DefaultCacheable, X_CACHE, X_CACHE_NAMESPACE, X_CACHE_TTL,
 };
-pub use engine::{BoxEngine, CacheEngine, CacheError, DynCacheEngine};
+#[cfg(feature = "s3")]
+pub use engine::ObjectStoreEngine;
+#[cfg(feature = "redis")]
+pub use engine::RedisEngine;
+pub use engine::{
+    BoxEngine, CacheEngine, CacheError, DEFAULT_FILE_CACHE_DIR, DynCacheEngine, FileEngine,
+    MemoryEngine, TieredEngine, engine_from_url,
+};
+#[cfg(feature = "postgres")]
+pub use engine::{PostgresEngine, SweeperHandle};
 pub use entry::{CacheEntry, DecodeError, EntryKind};
-pub use file::{DEFAULT_FILE_CACHE_DIR, FileEngine};
+pub use flight::SharedResponseFailed;
 pub use future::ResponseFuture;
 pub use key::{DefaultKeyFn, KeyFn, KeyInput, canonical_json};
-pub use layer::{
-    CacheLayer, Clock, DEFAULT_FLIGHT_WAIT, DEFAULT_GET_TIMEOUT, DEFAULT_MAX_REQUEST_BODY,
-    DEFAULT_MAX_RESPONSE_BODY, DEFAULT_SET_TIMEOUT, SystemClock,
-};
-pub use memory::MemoryEngine;
+pub use layer::CacheLayer;
 pub use metrics::MetricsSnapshot;
 pub use service::CacheService;
-
-// ---- shared engines (owned by the engines work; keep these lines stable) ----
-mod tiered;
-mod url;
-pub use tiered::TieredEngine;
-pub use url::engine_from_url;
-#[cfg(feature = "s3")]
-mod object_store;
-#[cfg(feature = "s3")]
-pub use self::object_store::ObjectStoreEngine;
-#[cfg(feature = "postgres")]
-mod postgres;
-#[cfg(feature = "postgres")]
-pub use postgres::{PostgresEngine, SweeperHandle};
-#[cfg(feature = "redis")]
-mod redis;
-#[cfg(feature = "redis")]
-pub use self::redis::RedisEngine;

@@ -5,7 +5,7 @@
 //! Any client works unchanged against it (the official Python and TypeScript SDKs,
 //! LangChain, `curl`), streaming included; a repeated deterministic request is
 //! answered from the cache. The `mistral-cache` binary is a thin command-line
-//! wrapper over this module (see [`cli`]).
+//! wrapper over this module (see [`main`]).
 //!
 //! # Example
 //!
@@ -39,7 +39,7 @@
 //!   text), or `/healthz` and `/metrics` on [`Config::admin_listen`] when set.
 
 mod admin;
-pub mod cli;
+mod cli;
 mod config;
 mod duration;
 mod metrics;
@@ -58,10 +58,9 @@ use http::{HeaderValue, header};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
-pub use config::{
-    ADMIN_PREFIX, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS, parse_cache_mode,
-};
-pub use duration::parse_duration;
+use config::parse_cache_mode;
+pub use config::{ADMIN_PREFIX, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS};
+use duration::parse_duration;
 pub use metrics::{
     CacheState, Metrics, MetricsSnapshot, UpstreamErrorKind, Usage, usage_from_body,
 };
@@ -70,6 +69,14 @@ use crate::cache::{BoxEngine, CacheEngine, CacheError};
 use crate::client::HttpService;
 use config::redact_url;
 use proxy::ProxyState;
+
+/// The `mistral-cache` command line, the binary's `main`: parses the process arguments
+/// (`serve`, the default, `stats`, `purge`, `inspect`; every flag can also be set with
+/// a `MISTRAL_CACHE_*` environment variable, see `mistral-cache --help`), runs the
+/// command and returns its exit code.
+pub fn main() -> std::process::ExitCode {
+    cli::main()
+}
 
 /// Why the proxy could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

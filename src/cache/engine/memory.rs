@@ -21,7 +21,7 @@ use bytes::Bytes;
 use moka::Expiry;
 use moka::sync::Cache;
 
-use super::{CacheEngine, CacheError};
+use super::contract::{CacheEngine, CacheError, Resident, Token};
 
 #[derive(Clone)]
 struct Value {
@@ -158,8 +158,11 @@ impl CacheEngine for MemoryEngine {
     fn try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
         Some(self.get_sync(key).ok_or(CacheError::Miss))
     }
-    fn as_memory_engine(&self) -> Option<&MemoryEngine> {
-        Some(self)
+    fn resident(&self, _: Token) -> Option<Resident<'_>> {
+        Some(Resident {
+            memory: self,
+            complete: true,
+        })
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{CacheEngine, CacheError};
+use super::contract::{CacheEngine, CacheError, Resident, Token};
 
 /// An L1 engine in front of an L2 engine.
 ///
@@ -121,6 +121,15 @@ impl<L1: CacheEngine, L2: CacheEngine> CacheEngine for TieredEngine<L1, L2> {
     /// The keys of L2 (L1 holds a subset).
     async fn keys(&self) -> Result<Vec<String>, CacheError> {
         self.l2.keys().await
+    }
+
+    /// The front's in-process store, if it has one, as a partial one: a hit there is
+    /// answered without a future, a miss there goes on to [`get`](CacheEngine::get).
+    fn resident(&self, token: Token) -> Option<Resident<'_>> {
+        self.l1.resident(token).map(|r| Resident {
+            complete: false,
+            ..r
+        })
     }
 }
 
