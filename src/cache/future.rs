@@ -10,7 +10,9 @@
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
 //! });
 //! let mut svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(inner);
-//! let fut: ResponseFuture<_> = svc.call(http::Request::new(http_body_util::Empty::<bytes::Bytes>::new()));
+//! // The error is the inner service's (here `Infallible`).
+//! let fut: ResponseFuture<_, std::convert::Infallible> =
+//!     svc.call(http::Request::new(http_body_util::Empty::<bytes::Bytes>::new()));
 //! let _response = fut.await.unwrap();
 //! # }
 //! ```

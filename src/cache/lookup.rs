@@ -79,7 +79,7 @@ pub(crate) fn read_now<E: CacheEngine>(
     key: &str,
 ) -> Option<(Result<Bytes, CacheError>, bool)> {
     match engine.resident(Token(())) {
-        Some(r) => match r.memory.get_with_trust(key) {
+        Some(r) => match r.store.get_with_trust(key) {
             Some((data, trusted)) => Some((Ok(data), trusted)),
             None if r.complete => Some((Err(CacheError::Miss), false)),
             None => None,

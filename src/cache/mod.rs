@@ -54,7 +54,7 @@
 //!   is stored only when it ended cleanly after `data: [DONE]`, frame by frame, and a hit
 //!   replays the same frames byte for byte. A caller that drops the body right after
 //!   `[DONE]` (SDKs do) does not lose the entry: the rest of the upstream body is read on
-//!   a task (at most 10 s). A caller that drops it earlier stops the upstream stream.
+//!   a task (at most 2 s). A caller that drops it earlier stops the upstream stream.
 //! - **Single-flight**: identical concurrent misses make one upstream call; the others
 //!   join it (`x-cache: COALESCED`), streams included. If the leader fails before its
 //!   response head, a follower takes over.
@@ -86,7 +86,35 @@
 //! [`MemoryEngine`] (moka, bounded by bytes) and [`FileEngine`] (a directory, the
 //! default at `.mistral/cache`) are built in; an engine chosen at run time goes in a
 //! [`BoxEngine`]. Stored bytes follow the [`entry`] format and can be decoded with
-//! [`CacheEntry::decode`].
+//! [`CacheEntry::decode`]. The engines and their trait live in [`engine`].
+//!
+//! # Errors
+//!
+//! The service's error is the inner service's (`CacheService<S, E>::Error ==
+//! S::Error`): the cache adds none of its own. A request body that fails while it is
+//! buffered is answered by the cache itself, without calling the inner service: `413`
+//! for a body-size limit (`http_body_util::LengthLimitError`), `408` for an I/O timeout,
+//! `400` otherwise, each with a JSON error body.
+//!
+//! # Layout
+//!
+//! Each module imports only the ones listed before it:
+//!
+//! - [`key`], [`entry`], `control` (request headers), `metrics`, `head` (reading HTTP
+//!   heads): leaves;
+//! - [`engine`]: the contract (`engine/contract.rs`), then the memory, file, tiered,
+//!   Redis, PostgreSQL and object-store engines and `engine_from_url`;
+//! - `flight/`: single-flight, from the bottom up: `state` (one flight), `table`
+//!   (flights by key, the leader's guard), `recorder` (the leader's upstream body teed
+//!   into its flight), `reader` (a response body's cursor into a flight), `commit` (the
+//!   entry a completed flight stores);
+//! - `config` (the layer's settings and shared state), `buffer` (request body),
+//!   `lookup` (key and engine read), `respond` (answers the cache gives by itself),
+//!   `store` (writing a completed flight), `miss` (leading or joining a flight);
+//! - the middleware: `body` ([`RequestBody`], [`ResponseBody`]), `future`
+//!   ([`ResponseFuture`]), `service` ([`CacheService`]) and `layer` ([`CacheLayer`]).
+//!
+//! Everything here builds without the crate's `client` feature.
 
 mod body;
 mod buffer;

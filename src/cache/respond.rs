@@ -104,23 +104,40 @@ pub(crate) fn follower_response<ResBody>(
     res
 }
 
-/// The answer to a request whose body failed while the cache buffered it: `413` when
-/// the failure is a body-size limit (`http_body_util::Limited`, as under tower-http's
-/// `RequestBodyLimitLayer`), `400` otherwise, with a JSON error like the `504` of
-/// `only-if-cached`. The inner service is not called.
+/// The answer to a request whose body failed while the cache buffered it (the inner
+/// service is not called): `413` when the failure is a body-size limit
+/// (`http_body_util::Limited`, as under tower-http's `RequestBodyLimitLayer`), `408`
+/// when it is an I/O timeout (`std::io::ErrorKind::TimedOut`: the client stopped
+/// sending), `400` otherwise, each with a JSON error like the `504` of
+/// `only-if-cached`.
 pub(crate) fn body_failed<ResBody>(err: BoxError) -> Response<ResponseBody<ResBody>> {
-    let too_large = err.is::<http_body_util::LengthLimitError>();
     tracing::debug!(error = %err, "request body failed while buffered; answered by the cache");
-    let (status, body) = if too_large {
-        (StatusCode::PAYLOAD_TOO_LARGE, REQUEST_BODY_TOO_LARGE_BODY)
-    } else {
-        (StatusCode::BAD_REQUEST, REQUEST_BODY_FAILED_BODY)
+    let mut status = StatusCode::BAD_REQUEST;
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&*err);
+    while let Some(e) = current {
+        if e.is::<http_body_util::LengthLimitError>() {
+            status = StatusCode::PAYLOAD_TOO_LARGE;
+            break;
+        }
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+        {
+            status = StatusCode::REQUEST_TIMEOUT;
+            break;
+        }
+        current = e.source();
+    }
+    let body = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => REQUEST_BODY_TOO_LARGE_BODY,
+        StatusCode::REQUEST_TIMEOUT => REQUEST_BODY_TIMEOUT_BODY,
+        _ => REQUEST_BODY_FAILED_BODY,
     };
     json_error(status, CacheStatus::Bypass, body)
 }
 
-const REQUEST_BODY_FAILED_BODY: &str = r#"{"object":"error","message":"the request body could not be read","type":"invalid_request_error","param":null,"code":"request_body_failed"}"#;
-const REQUEST_BODY_TOO_LARGE_BODY: &str = r#"{"object":"error","message":"the request body is over the size limit","type":"invalid_request_error","param":null,"code":"request_body_too_large"}"#;
+const REQUEST_BODY_FAILED_BODY: &str = r#"{"object":"error","message":"the request body could not be read","type":"invalid_request_error","param":null,"code":"400"}"#;
+const REQUEST_BODY_TOO_LARGE_BODY: &str = r#"{"object":"error","message":"the request body is over the size limit","type":"invalid_request_error","param":null,"code":"413"}"#;
+const REQUEST_BODY_TIMEOUT_BODY: &str = r#"{"object":"error","message":"the client stopped sending the request body","type":"request_timeout","param":null,"code":"408"}"#;
 
 /// A JSON error answered by the cache itself.
 fn json_error<ResBody>(

@@ -372,6 +372,51 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
+    #[tokio::test]
+    async fn tiered_memory_front_hit_is_ready_in_call() {
+        use crate::cache::TieredEngine;
+        let engine = TieredEngine::new(MemoryEngine::new(1 << 20), MemoryEngine::new(1 << 20));
+        let inner = tower::service_fn(|_req: Request<RequestBody<Full<Bytes>>>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        });
+        let mut svc = CacheLayer::new(engine).layer(inner);
+        let res = svc.ready().await.unwrap().call(post("{}")).await.unwrap();
+        assert_eq!(res.headers()[X_CACHE], "MISS");
+        res.into_body().collect().await.unwrap();
+        tokio::task::yield_now().await; // the store into both tiers
+        let mut fut = svc.ready().await.unwrap().call(post("{}"));
+        let mut cx = Context::from_waker(Waker::noop());
+        let Poll::Ready(Ok(res)) = Pin::new(&mut fut).poll(&mut cx) else {
+            panic!("a hit in the memory front must be ready on the first poll")
+        };
+        assert_eq!(res.headers()[X_CACHE], "HIT");
+        assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok");
+    }
+
+    #[tokio::test]
+    async fn a_failing_request_body_is_answered_in_band() {
+        use http_body_util::BodyExt as _;
+        let inner = tower::service_fn(|_req: Request<RequestBody<_>>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        });
+        let svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(inner);
+        let failing = http_body_util::StreamBody::new(futures_util::stream::iter([Err::<
+            http_body::Frame<Bytes>,
+            BoxError,
+        >(
+            "broken".into(),
+        )]));
+        let req = Request::post("/v1/x").body(failing.boxed()).unwrap();
+        let res = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), http::StatusCode::BAD_REQUEST);
+        let limited = http_body_util::Limited::new(Full::new(Bytes::from_static(b"{}")), 1);
+        let req = Request::post("/v1/x")
+            .body(limited.map_err(Into::into).boxed())
+            .unwrap();
+        let res = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
     /// A body that is pending on its first poll (waking its task), then yields `data`.
     struct Late {
         data: Option<Bytes>,

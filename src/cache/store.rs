@@ -78,7 +78,7 @@ fn store<E: CacheEngine>(
     if let Some(r) = shared.engine.resident(Token(()))
         && r.complete
     {
-        r.memory.set_trusted(&key, data, ttl);
+        r.store.set_trusted(&key, data, ttl);
         record_store(shared, &key, Ok(()));
         shared.flights.remove(&key, &flight);
         return;

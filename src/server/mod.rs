@@ -57,6 +57,10 @@ use axum::routing::get;
 use http::{HeaderValue, header};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnRequest, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use config::parse_cache_mode;
 pub use config::{ADMIN_PREFIX, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS};
@@ -260,9 +264,13 @@ impl Proxy {
         self.state.metrics.render(cache)
     }
 
-    /// The router of the API port: forwards everything, and serves
-    /// `/_mistral-cache/healthz` and `/_mistral-cache/metrics` unless
-    /// [`Config::admin_listen`] is set.
+    /// The router of the API port, which [`Proxy::run`] serves: forwards everything,
+    /// and serves `/_mistral-cache/healthz` and `/_mistral-cache/metrics` unless
+    /// [`Config::admin_listen`] is set. Every request goes through tower-http's
+    /// `CatchPanicLayer` (a panic is a `500` in the API's error shape, not a dropped
+    /// connection), `SetSensitiveRequestHeadersLayer` (`Authorization` and
+    /// `Proxy-Authorization` never reach a log or a compression table) and `TraceLayer`
+    /// (one `DEBUG` span per request; the access log line is the proxy's own).
     pub fn router(&self) -> Router {
         let mut router = Router::new();
         if self.config.admin_listen.is_none() {
@@ -271,6 +279,22 @@ impl Proxy {
         router
             .fallback(proxy::forward)
             .with_state(self.state.clone())
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                    .on_request(DefaultOnRequest::new().level(Level::DEBUG))
+                    .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                    // Upstream 5xx answers are forwarded, not failures of the proxy:
+                    // the access log records them.
+                    .on_failure(()),
+            )
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::PROXY_AUTHORIZATION,
+            ]))
+            .layer(CatchPanicLayer::custom(
+                panic_response as fn(PanicPayload) -> axum::response::Response,
+            ))
     }
 
     /// The router of the admin port: `/healthz` and `/metrics` (also under
@@ -361,12 +385,7 @@ impl Proxy {
                 "mistral-cache listening"
             );
         }
-        let api = ApiService {
-            state: self.state.clone(),
-            router: self.router(),
-            admin_routes: self.config.admin_listen.is_none(),
-        };
-        let api = axum::serve(listener, tower::make::Shared::new(api))
+        let api = axum::serve(listener, self.router())
             .with_graceful_shutdown(signalled(rx.clone()))
             .into_future();
         let admin = match admin {
@@ -422,46 +441,21 @@ impl Proxy {
     }
 }
 
-/// What the API port serves: [`Proxy::router`], with the requests it would hand to
-/// its fallback (every path outside [`ADMIN_PREFIX`]) sent straight to the
-/// forwarding handler, without the router's matching and boxing.
-#[derive(Clone)]
-struct ApiService {
-    state: Arc<ProxyState>,
-    router: Router,
-    /// Whether the router serves the admin routes (else it is only the fallback).
-    admin_routes: bool,
-}
+type PanicPayload = Box<dyn std::any::Any + Send + 'static>;
 
-type ForwardFuture = std::pin::Pin<Box<dyn Future<Output = axum::response::Response> + Send>>;
-
-impl tower::Service<axum::extract::Request> for ApiService {
-    type Response = axum::response::Response;
-    type Error = std::convert::Infallible;
-    type Future = futures_util::future::Either<
-        <Router as tower::Service<axum::extract::Request>>::Future,
-        futures_util::future::Map<
-            ForwardFuture,
-            fn(axum::response::Response) -> Result<axum::response::Response, Self::Error>,
-        >,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        // Both the router and the handler are always ready.
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
-        use futures_util::FutureExt as _;
-        if self.admin_routes && req.uri().path().starts_with(ADMIN_PREFIX) {
-            return futures_util::future::Either::Left(tower::Service::call(&mut self.router, req));
-        }
-        let fut: ForwardFuture = Box::pin(proxy::forward_request(self.state.clone(), req));
-        futures_util::future::Either::Right(fut.map(Ok as fn(_) -> _))
-    }
+/// The answer to a request whose handling panicked: a `500` in the API's error shape.
+fn panic_response(payload: PanicPayload) -> axum::response::Response {
+    let detail = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    tracing::error!(panic = %detail, "request handler panicked");
+    proxy::error_response(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "the proxy failed while handling this request",
+    )
 }
 
 /// Builds a proxy from `config` and returns its API router (see [`Proxy::router`]).

@@ -298,7 +298,13 @@ pub(crate) struct ClientBodyTimeout(Duration);
 fn is_client_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(err);
     while let Some(e) = current {
-        if e.is::<ClientBodyTimeout>() {
+        // Sent as an `io::Error` (`TimedOut`) wrapping it, which the cache layer
+        // answers with a `408` by itself on cached routes.
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        if e.is::<ClientBodyTimeout>() || inner.is_some_and(|i| i.is::<ClientBodyTimeout>()) {
             return true;
         }
         current = e.source();
@@ -342,7 +348,10 @@ where
                     .sleep
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                 match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ClientBodyTimeout(idle))))),
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        ClientBodyTimeout(idle),
+                    ))))),
                     Poll::Pending => Poll::Pending,
                 }
             }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::memory::MemoryEngine;
 use crate::BoxError;
 
 /// What went wrong in a [`CacheEngine`] call.
@@ -144,6 +143,7 @@ pub trait CacheEngine: Send + Sync + 'static {
     /// [`BoxEngine`] and `Arc<E>` forward what they wrap.
     ///
     /// [`TieredEngine`]: super::TieredEngine
+    /// [`MemoryEngine`]: super::MemoryEngine
     fn resident(&self, token: Token) -> Option<Resident<'_>> {
         let _ = token;
         None
@@ -152,7 +152,10 @@ pub trait CacheEngine: Send + Sync + 'static {
 
 /// The sealed part of the engine contract (see [`CacheEngine::resident`]).
 mod sealed {
-    use super::MemoryEngine;
+    use std::fmt;
+    use std::time::Duration;
+
+    use bytes::Bytes;
 
     /// Proof that the caller is this crate: outside code can neither name nor build it.
     // Public in a private module: the sealed-method pattern (the type must be public
@@ -163,18 +166,36 @@ mod sealed {
 
     /// An engine's in-process store, as seen by the cache layer.
     #[allow(unreachable_pub)]
-    #[derive(Debug, Clone, Copy)]
+    #[derive(Clone, Copy)]
     pub struct Resident<'a> {
-        /// The memory engine holding the entries.
-        pub(in crate::cache) memory: &'a MemoryEngine,
+        /// The store holding the entries.
+        pub(crate) store: &'a dyn InProcess,
         /// `true` when it holds every entry of the engine (a miss there is a miss, and
         /// the layer writes into it directly); `false` for a front tier (a miss there
         /// goes on to `get`, and writes go through `set_with_ttl`).
-        pub(in crate::cache) complete: bool,
+        pub(crate) complete: bool,
+    }
+
+    impl fmt::Debug for Resident<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("Resident")
+                .field("complete", &self.complete)
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// A store in this process's memory that remembers which entries the cache layer
+    /// encoded itself (their checksum is then not recomputed on read).
+    #[allow(unreachable_pub)]
+    pub trait InProcess: Send + Sync {
+        /// The entry under `key` and whether the layer stored it with `set_trusted`.
+        fn get_with_trust(&self, key: &str) -> Option<(Bytes, bool)>;
+        /// Stores an entry the layer has just encoded.
+        fn set_trusted(&self, key: &str, data: Bytes, ttl: Option<Duration>);
     }
 }
 
-pub(crate) use sealed::{Resident, Token};
+pub(crate) use sealed::{InProcess, Resident, Token};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -249,4 +249,27 @@ mod tests {
         );
         assert!(matches!(t.delete("k").await, Err(CacheError::Backend(_))));
     }
+
+    #[test]
+    fn a_memory_front_is_a_partial_resident() {
+        use crate::cache::MemoryEngine;
+        let t = TieredEngine::new(MemoryEngine::new(1 << 20), Flaky::default());
+        let r = t
+            .resident(Token(()))
+            .expect("a memory front keeps the fast path");
+        assert!(
+            !r.complete,
+            "a miss in the front is not a miss of the engine"
+        );
+        assert!(r.store.get_with_trust("absent").is_none());
+        assert!(
+            TieredEngine::new(Flaky::default(), MemoryEngine::new(1 << 20))
+                .resident(Token(()))
+                .is_none(),
+            "only the front counts"
+        );
+        // Forwarded by the erased and shared forms.
+        let boxed = crate::cache::BoxEngine::new(t);
+        assert!(boxed.resident(Token(())).is_some_and(|r| !r.complete));
+    }
 }

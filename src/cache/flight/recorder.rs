@@ -31,8 +31,8 @@ pub(crate) type TeeBody = Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Sen
 /// Tees the leader's upstream body into its flight and commits on a clean end of stream.
 ///
 /// It lives in the [`Flight`], and whichever reader of the flight (the leader's body or
-/// a follower's) has read everything published polls it; see
-/// [`Reader`](super::reader::Reader).
+/// a follower's) has read everything published polls it (see
+/// the reader module).
 pub(crate) struct Recorder {
     body: Option<TeeBody>,
     guard: Option<LeaderGuard>,
