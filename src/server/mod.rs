@@ -272,6 +272,14 @@ impl Proxy {
     /// `Proxy-Authorization` never reach a log or a compression table) and `TraceLayer`
     /// (one `DEBUG` span per request; the access log line is the proxy's own).
     pub fn router(&self) -> Router {
+        self.routes()
+            .layer(trace_layer())
+            .layer(sensitive_headers_layer())
+            .layer(catch_panic_layer())
+    }
+
+    /// [`Proxy::router`] without its tower-http layers.
+    fn routes(&self) -> Router {
         let mut router = Router::new();
         if self.config.admin_listen.is_none() {
             router = self.add_admin_routes(router, ADMIN_PREFIX);
@@ -279,22 +287,6 @@ impl Proxy {
         router
             .fallback(proxy::forward)
             .with_state(self.state.clone())
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
-                    .on_request(DefaultOnRequest::new().level(Level::DEBUG))
-                    .on_response(DefaultOnResponse::new().level(Level::DEBUG))
-                    // Upstream 5xx answers are forwarded, not failures of the proxy:
-                    // the access log records them.
-                    .on_failure(()),
-            )
-            .layer(SetSensitiveRequestHeadersLayer::new([
-                header::AUTHORIZATION,
-                header::PROXY_AUTHORIZATION,
-            ]))
-            .layer(CatchPanicLayer::custom(
-                panic_response as fn(PanicPayload) -> axum::response::Response,
-            ))
     }
 
     /// The router of the admin port: `/healthz` and `/metrics` (also under
@@ -385,7 +377,20 @@ impl Proxy {
                 "mistral-cache listening"
             );
         }
-        let api = axum::serve(listener, self.router())
+        // The router's answers, with API paths dispatched without its matching and
+        // boxing (BENCHMARKS.md, "Issue 13": the router costs ≈ 7k instructions per
+        // proxy hit), under the same tower-http layers as `Proxy::router`.
+        let api = ServiceBuilder::new()
+            .map_response(IntoResponse::into_response)
+            .layer(catch_panic_layer())
+            .layer(sensitive_headers_layer())
+            .layer(trace_layer())
+            .service(ApiService {
+                state: self.state.clone(),
+                router: self.routes(),
+                admin_routes: self.config.admin_listen.is_none(),
+            });
+        let api = axum::serve(listener, tower::make::Shared::new(api))
             .with_graceful_shutdown(signalled(rx.clone()))
             .into_future();
         let admin = match admin {
@@ -441,6 +446,36 @@ impl Proxy {
     }
 }
 
+/// One `DEBUG` span per request (the access log line is the proxy's own).
+fn trace_layer() -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    DefaultMakeSpan,
+    DefaultOnRequest,
+    DefaultOnResponse,
+    tower_http::trace::DefaultOnBodyChunk,
+    tower_http::trace::DefaultOnEos,
+    (),
+> {
+    TraceLayer::new_for_http()
+        .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+        .on_request(DefaultOnRequest::new().level(Level::DEBUG))
+        .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+        // Upstream 5xx answers are forwarded, not failures of the proxy: the access
+        // log records them.
+        .on_failure(())
+}
+
+/// `Authorization` and `Proxy-Authorization` are marked sensitive (never logged, never
+/// indexed by HTTP/2 header compression).
+fn sensitive_headers_layer() -> SetSensitiveRequestHeadersLayer {
+    SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::PROXY_AUTHORIZATION])
+}
+
+/// A panicking handler is a `500` in the API's error shape, not a dropped connection.
+fn catch_panic_layer() -> CatchPanicLayer<fn(PanicPayload) -> axum::response::Response> {
+    CatchPanicLayer::custom(panic_response as fn(PanicPayload) -> axum::response::Response)
+}
+
 type PanicPayload = Box<dyn std::any::Any + Send + 'static>;
 
 /// The answer to a request whose handling panicked: a `500` in the API's error shape.
@@ -456,6 +491,50 @@ fn panic_response(payload: PanicPayload) -> axum::response::Response {
         "internal_error",
         "the proxy failed while handling this request",
     )
+}
+
+/// What the API port serves: [`Proxy::router`]'s routes, with the requests it would
+/// hand to its fallback (every path outside [`ADMIN_PREFIX`]) sent straight to the
+/// forwarding handler, without the router's matching and boxing (see `BENCHMARKS.md`,
+/// "Issue 13", for what that saves); [`Proxy::run`] puts the router's tower-http layers
+/// around it.
+#[derive(Clone)]
+struct ApiService {
+    state: Arc<ProxyState>,
+    router: Router,
+    /// Whether the router serves the admin routes (else it is only the fallback).
+    admin_routes: bool,
+}
+
+type ForwardFuture = std::pin::Pin<Box<dyn Future<Output = axum::response::Response> + Send>>;
+
+impl tower::Service<axum::extract::Request> for ApiService {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<
+        <Router as tower::Service<axum::extract::Request>>::Future,
+        futures_util::future::Map<
+            ForwardFuture,
+            fn(axum::response::Response) -> Result<axum::response::Response, Self::Error>,
+        >,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Both the router and the handler are always ready.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        use futures_util::FutureExt as _;
+        if self.admin_routes && req.uri().path().starts_with(ADMIN_PREFIX) {
+            return futures_util::future::Either::Left(tower::Service::call(&mut self.router, req));
+        }
+        let fut: ForwardFuture = Box::pin(proxy::forward_request(self.state.clone(), req));
+        futures_util::future::Either::Right(fut.map(Ok as fn(_) -> _))
+    }
 }
 
 /// Builds a proxy from `config` and returns its API router (see [`Proxy::router`]).

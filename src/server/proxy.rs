@@ -316,6 +316,14 @@ pin_project_lite::pin_project! {
     /// A client's request body with an idle timeout: a client that stops sending
     /// mid-body (a short body with a longer `Content-Length`, a stalled upload) gets
     /// a `408` instead of holding the request, and the cache's buffering, forever.
+    ///
+    /// Not tower-http's `RequestBodyTimeoutLayer` (0.6): its `TimeoutBody` does not
+    /// forward `size_hint` or `is_end_stream`, so the upstream request would lose its
+    /// `Content-Length` framing (and a body-less request would be sent chunked), and it
+    /// arms a timer on the first poll of every body, also when the whole body is
+    /// already there; this one arms it only when the body is pending. The timeout is
+    /// an `io::Error` of kind `TimedOut`, which the cache layer answers with a `408`
+    /// by itself.
     struct ClientBody<B> {
         #[pin]
         inner: B,
