@@ -29,8 +29,11 @@ mod redis;
 mod tiered;
 mod url;
 
+pub(crate) use contract::Token;
 pub use contract::{BoxEngine, CacheEngine, CacheError, DynCacheEngine};
-pub(crate) use contract::{Resident, Token};
+// For wrappers outside this module that forward the fast path (the proxy's tracker).
+#[cfg(feature = "server")]
+pub(crate) use contract::Resident;
 pub use file::{DEFAULT_FILE_CACHE_DIR, FileEngine};
 pub use memory::MemoryEngine;
 #[cfg(feature = "s3")]
