@@ -112,7 +112,6 @@ impl<S, E, B, ResBody> Service<Request<B>> for CacheService<S, E>
 where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    S::Error: Send + 'static,
     E: CacheEngine,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
