@@ -90,7 +90,8 @@ pub(crate) fn canonical_key(data: &[u8]) {
 #[cfg(feature = "server")]
 pub(crate) fn parsers(data: &[u8]) {
     use futures_util::FutureExt as _;
-    use mistral_tower::server::{Config, cli::parse_size, parse_duration};
+    use mistral_tower::server::__fuzz::{parse_duration, parse_size};
+    use mistral_tower::server::Config;
 
     let Ok(s) = std::str::from_utf8(data) else {
         return;

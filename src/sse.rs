@@ -19,19 +19,26 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+#[cfg(feature = "client")]
 use std::marker::PhantomData;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+#[cfg(feature = "client")]
 use bytes::Bytes;
 use futures_core::Stream;
+#[cfg(feature = "client")]
 use http::{HeaderMap, StatusCode};
+#[cfg(feature = "client")]
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
+use crate::BoxError;
+#[cfg(feature = "client")]
 use crate::error::{ApiError, CORRELATION_ID_HEADER, StreamEventError};
-use crate::{Body, BoxError, Error};
+#[cfg(feature = "client")]
+use crate::{Body, Error};
 
 /// One dispatched server-sent event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -212,6 +219,25 @@ impl SseParser {
         }
     }
 
+    /// Ends the input: a last line without its line end is processed and a pending
+    /// event is dispatched as if a blank line followed (for a recorded body that has
+    /// ended; a live stream drops an unterminated event instead).
+    pub(crate) fn finish_into<E: Extend<SseEvent>>(&mut self, out: &mut E) {
+        if self.overflowed {
+            return;
+        }
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            let line = if self.bom_checked {
+                &line[..]
+            } else {
+                line.strip_prefix(BOM).unwrap_or(&line)
+            };
+            self.process_line_ref(line, out);
+        }
+        self.dispatch(out);
+    }
+
     fn process_line_ref<E: Extend<SseEvent>>(&mut self, line: &[u8], out: &mut E) {
         if line.is_empty() {
             self.dispatch(out);
@@ -383,6 +409,7 @@ where
 /// a body still open 2 s after `[DONE]` is dropped instead (the stream ends).
 /// Dropping it drops the response body and so the connection: no task keeps
 /// running.
+#[cfg(feature = "client")]
 pub struct EventStream<T> {
     inner: SseStream<Body>,
     status: StatusCode,
@@ -396,6 +423,7 @@ pub struct EventStream<T> {
     _t: PhantomData<fn() -> T>,
 }
 
+#[cfg(feature = "client")]
 impl<T> fmt::Debug for EventStream<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventStream")
@@ -406,6 +434,7 @@ impl<T> fmt::Debug for EventStream<T> {
     }
 }
 
+#[cfg(feature = "client")]
 impl<T> EventStream<T> {
     /// Decodes the events of this response body.
     pub fn new(status: StatusCode, headers: HeaderMap, body: Body) -> Self {
@@ -475,8 +504,13 @@ impl<T> EventStream<T> {
 
 /// Event types that end a stream by themselves: endpoints that send no `data: [DONE]`
 /// finish with one of these (a streamed transcription with `transcription.done`,
-/// streamed speech with `speech.audio.done`).
-pub const FINAL_EVENT_TYPES: &[&str] = &["transcription.done", "speech.audio.done"];
+/// streamed speech with `speech.audio.done`, a conversation turn with
+/// `conversation.response.done`).
+pub const FINAL_EVENT_TYPES: &[&str] = &[
+    "transcription.done",
+    "speech.audio.done",
+    "conversation.response.done",
+];
 
 /// Whether an event is the last of its stream: `data: [DONE]`, or an event of one of
 /// the [`FINAL_EVENT_TYPES`], named by its `event:` field or by its JSON data's
@@ -489,25 +523,22 @@ pub fn is_final_event(event: &str, data: &str) -> bool {
     FINAL_EVENT_TYPES.iter().any(|t| {
         event == *t
             || (data.contains(t)
-                && serde_json::from_str::<Value>(data)
-                    .is_ok_and(|v| v.get("type").and_then(Value::as_str) == Some(t)))
+                && serde_json::from_str::<serde_json::Value>(data)
+                    .is_ok_and(|v| v.get("type").and_then(serde_json::Value::as_str) == Some(t)))
     })
 }
 
-/// How long the body is still read after `data: [DONE]`, waiting for its end.
-const DRAIN_AFTER_DONE: Duration = Duration::from_secs(2);
+/// How long the rest of an event stream is still read after its `data: [DONE]`, waiting
+/// for the body's end: by the client's [`EventStream`] (so layers below it see a clean
+/// end of stream), and by the cache when its caller dropped the body right after
+/// `[DONE]` (so the answer is still stored). An upstream that keeps the body open
+/// longer is dropped.
+pub(crate) const DRAIN_AFTER_DONE: Duration = Duration::from_secs(2);
 
 /// Whether the event is an error sent by upstream, returning it.
+#[cfg(feature = "client")]
 fn error_event(ev: &SseEvent) -> Option<StreamEventError> {
-    let looks_like_error = ev.event == "error"
-        || (ev.data.contains("\"error\"") && {
-            matches!(
-                serde_json::from_str::<Value>(&ev.data),
-                Ok(Value::Object(ref o)) if o.get("object").and_then(Value::as_str) == Some("error")
-                    || (o.len() == 1 && o.contains_key("error"))
-            )
-        });
-    if !looks_like_error {
+    if !is_error_event(ev) {
         return None;
     }
     Some(StreamEventError {
@@ -516,6 +547,94 @@ fn error_event(ev: &SseEvent) -> Option<StreamEventError> {
     })
 }
 
+/// Whether an event reports an error: an `event: error`, or a JSON payload with a
+/// non-null `error` member, `"object": "error"`, or a choice whose `finish_reason` is
+/// `"error"` (LLM APIs end a failed generation that way). The one rule of the crate:
+/// the client fails its stream on such an event, and the cache does not store a
+/// stream that carries one.
+pub(crate) fn is_error_event(ev: &SseEvent) -> bool {
+    ev.event == "error" || payload_reports_error(ev.data.as_bytes())
+}
+
+/// Whether one event's JSON payload reports an error (see [`is_error_event`]).
+fn payload_reports_error(data: &[u8]) -> bool {
+    if memchr::memmem::find(data, b"error").is_none() {
+        return false;
+    }
+    let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice::<serde_json::Value>(data)
+    else {
+        return false;
+    };
+    if obj.get("error").is_some_and(|e| !e.is_null())
+        || obj.get("object").and_then(|o| o.as_str()) == Some("error")
+    {
+        return true;
+    }
+    obj.get("choices")
+        .and_then(|c| c.as_array())
+        .is_some_and(|choices| {
+            choices
+                .iter()
+                .any(|c| c.get("finish_reason").and_then(|f| f.as_str()) == Some("error"))
+        })
+}
+
+/// Feeds a whole recorded body, given in frames, through one [`SseParser`] and calls
+/// `f` with each event, in order, until it breaks. A last event that is not followed
+/// by a blank line is passed too: a recorded body has ended, so nothing more can
+/// complete it.
+pub(crate) fn for_each_event<'a>(
+    frames: impl IntoIterator<Item = &'a [u8]>,
+    mut f: impl FnMut(&SseEvent) -> ControlFlow<()>,
+) {
+    struct Sink<F> {
+        f: F,
+        stopped: bool,
+    }
+    impl<F: FnMut(&SseEvent) -> ControlFlow<()>> Extend<SseEvent> for Sink<F> {
+        fn extend<I: IntoIterator<Item = SseEvent>>(&mut self, events: I) {
+            for ev in events {
+                if !self.stopped && (self.f)(&ev).is_break() {
+                    self.stopped = true;
+                }
+            }
+        }
+    }
+    let mut parser = SseParser::new();
+    let mut sink = Sink {
+        f: &mut f,
+        stopped: false,
+    };
+    for mut frame in frames {
+        parser.feed_into(&mut frame, &mut sink);
+        if sink.stopped {
+            return;
+        }
+    }
+    parser.finish_into(&mut sink);
+}
+
+/// Whether a recorded event stream ended cleanly, so that replaying it is right.
+///
+/// Clean means: its last event is `data: [DONE]` (a whole event, not the text inside
+/// another event's data), and no event is an error (see [`is_error_event`]). Lines end
+/// in LF, CRLF or CR, and may be split anywhere across frames.
+pub(crate) fn completed_cleanly<'a>(frames: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    let mut done = false;
+    let mut error = false;
+    for_each_event(frames, |ev| {
+        if is_error_event(ev) {
+            error = true;
+            return ControlFlow::Break(());
+        }
+        // `[DONE]`, or an endpoint's own last event (`transcription.done`, ...).
+        done = is_final_event(&ev.event, &ev.data);
+        ControlFlow::Continue(())
+    });
+    done && !error
+}
+
+#[cfg(feature = "client")]
 impl<T: DeserializeOwned> Stream for EventStream<T> {
     type Item = Result<T, Error>;
 
@@ -589,10 +708,82 @@ impl<T: DeserializeOwned> Stream for EventStream<T> {
 }
 
 #[cfg(test)]
+mod clean_end_tests {
+    use super::*;
+
+    fn clean(parts: &[&'static str]) -> bool {
+        completed_cleanly(parts.iter().map(|p| p.as_bytes()))
+    }
+
+    #[test]
+    fn a_final_done_event_ends_a_clean_stream_without_done() {
+        assert!(clean(&[
+            "event: transcription.text.delta\ndata: {\"type\":\"transcription.text.delta\",\"text\":\"a\"}\n\n",
+            "event: transcription.done\ndata: {\"type\":\"transcription.done\",\"text\":\"a\"}\n\n",
+        ]));
+        assert!(clean(&[
+            "data: {\"type\":\"speech.audio.done\",\"usage\":{}}\n\n"
+        ]));
+        assert!(clean(&[
+            "event: conversation.response.done\ndata: {\"type\":\"conversation.response.done\"}\n\n"
+        ]));
+        // cut before it, or followed by more events: not clean
+        assert!(!clean(&[
+            "event: transcription.text.delta\ndata: {\"type\":\"transcription.text.delta\",\"text\":\"a\"}\n\n"
+        ]));
+        assert!(!clean(&[
+            "data: {\"type\":\"transcription.done\"}\n\n",
+            "data: {\"type\":\"transcription.text.delta\"}\n\n",
+        ]));
+    }
+
+    #[test]
+    fn done_event_ends_a_clean_stream_in_any_line_ending() {
+        assert!(clean(&["data: {\"a\":1}\n\n", "data: [DONE]\n\n"]));
+        assert!(clean(&[
+            "data: {\"a\":1}\r\n\r\n",
+            "data: [DO",
+            "NE]\r\n\r\n"
+        ]));
+        assert!(clean(&["data: {\"a\":1}\r\rdata: [DONE]\r\r"]));
+        assert!(clean(&[": keep-alive\n\ndata:[DONE]\n\n"]));
+        assert!(clean(&["data: [DONE]"]));
+    }
+
+    #[test]
+    fn missing_or_embedded_done_is_not_clean() {
+        assert!(!clean(&[]));
+        assert!(!clean(&["data: {\"a\":1}\n\n"]));
+        assert!(!clean(&["data: {\"t\":\"data: [DONE]\"}\n\n"]));
+        assert!(!clean(&["data: [DONE]\n\ndata: {\"a\":1}\n\n"]));
+        assert!(!clean(&["data: [DONE]\ndata: x\n\n"]));
+    }
+
+    #[test]
+    fn error_events_and_error_finishes_are_not_clean() {
+        assert!(!clean(&["event: error\ndata: {}\n\n", "data: [DONE]\n\n"]));
+        assert!(!clean(&[
+            "data: {\"error\":{\"message\":\"x\"}}\n\ndata: [DONE]\n\n"
+        ]));
+        assert!(!clean(&[
+            "data: {\"object\":\"error\",\"message\":\"x\"}\n\ndata: [DONE]\n\n"
+        ]));
+        assert!(!clean(&[
+            "data: {\"choices\":[{\"finish_reason\":\"error\"}]}\n\ndata: [DONE]\n\n"
+        ]));
+        // The word "error" in content is not an error.
+        assert!(clean(&[
+            "data: {\"choices\":[{\"delta\":{\"content\":\"error\"},\"finish_reason\":\"stop\"}],\"error\":null}\n\ndata: [DONE]\n\n"
+        ]));
+    }
+}
+
+#[cfg(all(test, feature = "client"))]
 mod tests {
     use super::*;
     use futures_util::StreamExt;
     use proptest::prelude::*;
+    use serde_json::Value;
 
     fn parse_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
         let mut p = SseParser::new();

@@ -1,6 +1,6 @@
 //! `mistral-cache`: a caching proxy for the Mistral API. See
-//! [`mistral_tower::server::cli`] for the flags.
+//! [`mistral_tower::server::main`] for the commands (`mistral-cache --help` for the flags).
 
 fn main() -> std::process::ExitCode {
-    mistral_tower::server::cli::main()
+    mistral_tower::server::main()
 }

@@ -15,13 +15,13 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::flight::{Flight, LeaderGuard, Reader};
+use super::flight::{Flight, Joined, Reader, Recorder};
 use crate::BoxError;
 
 /// The request body the inner service receives.
@@ -165,101 +165,6 @@ where
     }
 }
 
-/// Finishes a recorded response: builds the entry from the flight and stores it.
-pub(crate) trait Commit: Send + Sync + 'static {
-    /// Called once the body ended cleanly; the flight is already complete.
-    fn commit(&self, key: Arc<str>, flight: Arc<Flight>);
-}
-
-/// The leader's upstream body, type-erased so it can be handed to a task.
-pub(crate) type TeeBody = Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>;
-
-/// Tees the leader's upstream body into its flight and commits on a clean end of stream.
-///
-/// It lives in the [`Flight`], and whichever reader of the flight (the leader's body or
-/// a follower's) has read everything published polls it; see
-/// [`Reader`](super::flight::Reader).
-pub(crate) struct Recorder {
-    pub(crate) body: Option<TeeBody>,
-    pub(crate) guard: Option<LeaderGuard>,
-    pub(crate) commit: Arc<dyn Commit>,
-    pub(crate) size: usize,
-    pub(crate) limit: usize,
-}
-
-impl fmt::Debug for Recorder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recorder")
-            .field("reading", &self.body.is_some())
-            .field("recording", &self.guard.is_some())
-            .field("size", &self.size)
-            .finish()
-    }
-}
-
-impl Recorder {
-    /// Publishes `data` to the flight; `false` when it was not (the flight failed, or
-    /// fails now because the answer is over the size limit).
-    fn record(&mut self, data: &Bytes) -> bool {
-        let Some(g) = &self.guard else { return false };
-        self.size += data.len();
-        if self.size > self.limit {
-            tracing::debug!(key = %g.key, "response over the cache size limit, not stored");
-            self.guard = None; // fails and removes the flight
-            return false;
-        }
-        g.flight.push(data.clone());
-        true
-    }
-
-    pub(crate) fn finish_now(&mut self) {
-        self.finish();
-    }
-
-    fn finish(&mut self) {
-        if let Some(g) = self.guard.take() {
-            let (key, flight) = g.disarm();
-            flight.complete();
-            self.commit.commit(key, flight);
-        }
-    }
-
-    fn fail(&mut self) {
-        self.guard = None;
-    }
-
-    /// The next upstream frame, and whether it was published to the flight.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn poll_frame(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<(Frame<Bytes>, bool), BoxError>>> {
-        let Some(body) = self.body.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match ready!(body.as_mut().poll_frame(cx)) {
-            None => {
-                self.body = None;
-                self.finish();
-                Poll::Ready(None)
-            }
-            Some(Ok(frame)) => {
-                let ended = body.is_end_stream();
-                let published = frame.data_ref().is_some_and(|d| self.record(d));
-                if ended {
-                    self.finish();
-                }
-                Poll::Ready(Some(Ok((frame, published))))
-            }
-            Some(Err(e)) => {
-                self.body = None;
-                self.fail();
-                Poll::Ready(Some(Err(e)))
-            }
-        }
-    }
-}
-
 pin_project! {
     /// The response body of [`CacheService`](super::CacheService): a replayed entry, a
     /// body shared from an in-flight request, the inner body being recorded, or the
@@ -294,10 +199,10 @@ impl<B> ResponseBody<B> {
             kind: RespKind::Once { frame: Some(frame) },
         }
     }
-    pub(crate) fn follow(flight: Arc<Flight>) -> Self {
+    pub(crate) fn follow(joined: Joined) -> Self {
         ResponseBody {
             kind: RespKind::Flight {
-                reader: Reader::follower(flight),
+                reader: Reader::follower(joined),
             },
         }
     }
@@ -327,11 +232,6 @@ impl<B> fmt::Debug for ResponseBody<B> {
         f.debug_struct("ResponseBody").field("kind", &kind).finish()
     }
 }
-
-/// The error a follower's body ends with when the shared upstream body failed.
-#[derive(Debug, thiserror::Error)]
-#[error("the shared upstream response failed before its end")]
-pub struct SharedResponseFailed;
 
 impl<B> Body for ResponseBody<B>
 where

@@ -54,9 +54,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-
-use super::body::ResponseBody;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The request header carrying this cache's directives (`no-cache`, `no-store`,
 /// `only-if-cached`, `max-age=N`).
@@ -240,9 +238,9 @@ impl DirectiveError {
         }
     }
 
-    /// The `400` answered for this error: a JSON error in the flat
+    /// The JSON error body of the `400` answered for this error, in the flat
     /// `{object, message, type, param, code}` envelope of the Mistral API.
-    pub(crate) fn response<ResBody>(&self) -> Response<ResponseBody<ResBody>> {
+    pub(crate) fn body(&self) -> Bytes {
         let body = serde_json::json!({
             "object": "error",
             "message": self.to_string(),
@@ -250,18 +248,7 @@ impl DirectiveError {
             "param": self.header.as_str(),
             "code": "invalid_cache_directive",
         });
-        let body = Bytes::from(body.to_string());
-        let len = body.len();
-        let mut res = Response::new(ResponseBody::once(body));
-        *res.status_mut() = StatusCode::BAD_REQUEST;
-        let h = res.headers_mut();
-        h.insert(X_CACHE, CacheStatus::Bypass.header_value());
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-        res
+        Bytes::from(body.to_string())
     }
 }
 

@@ -10,7 +10,9 @@
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
 //! });
 //! let mut svc = CacheLayer::new(MemoryEngine::new(1 << 20)).layer(inner);
-//! let fut: ResponseFuture<_> = svc.call(http::Request::new(http_body_util::Empty::<bytes::Bytes>::new()));
+//! // The error is the inner service's (here `Infallible`).
+//! let fut: ResponseFuture<_, std::convert::Infallible> =
+//!     svc.call(http::Request::new(http_body_util::Empty::<bytes::Bytes>::new()));
 //! let _response = fut.await.unwrap();
 //! # }
 //! ```
@@ -25,8 +27,8 @@ use http::Response;
 use super::body::ResponseBody;
 use crate::BoxError;
 
-type Output<B> = Result<Response<ResponseBody<B>>, BoxError>;
-type Boxed<B> = Pin<Box<dyn Future<Output = Output<B>> + Send>>;
+type Output<B, E> = Result<Response<ResponseBody<B>>, E>;
+type Boxed<B, E> = Pin<Box<dyn Future<Output = Output<B, E>> + Send>>;
 
 /// The response future of [`CacheService`](super::CacheService).
 ///
@@ -35,36 +37,39 @@ type Boxed<B> = Pin<Box<dyn Future<Output = Output<B>> + Send>>;
 /// [`CacheEngine::try_get_now`](super::CacheEngine::try_get_now)) is decided inside
 /// `call` and returned as an already-completed future, without allocating; every other
 /// path (misses, single-flight, engines that do I/O, bypasses) runs as one boxed future.
-pub struct ResponseFuture<B> {
-    kind: Kind<B>,
+///
+/// `E` is the inner service's error: the cache adds none of its own (a request body that
+/// fails while it is buffered is answered with a `400`).
+pub struct ResponseFuture<B, E = BoxError> {
+    kind: Kind<B, E>,
 }
 
-enum Kind<B> {
+enum Kind<B, E> {
     /// Answered in `call` (a hit, or an `only-if-cached` miss); `None` once taken.
-    Ready { res: Option<Output<B>> },
+    Ready { res: Option<Output<B, E>> },
     /// Everything that waits: the engine, the inner service, another request.
-    Pending { fut: Boxed<B> },
+    Pending { fut: Boxed<B, E> },
 }
 
 // No field is structurally pinned: the ready answer is moved out, and the pending
 // future is already boxed.
-impl<B> Unpin for ResponseFuture<B> {}
+impl<B, E> Unpin for ResponseFuture<B, E> {}
 
-impl<B> ResponseFuture<B> {
-    pub(crate) fn ready(res: Output<B>) -> Self {
+impl<B, E> ResponseFuture<B, E> {
+    pub(crate) fn ready(res: Output<B, E>) -> Self {
         ResponseFuture {
             kind: Kind::Ready { res: Some(res) },
         }
     }
 
-    pub(crate) fn pending(fut: Boxed<B>) -> Self {
+    pub(crate) fn pending(fut: Boxed<B, E>) -> Self {
         ResponseFuture {
             kind: Kind::Pending { fut },
         }
     }
 }
 
-impl<B> fmt::Debug for ResponseFuture<B> {
+impl<B, E> fmt::Debug for ResponseFuture<B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.kind {
             Kind::Ready { res: Some(_) } => "ready",
@@ -77,8 +82,8 @@ impl<B> fmt::Debug for ResponseFuture<B> {
     }
 }
 
-impl<B> Future for ResponseFuture<B> {
-    type Output = Output<B>;
+impl<B, E> Future for ResponseFuture<B, E> {
+    type Output = Output<B, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().kind {

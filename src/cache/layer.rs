@@ -16,142 +16,16 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::control::{CacheMode, Cacheable, DefaultCacheable};
+use super::config::{Clock, Config, DEFAULT_FLIGHT_WAIT, Shared, Tenant};
+use super::control::{CacheMode, Cacheable};
 use super::flight::Flights;
-use super::key::{DefaultKeyFn, KeyFn};
+use super::key::KeyFn;
 use super::metrics::{Metrics, MetricsSnapshot};
 use super::service::CacheService;
-
-/// A source of the current time in unix milliseconds (injectable for tests).
-///
-/// Closures `Fn() -> u64` implement this trait.
-pub trait Clock: Send + Sync + 'static {
-    /// Milliseconds since the unix epoch.
-    fn now_ms(&self) -> u64;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    }
-}
-
-impl<F> Clock for F
-where
-    F: Fn() -> u64 + Send + Sync + 'static,
-{
-    fn now_ms(&self) -> u64 {
-        self()
-    }
-}
-
-/// How requests are separated between users.
-#[derive(Clone)]
-pub(crate) enum Tenant {
-    /// Scope by a hash of the `Authorization` header (the default).
-    Authorization,
-    /// A fixed scope (a digest of a secret).
-    Fixed([u8; 32]),
-    /// One scope for everybody.
-    Shared,
-}
-
-/// The layer-wide settings (immutable once services are built).
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) ttl: Option<Duration>,
-    pub(crate) namespace: String,
-    pub(crate) mode: CacheMode,
-    pub(crate) cacheable: Arc<dyn Cacheable>,
-    /// `true` while `cacheable` is [`DefaultCacheable`] (the client replaces it).
-    pub(crate) default_cacheable: bool,
-    /// Read the standard request `Cache-Control` as directives too.
-    pub(crate) honor_cache_control: bool,
-    pub(crate) key_fn: Arc<dyn KeyFn>,
-    /// `true` while `key_fn` is [`DefaultKeyFn`] (its key is then derived on the stack).
-    pub(crate) default_key: bool,
-    pub(crate) tenant: Tenant,
-    pub(crate) max_request_body: usize,
-    pub(crate) max_response_body: usize,
-    pub(crate) get_timeout: Duration,
-    pub(crate) set_timeout: Duration,
-    pub(crate) flight_wait: Option<Duration>,
-    pub(crate) clock: Arc<dyn Clock>,
-}
-
-impl Config {
-    fn new() -> Self {
-        Config {
-            ttl: None,
-            namespace: String::new(),
-            mode: CacheMode::ReadWrite,
-            cacheable: Arc::new(DefaultCacheable),
-            default_cacheable: true,
-            honor_cache_control: false,
-            key_fn: Arc::new(DefaultKeyFn),
-            default_key: true,
-            tenant: Tenant::Authorization,
-            max_request_body: DEFAULT_MAX_REQUEST_BODY,
-            max_response_body: DEFAULT_MAX_RESPONSE_BODY,
-            get_timeout: DEFAULT_GET_TIMEOUT,
-            set_timeout: DEFAULT_SET_TIMEOUT,
-            flight_wait: Some(DEFAULT_FLIGHT_WAIT),
-            clock: Arc::new(SystemClock),
-        }
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tenant = match self.tenant {
-            Tenant::Authorization => "authorization",
-            Tenant::Fixed(_) => "fixed (secret)",
-            Tenant::Shared => "shared",
-        };
-        f.debug_struct("Config")
-            .field("ttl", &self.ttl)
-            .field("namespace", &self.namespace)
-            .field("mode", &self.mode)
-            .field("honor_cache_control", &self.honor_cache_control)
-            .field("tenant", &tenant)
-            .field("max_request_body", &self.max_request_body)
-            .field("max_response_body", &self.max_response_body)
-            .field("get_timeout", &self.get_timeout)
-            .field("set_timeout", &self.set_timeout)
-            .field("flight_wait", &self.flight_wait)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Default request body limit: 4 MiB.
-pub const DEFAULT_MAX_REQUEST_BODY: usize = 4 << 20;
-/// Default response body limit: 16 MiB.
-pub const DEFAULT_MAX_RESPONSE_BODY: usize = 16 << 20;
-/// Default time an engine `get` may take before it counts as a miss: 1 s.
-pub const DEFAULT_GET_TIMEOUT: Duration = Duration::from_secs(1);
-/// Default time an engine `set` may take (in the background) before it is abandoned: 10 s.
-pub const DEFAULT_SET_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default time a follower waits for the leader's response head: 120 s.
-pub const DEFAULT_FLIGHT_WAIT: Duration = Duration::from_secs(120);
-
-/// The state every service built from one layer shares: engine, flights, metrics.
-#[derive(Debug)]
-pub(crate) struct Shared<E> {
-    pub(crate) engine: E,
-    pub(crate) flights: Arc<Flights>,
-    pub(crate) metrics: Metrics,
-    pub(crate) breaker: super::breaker::Breaker,
-}
 
 /// A tower layer caching the responses of the inner service in a [`CacheEngine`].
 ///
@@ -219,6 +93,8 @@ impl<E> CacheLayer<E> {
     }
 
     /// Which requests may use the cache (default: [`DefaultCacheable`]).
+    ///
+    /// [`DefaultCacheable`]: super::DefaultCacheable
     pub fn cacheable(self, predicate: impl Cacheable) -> Self {
         let p: Arc<dyn Cacheable> = Arc::new(predicate);
         self.with(|c| {
@@ -245,6 +121,8 @@ impl<E> CacheLayer<E> {
     }
 
     /// Replaces the key derivation (default: [`DefaultKeyFn`]).
+    ///
+    /// [`DefaultKeyFn`]: super::DefaultKeyFn
     pub fn key_fn(self, key_fn: impl KeyFn) -> Self {
         let k: Arc<dyn KeyFn> = Arc::new(key_fn);
         self.with(|c| {

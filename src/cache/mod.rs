@@ -54,7 +54,7 @@
 //!   is stored only when it ended cleanly after `data: [DONE]`, frame by frame, and a hit
 //!   replays the same frames byte for byte. A caller that drops the body right after
 //!   `[DONE]` (SDKs do) does not lose the entry: the rest of the upstream body is read on
-//!   a task (at most 10 s). A caller that drops it earlier stops the upstream stream.
+//!   a task (at most 2 s). A caller that drops it earlier stops the upstream stream.
 //! - **Single-flight**: identical concurrent misses make one upstream call; the others
 //!   join it (`x-cache: COALESCED`), streams included. If the leader fails before its
 //!   response head, a follower takes over.
@@ -89,57 +89,81 @@
 //! [`MemoryEngine`] (moka, bounded by bytes) and [`FileEngine`] (a directory, the
 //! default at `.mistral/cache`) are built in; an engine chosen at run time goes in a
 //! [`BoxEngine`]. Stored bytes follow the [`entry`] format and can be decoded with
-//! [`CacheEntry::decode`].
+//! [`CacheEntry::decode`]. The engines and their trait live in [`engine`].
+//!
+//! # Errors
+//!
+//! The service's error is the inner service's (`CacheService<S, E>::Error ==
+//! S::Error`): the cache adds none of its own. A request body that fails while it is
+//! buffered is answered by the cache itself, without calling the inner service: `413`
+//! for a body-size limit (`http_body_util::LengthLimitError`), `408` for an I/O timeout,
+//! `400` otherwise, each with a JSON error body.
+//!
+//! # Layout
+//!
+//! Each module imports only the ones listed before it:
+//!
+//! - [`key`], [`entry`], `control` (request headers), `metrics`, `head` (reading HTTP
+//!   heads): leaves;
+//! - [`engine`]: the contract (`engine/contract.rs`), then the memory, file, tiered,
+//!   Redis, PostgreSQL and object-store engines and `engine_from_url`;
+//! - `flight/`: single-flight, from the bottom up: `state` (one flight), `table`
+//!   (flights by key, the leader's guard), `recorder` (the leader's upstream body teed
+//!   into its flight), `reader` (a response body's cursor into a flight), `commit` (the
+//!   entry a completed flight stores);
+//! - `config` (the layer's settings and shared state), `buffer` (request body),
+//!   `lookup` (key and engine read), `respond` (answers the cache gives by itself),
+//!   `store` (writing a completed flight), `miss` (leading or joining a flight);
+//! - the middleware: `body` ([`RequestBody`], [`ResponseBody`]), `future`
+//!   ([`ResponseFuture`]), `service` ([`CacheService`]) and `layer` ([`CacheLayer`]).
+//!
+//! Everything here builds without the crate's `client` feature.
 
 mod body;
 pub(crate) mod breaker;
+mod buffer;
+mod config;
 mod control;
-mod engine;
+pub mod engine;
 pub mod entry;
-mod file;
 mod flight;
 mod future;
+mod head;
 pub mod key;
 mod layer;
-mod memory;
+mod lookup;
 mod metrics;
+mod miss;
 pub mod multipart;
+mod respond;
 mod service;
+mod store;
 
-pub use body::{RequestBody, ResponseBody, SharedResponseFailed};
-pub(crate) use control::parse_duration;
+pub use body::{RequestBody, ResponseBody};
 pub use breaker::{BreakerState, DEFAULT_BREAKER_COOL_DOWN, DEFAULT_BREAKER_FAILURES};
+pub use config::{
+    Clock, DEFAULT_FLIGHT_WAIT, DEFAULT_GET_TIMEOUT, DEFAULT_MAX_REQUEST_BODY,
+    DEFAULT_MAX_RESPONSE_BODY, DEFAULT_SET_TIMEOUT, SystemClock,
+};
+pub(crate) use control::parse_duration;
 pub use control::{
     CacheMode, CacheStatus, Cacheable, DefaultCacheable, Storage, X_CACHE, X_CACHE_CONTROL,
     X_CACHE_NAMESPACE, X_CACHE_TTL,
 };
-pub use engine::{BoxEngine, CacheEngine, CacheError, DynCacheEngine};
+#[cfg(feature = "s3")]
+pub use engine::ObjectStoreEngine;
+#[cfg(feature = "redis")]
+pub use engine::RedisEngine;
+pub use engine::{
+    BoxEngine, CacheEngine, CacheError, DEFAULT_FILE_CACHE_DIR, DynCacheEngine, FileEngine,
+    MemoryEngine, TieredEngine, engine_from_url,
+};
+#[cfg(feature = "postgres")]
+pub use engine::{PostgresEngine, SweeperHandle};
 pub use entry::{CacheEntry, DecodeError, EntryKind};
-pub use file::{DEFAULT_FILE_CACHE_DIR, FileEngine};
+pub use flight::SharedResponseFailed;
 pub use future::ResponseFuture;
 pub use key::{DefaultKeyFn, KeyFn, KeyInput, canonical_json};
-pub use layer::{
-    CacheLayer, Clock, DEFAULT_FLIGHT_WAIT, DEFAULT_GET_TIMEOUT, DEFAULT_MAX_REQUEST_BODY,
-    DEFAULT_MAX_RESPONSE_BODY, DEFAULT_SET_TIMEOUT, SystemClock,
-};
-pub use memory::MemoryEngine;
+pub use layer::CacheLayer;
 pub use metrics::MetricsSnapshot;
 pub use service::CacheService;
-
-// ---- shared engines (owned by the engines work; keep these lines stable) ----
-mod tiered;
-mod url;
-pub use tiered::TieredEngine;
-pub use url::engine_from_url;
-#[cfg(feature = "s3")]
-mod object_store;
-#[cfg(feature = "s3")]
-pub use self::object_store::ObjectStoreEngine;
-#[cfg(feature = "postgres")]
-mod postgres;
-#[cfg(feature = "postgres")]
-pub use postgres::{PostgresEngine, SweeperHandle};
-#[cfg(feature = "redis")]
-mod redis;
-#[cfg(feature = "redis")]
-pub use self::redis::RedisEngine;

@@ -2,20 +2,8 @@
 //! `inspect`. Every flag can also be set with a `MISTRAL_CACHE_*` environment
 //! variable.
 //!
-//! # Example
-//!
-//! ```
-//! use clap::Parser;
-//! use mistral_tower::server::cli::{Cli, Command};
-//!
-//! let cli = Cli::try_parse_from([
-//!     "mistral-cache", "serve", "--listen", "127.0.0.1:9000", "--ttl", "1d",
-//! ]).unwrap();
-//! let Some(Command::Serve(args)) = cli.command else { unreachable!() };
-//! let config = args.to_config().unwrap();
-//! assert_eq!(config.listen.port(), 9000);
-//! assert_eq!(config.ttl, Some(std::time::Duration::from_secs(86_400)));
-//! ```
+//! Not public API: the binary runs it through [`super::main`]; `mistral-cache --help`
+//! lists the flags.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -40,19 +28,19 @@ use super::{
     about = "A caching proxy for the Mistral API: serves the API on a local port and answers repeated requests from a cache.",
     long_about = None
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Log format on stderr (`RUST_LOG` sets the level, default `info`).
     #[arg(long, global = true, env = "MISTRAL_CACHE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
+    pub(crate) log_format: String,
     /// What to do (default: `serve` with its defaults).
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub(crate) command: Option<Command>,
 }
 
 /// The sub-commands.
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once per process
-pub enum Command {
+pub(crate) enum Command {
     /// Serve the Mistral API on a local port, answering repeated requests from the cache.
     Serve(ServeArgs),
     /// Show the entries of an engine: count, bytes, oldest and newest.
@@ -65,20 +53,20 @@ pub enum Command {
 
 /// Flags of `serve`. `Debug` hides the API key and the engine URL's password.
 #[derive(Clone, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address of the API port.
     #[arg(long, env = "MISTRAL_CACHE_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Serve /healthz and /metrics on this separate address instead of under /_mistral-cache on the API port.
     #[arg(long, env = "MISTRAL_CACHE_ADMIN_LISTEN")]
-    pub admin_listen: Option<SocketAddr>,
+    pub(crate) admin_listen: Option<SocketAddr>,
     /// The upstream API base URL.
     #[arg(
         long,
         env = "MISTRAL_CACHE_UPSTREAM",
         default_value = "https://api.mistral.ai"
     )]
-    pub upstream: String,
+    pub(crate) upstream: String,
     /// The cache engine URL: file://DIR, memory://, redis://..., postgres://..., s3://bucket/prefix.
     #[arg(
         long,
@@ -86,82 +74,82 @@ pub struct ServeArgs {
         hide_env_values = true,
         default_value = "file://.mistral/cache"
     )]
-    pub engine: String,
+    pub(crate) engine: String,
     /// Start even if the engine is unreachable (requests are then forwarded uncached).
     #[arg(long, env = "MISTRAL_CACHE_ENGINE_OPTIONAL", value_parser = BoolishValueParser::new())]
-    pub engine_optional: bool,
+    pub(crate) engine_optional: bool,
     /// API key used when a client sends no Authorization header (also read from MISTRAL_API_KEY).
     #[arg(long, env = "MISTRAL_CACHE_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    pub(crate) api_key: Option<String>,
     /// Lifetime of stored entries, e.g. 3600, 30m, 12h, 7d (default: no expiry).
     #[arg(long, env = "MISTRAL_CACHE_TTL", value_parser = parse_duration)]
-    pub ttl: Option<Duration>,
+    pub(crate) ttl: Option<Duration>,
     /// Cache namespace for this proxy's entries.
     #[arg(long, env = "MISTRAL_CACHE_NAMESPACE")]
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// Share entries across API keys (by default each Authorization value has its own entries).
     #[arg(long, env = "MISTRAL_CACHE_SHARE_ACROSS_KEYS", value_parser = BoolishValueParser::new())]
-    pub share_across_keys: bool,
+    pub(crate) share_across_keys: bool,
     /// Comma-separated POST paths to cache (a trailing * matches a prefix; "none" caches nothing).
     #[arg(long, env = "MISTRAL_CACHE_PATHS", value_delimiter = ',', default_values_t = DEFAULT_CACHED_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())]
-    pub cache_paths: Vec<String>,
+    pub(crate) cache_paths: Vec<String>,
     /// Cache mode: read-write, read-only, write-only or replay-only.
     #[arg(long, env = "MISTRAL_CACHE_MODE", default_value = "read-write", value_parser = parse_cache_mode)]
-    pub mode: CacheMode,
+    pub(crate) mode: CacheMode,
     /// Also read the standard Cache-Control request header as cache directives (by default only x-cache-control is: HTTP libraries send Cache-Control on their own).
     #[arg(long, env = "MISTRAL_CACHE_HONOR_CACHE_CONTROL", value_parser = BoolishValueParser::new())]
-    pub honor_cache_control: bool,
+    pub(crate) honor_cache_control: bool,
     /// Largest request body considered for caching (bigger ones are forwarded uncached), e.g. 8MiB.
     #[arg(long, env = "MISTRAL_CACHE_MAX_REQUEST_BODY", default_value = "8MiB", value_parser = parse_size)]
-    pub max_request_body: usize,
+    pub(crate) max_request_body: usize,
     /// Largest response stored in the cache, e.g. 32MiB.
     #[arg(long, env = "MISTRAL_CACHE_MAX_ENTRY_SIZE", default_value = "32MiB", value_parser = parse_size)]
-    pub max_entry_size: usize,
+    pub(crate) max_entry_size: usize,
     /// Total upstream timeout of a non-streaming request.
     #[arg(long, env = "MISTRAL_CACHE_TIMEOUT", default_value = "300", value_parser = parse_duration)]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Timeout to connect to the upstream.
     #[arg(long, env = "MISTRAL_CACHE_CONNECT_TIMEOUT", default_value = "10", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Longest silence allowed inside an upstream stream.
     #[arg(long, env = "MISTRAL_CACHE_STREAM_IDLE_TIMEOUT", default_value = "120", value_parser = parse_duration)]
-    pub stream_idle_timeout: Duration,
+    pub(crate) stream_idle_timeout: Duration,
     /// Upstream retries of 429 and 5xx answers (and connection errors). Off by default: SDKs retry those themselves, and the answer, Retry-After included, reaches them untouched.
     #[arg(long, env = "MISTRAL_CACHE_MAX_RETRIES", default_value_t = 0)]
-    pub max_retries: u32,
+    pub(crate) max_retries: u32,
     /// Upstream retries of failures that never reached the upstream (connection errors, connect timeouts), used when --max-retries is 0.
     #[arg(long, env = "MISTRAL_CACHE_CONNECT_RETRIES", default_value_t = 2)]
-    pub connect_retries: u32,
+    pub(crate) connect_retries: u32,
     /// How long in-flight requests and streams may run after SIGINT/SIGTERM.
     #[arg(long, env = "MISTRAL_CACHE_SHUTDOWN_TIMEOUT", default_value = "30", value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
     /// Close a client connection that has not sent a complete request head this long after connecting (or after a later request's first byte).
     #[arg(long, env = "MISTRAL_CACHE_HEADER_READ_TIMEOUT", default_value = "30", value_parser = parse_duration)]
-    pub header_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
     /// Close a kept-alive client connection silent this long between requests.
     #[arg(long, env = "MISTRAL_CACHE_IDLE_TIMEOUT", default_value = "60", value_parser = parse_duration)]
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Most client connections open at once; more are answered 503 and closed.
     #[arg(long, env = "MISTRAL_CACHE_MAX_CONNECTIONS", default_value_t = 512)]
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Most idle upstream connections kept per host.
     #[arg(
         long,
         env = "MISTRAL_CACHE_UPSTREAM_POOL_MAX_IDLE",
         default_value_t = 32
     )]
-    pub upstream_pool_max_idle: usize,
+    pub(crate) upstream_pool_max_idle: usize,
     /// How long an idle upstream connection is kept.
     #[arg(long, env = "MISTRAL_CACHE_UPSTREAM_POOL_IDLE_TIMEOUT", default_value = "30", value_parser = parse_duration)]
-    pub upstream_pool_idle_timeout: Duration,
+    pub(crate) upstream_pool_idle_timeout: Duration,
     /// Access log: all, errors (status >= 400, upstream failures, cut bodies), off, or 1/N (every error and one request in N).
     #[arg(long, env = "MISTRAL_CACHE_ACCESS_LOG", default_value = "all")]
-    pub access_log: AccessLog,
+    pub(crate) access_log: AccessLog,
 }
 
 impl ServeArgs {
     /// The validated [`Config`] these flags describe.
-    pub fn to_config(&self) -> Result<Config, ServerError> {
+    pub(crate) fn to_config(&self) -> Result<Config, ServerError> {
         let cached_routes = if self.cache_paths.len() == 1 && self.cache_paths[0].trim() == "none" {
             CachedRoutes::none()
         } else {
@@ -207,7 +195,7 @@ impl ServeArgs {
 
 /// The engine flag shared by the administration commands.
 #[derive(Clone, Args)]
-pub struct EngineArgs {
+pub(crate) struct EngineArgs {
     /// The cache engine URL.
     #[arg(
         long,
@@ -215,7 +203,7 @@ pub struct EngineArgs {
         hide_env_values = true,
         default_value = "file://.mistral/cache"
     )]
-    pub engine: String,
+    pub(crate) engine: String,
 }
 
 impl fmt::Debug for EngineArgs {
@@ -264,50 +252,50 @@ impl fmt::Debug for ServeArgs {
 
 /// Flags of `stats`.
 #[derive(Debug, Clone, Args)]
-pub struct StatsArgs {
+pub(crate) struct StatsArgs {
     #[command(flatten)]
     /// The engine.
-    pub engine: EngineArgs,
+    pub(crate) engine: EngineArgs,
     /// Print the numbers as JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// Flags of `purge`.
 #[derive(Debug, Clone, Args)]
-pub struct PurgeArgs {
+pub(crate) struct PurgeArgs {
     #[command(flatten)]
     /// The engine.
-    pub engine: EngineArgs,
+    pub(crate) engine: EngineArgs,
     /// Only entries stored under this namespace (`default` for the default one).
     #[arg(long)]
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// Only entries stored longer ago than this, e.g. 7d, 12h, 3600.
     #[arg(long, value_parser = parse_duration)]
-    pub older_than: Option<Duration>,
+    pub(crate) older_than: Option<Duration>,
     /// Only expired entries (and entries that no longer decode).
     #[arg(long)]
-    pub expired: bool,
+    pub(crate) expired: bool,
     /// List what would be deleted without deleting it.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 /// Flags of `inspect`.
 #[derive(Debug, Clone, Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     #[command(flatten)]
     /// The engine.
-    pub engine: EngineArgs,
+    pub(crate) engine: EngineArgs,
     /// The entry's key (as listed by the engine; a unique prefix is enough).
-    pub key: String,
+    pub(crate) key: String,
     /// Print the body as stored, without pretty-printing.
     #[arg(long)]
-    pub raw: bool,
+    pub(crate) raw: bool,
 }
 
 /// Parses a byte size: `1024`, `64KiB`, `8MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as powers of 1024).
-pub fn parse_size(input: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(input: &str) -> Result<usize, String> {
     let s = input.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
@@ -338,7 +326,7 @@ pub fn parse_size(input: &str) -> Result<usize, String> {
 ///
 /// Exit codes: 0 success, 1 runtime failure, 2 invalid arguments or configuration
 /// (including a taken port or an unusable engine).
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -355,7 +343,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Runs a parsed command line and returns the process exit code.
-pub async fn run(cli: Cli) -> ExitCode {
+pub(crate) async fn run(cli: Cli) -> ExitCode {
     let command = match cli.command {
         Some(c) => c,
         None => match Cli::try_parse_from(["mistral-cache", "serve"]) {
@@ -409,7 +397,7 @@ fn init_logging(format: &str) {
 /// The handlers are installed when this function is called (inside a tokio
 /// runtime), not when the future is first polled, so a signal that arrives while
 /// the server is still starting is not lost (and does not kill the process).
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -440,6 +428,25 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serve_flags_become_a_config() {
+        let cli = Cli::try_parse_from([
+            "mistral-cache",
+            "serve",
+            "--listen",
+            "127.0.0.1:9000",
+            "--ttl",
+            "1d",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("not a serve command")
+        };
+        let config = args.to_config().unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.ttl, Some(std::time::Duration::from_secs(86_400)));
+    }
 
     #[test]
     fn debug_hides_secrets() {

@@ -119,13 +119,7 @@ impl Default for CachedRoutes {
 }
 
 /// Parses a cache mode name: `read-write`, `read-only`, `write-only` or `replay-only`.
-///
-/// ```
-/// use mistral_tower::server::{CacheMode, parse_cache_mode};
-/// assert_eq!(parse_cache_mode("replay-only"), Ok(CacheMode::ReplayOnly));
-/// assert!(parse_cache_mode("sometimes").is_err());
-/// ```
-pub fn parse_cache_mode(s: &str) -> Result<CacheMode, String> {
+pub(crate) fn parse_cache_mode(s: &str) -> Result<CacheMode, String> {
     match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
         "read-write" | "rw" => Ok(CacheMode::ReadWrite),
         "read-only" | "ro" => Ok(CacheMode::ReadOnly),

@@ -7,18 +7,7 @@ use std::time::Duration;
 ///
 /// Units: `s` seconds, `m` minutes, `h` hours, `d` days, `w` weeks. A bare number
 /// is seconds. Whitespace around the value is ignored.
-///
-/// ```
-/// use std::time::Duration;
-/// use mistral_tower::server::parse_duration;
-///
-/// assert_eq!(parse_duration("3600").unwrap(), Duration::from_secs(3600));
-/// assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
-/// assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
-/// assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-/// assert!(parse_duration("7 days").is_err());
-/// ```
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(input: &str) -> Result<Duration, String> {
     // One grammar for the flags and the cache's request headers (`x-cache-ttl`).
     crate::cache::parse_duration(input)
 }
@@ -26,6 +15,15 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn documented_forms() {
+        assert_eq!(parse_duration("3600").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("7 days").is_err());
+    }
 
     #[test]
     fn parses_every_unit_and_bare_seconds() {

@@ -1,6 +1,7 @@
 //! The proxy's counters and their Prometheus text rendering.
 
 use std::fmt::Write as _;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -382,22 +383,20 @@ pub fn usage_from_body(body: &[u8]) -> Option<Usage> {
             .ok()?
             .into_usage();
     }
-    let text = std::str::from_utf8(body).ok()?;
     let mut found = None;
-    for line in text.lines() {
-        let Some(data) = line.strip_prefix("data:") else {
-            continue;
-        };
-        let data = data.trim();
+    // The crate's one event-stream framing (LF, CRLF or lone-CR line ends).
+    crate::sse::for_each_event([body], |ev| {
+        let data = ev.data.trim();
         if data == "[DONE]" || !data.starts_with('{') || !data.contains("\"usage\"") {
-            continue;
+            return ControlFlow::Continue(());
         }
         if let Ok(v) = serde_json::from_str::<UsageOnly>(data)
             && let Some(u) = v.into_usage()
         {
             found = Some(u);
         }
-    }
+        ControlFlow::Continue(())
+    });
     found
 }
 
@@ -497,6 +496,15 @@ mod tests {
                 completion_tokens: 0,
                 total_tokens: 7
             })
+        );
+    }
+
+    #[test]
+    fn usage_from_sse_with_lone_cr_line_ends() {
+        assert_eq!(
+            usage_from_body(b"data: {\"usage\":{\"total_tokens\":5}}\r\rdata: [DONE]\r\r")
+                .map(|u| u.total_tokens),
+            Some(5)
         );
     }
 

@@ -5,7 +5,7 @@
 //! Any client works unchanged against it (the official Python and TypeScript SDKs,
 //! LangChain, `curl`), streaming included; a repeated deterministic request is
 //! answered from the cache. The `mistral-cache` binary is a thin command-line
-//! wrapper over this module (see [`cli`]).
+//! wrapper over this module (see [`main`]).
 //!
 //! # Example
 //!
@@ -40,7 +40,7 @@
 //!   text), or `/healthz` and `/metrics` on [`Config::admin_listen`] when set.
 
 mod admin;
-pub mod cli;
+mod cli;
 mod config;
 mod conn;
 mod duration;
@@ -59,12 +59,31 @@ use axum::routing::get;
 use http::{HeaderValue, header};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnRequest, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
-pub use config::{
-    ADMIN_PREFIX, AccessLog, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS,
-    parse_cache_mode,
-};
-pub use duration::parse_duration;
+use config::parse_cache_mode;
+pub use config::{ADMIN_PREFIX, AccessLog, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS};
+use duration::parse_duration;
+
+/// The command line's parsers, for the fuzz targets in `fuzz/` only: not public API,
+/// and free to change in any release.
+#[doc(hidden)]
+pub mod __fuzz {
+    use std::time::Duration;
+
+    /// `--max-request-body`'s parser.
+    pub fn parse_size(input: &str) -> Result<usize, String> {
+        super::cli::parse_size(input)
+    }
+
+    /// `--ttl`'s parser.
+    pub fn parse_duration(input: &str) -> Result<Duration, String> {
+        super::duration::parse_duration(input)
+    }
+}
 pub use metrics::{
     CacheState, Metrics, MetricsSnapshot, UpstreamErrorKind, Usage, usage_from_body,
 };
@@ -73,6 +92,14 @@ use crate::cache::{BoxEngine, CacheEngine, CacheError};
 use crate::client::HttpService;
 use config::redact_url;
 use proxy::ProxyState;
+
+/// The `mistral-cache` command line, the binary's `main`: parses the process arguments
+/// (`serve`, the default, `stats`, `purge`, `inspect`; every flag can also be set with
+/// a `MISTRAL_CACHE_*` environment variable, see `mistral-cache --help`), runs the
+/// command and returns its exit code.
+pub fn main() -> std::process::ExitCode {
+    cli::main()
+}
 
 /// Why the proxy could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -272,10 +299,22 @@ impl Proxy {
         text
     }
 
-    /// The router of the API port: forwards everything, and serves
-    /// `/_mistral-cache/healthz` and `/_mistral-cache/metrics` unless
-    /// [`Config::admin_listen`] is set.
+    /// The router of the API port, which [`Proxy::run`] serves: forwards everything,
+    /// and serves `/_mistral-cache/healthz` and `/_mistral-cache/metrics` unless
+    /// [`Config::admin_listen`] is set. Every request goes through tower-http's
+    /// `CatchPanicLayer` (a panic is a `500` in the API's error shape, not a dropped
+    /// connection), `SetSensitiveRequestHeadersLayer` (`Authorization` and
+    /// `Proxy-Authorization` never reach a log or a compression table) and `TraceLayer`
+    /// (one `DEBUG` span per request; the access log line is the proxy's own).
     pub fn router(&self) -> Router {
+        self.routes()
+            .layer(trace_layer())
+            .layer(sensitive_headers_layer())
+            .layer(catch_panic_layer())
+    }
+
+    /// [`Proxy::router`] without its tower-http layers.
+    fn routes(&self) -> Router {
         let mut router = Router::new();
         if self.config.admin_listen.is_none() {
             router = self.add_admin_routes(router, ADMIN_PREFIX);
@@ -373,11 +412,20 @@ impl Proxy {
                 "mistral-cache listening"
             );
         }
-        let api = ApiService {
-            state: self.state.clone(),
-            router: self.router(),
-            admin_routes: self.config.admin_listen.is_none(),
-        };
+        // The router's answers, with API paths dispatched without its matching and
+        // boxing (BENCHMARKS.md, "Issue 13": the router costs ≈ 7k instructions per
+        // proxy hit), under the same tower-http layers as `Proxy::router`, served by
+        // the proxy's own accept loop (header-read and idle timeouts, a connection cap).
+        let api = ServiceBuilder::new()
+            .map_response(IntoResponse::into_response)
+            .layer(catch_panic_layer())
+            .layer(sensitive_headers_layer())
+            .layer(trace_layer())
+            .service(ApiService {
+                state: self.state.clone(),
+                router: self.routes(),
+                admin_routes: self.config.admin_listen.is_none(),
+            });
         let limits = conn::Limits {
             header_read_timeout: self.config.header_read_timeout,
             idle_timeout: self.config.idle_timeout,
@@ -445,9 +493,58 @@ impl Proxy {
     }
 }
 
-/// What the API port serves: [`Proxy::router`], with the requests it would hand to
-/// its fallback (every path outside [`ADMIN_PREFIX`]) sent straight to the
-/// forwarding handler, without the router's matching and boxing.
+/// One `DEBUG` span per request (the access log line is the proxy's own).
+fn trace_layer() -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    DefaultMakeSpan,
+    DefaultOnRequest,
+    DefaultOnResponse,
+    tower_http::trace::DefaultOnBodyChunk,
+    tower_http::trace::DefaultOnEos,
+    (),
+> {
+    TraceLayer::new_for_http()
+        .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+        .on_request(DefaultOnRequest::new().level(Level::DEBUG))
+        .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+        // Upstream 5xx answers are forwarded, not failures of the proxy: the access
+        // log records them.
+        .on_failure(())
+}
+
+/// `Authorization` and `Proxy-Authorization` are marked sensitive (never logged, never
+/// indexed by HTTP/2 header compression).
+fn sensitive_headers_layer() -> SetSensitiveRequestHeadersLayer {
+    SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::PROXY_AUTHORIZATION])
+}
+
+/// A panicking handler is a `500` in the API's error shape, not a dropped connection.
+fn catch_panic_layer() -> CatchPanicLayer<fn(PanicPayload) -> axum::response::Response> {
+    CatchPanicLayer::custom(panic_response as fn(PanicPayload) -> axum::response::Response)
+}
+
+type PanicPayload = Box<dyn std::any::Any + Send + 'static>;
+
+/// The answer to a request whose handling panicked: a `500` in the API's error shape.
+fn panic_response(payload: PanicPayload) -> axum::response::Response {
+    let detail = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    tracing::error!(panic = %detail, "request handler panicked");
+    proxy::error_response(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "the proxy failed while handling this request",
+    )
+}
+
+/// What the API port serves: [`Proxy::router`]'s routes, with the requests it would
+/// hand to its fallback (every path outside [`ADMIN_PREFIX`]) sent straight to the
+/// forwarding handler, without the router's matching and boxing (see `BENCHMARKS.md`,
+/// "Issue 13", for what that saves); [`Proxy::run`] puts the router's tower-http layers
+/// around it.
 #[derive(Clone)]
 struct ApiService {
     state: Arc<ProxyState>,

@@ -321,7 +321,14 @@ pub(crate) struct ClientBodyError(#[source] BoxError);
 fn chain_has<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(err);
     while let Some(e) = current {
-        if e.is::<E>() {
+        // A body error may be sent as an `io::Error` wrapping it (`TimedOut` for the
+        // idle timeout, which the cache layer answers with a `408` by itself on cached
+        // routes).
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        if e.is::<E>() || inner.is_some_and(|i| i.is::<E>()) {
             return true;
         }
         current = e.source();
@@ -333,6 +340,14 @@ pin_project_lite::pin_project! {
     /// A client's request body with an idle timeout: a client that stops sending
     /// mid-body (a short body with a longer `Content-Length`, a stalled upload) gets
     /// a `408` instead of holding the request, and the cache's buffering, forever.
+    ///
+    /// Not tower-http's `RequestBodyTimeoutLayer` (0.6): its `TimeoutBody` does not
+    /// forward `size_hint` or `is_end_stream`, so the upstream request would lose its
+    /// `Content-Length` framing (and a body-less request would be sent chunked), and it
+    /// arms a timer on the first poll of every body, also when the whole body is
+    /// already there; this one arms it only when the body is pending. The timeout is
+    /// an `io::Error` of kind `TimedOut`, which the cache layer answers with a `408`
+    /// by itself.
     struct ClientBody<B> {
         #[pin]
         inner: B,
@@ -367,7 +382,10 @@ where
                     .sleep
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                 match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ClientBodyTimeout(idle))))),
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        ClientBodyTimeout(idle),
+                    ))))),
                     Poll::Pending => Poll::Pending,
                 }
             }

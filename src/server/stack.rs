@@ -13,9 +13,8 @@ use tower::util::Oneshot;
 use tower::{Layer as _, Service, ServiceExt as _};
 
 use super::Config;
-use crate::cache::{
-    BoxEngine, CacheEngine, CacheError, CacheLayer, CacheService, MemoryEngine, RequestBody,
-};
+use crate::cache::engine::{Resident, Token};
+use crate::cache::{BoxEngine, CacheEngine, CacheError, CacheLayer, CacheService, RequestBody};
 use crate::client::HttpService;
 use crate::{Body, BoxError};
 
@@ -81,9 +80,9 @@ impl CacheEngine for TrackedEngine {
         self.inner.try_get_now(key)
     }
 
-    fn as_memory_engine(&self) -> Option<&MemoryEngine> {
+    fn resident(&self, token: Token) -> Option<Resident<'_>> {
         // The layer's synchronous in-memory store: nothing pending to flush.
-        self.inner.as_memory_engine()
+        self.inner.resident(token)
     }
 }
 
@@ -191,6 +190,7 @@ pub(super) fn cached_service(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::MemoryEngine;
 
     #[tokio::test]
     async fn tracked_engine_counts_writes_until_they_end() {
@@ -216,6 +216,6 @@ mod tests {
         // A synchronous engine stays synchronous behind the wrapper.
         assert_eq!(engine.try_get_now("k").unwrap().unwrap(), "v");
         // And keeps the layer's in-memory fast path.
-        assert!(engine.as_memory_engine().is_some());
+        assert!(engine.resident(crate::cache::engine::Token(())).is_some());
     }
 }

@@ -32,7 +32,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use tokio::sync::OnceCell;
 
-use super::{CacheEngine, CacheError};
+use super::contract::{CacheEngine, CacheError};
 
 /// A [`CacheEngine`] on a Redis server or a Redis Cluster.
 ///

@@ -46,7 +46,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
 
-use super::{CacheEngine, CacheError};
+use super::contract::{CacheEngine, CacheError};
 
 const MAGIC: &[u8; 4] = b"MTC1";
 const HEADER_LEN: usize = 12;

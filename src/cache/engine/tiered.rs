@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{CacheEngine, CacheError};
+use super::contract::{CacheEngine, CacheError, Resident, Token};
 
 /// An L1 engine in front of an L2 engine.
 ///
@@ -121,6 +121,15 @@ impl<L1: CacheEngine, L2: CacheEngine> CacheEngine for TieredEngine<L1, L2> {
     /// The keys of L2 (L1 holds a subset).
     async fn keys(&self) -> Result<Vec<String>, CacheError> {
         self.l2.keys().await
+    }
+
+    /// The front's in-process store, if it has one, as a partial one: a hit there is
+    /// answered without a future, a miss there goes on to [`get`](CacheEngine::get).
+    fn resident(&self, token: Token) -> Option<Resident<'_>> {
+        self.l1.resident(token).map(|r| Resident {
+            complete: false,
+            ..r
+        })
     }
 }
 
@@ -239,5 +248,28 @@ mod tests {
             "L1 must not keep a value L2 refused"
         );
         assert!(matches!(t.delete("k").await, Err(CacheError::Backend(_))));
+    }
+
+    #[test]
+    fn a_memory_front_is_a_partial_resident() {
+        use crate::cache::MemoryEngine;
+        let t = TieredEngine::new(MemoryEngine::new(1 << 20), Flaky::default());
+        let r = t
+            .resident(Token(()))
+            .expect("a memory front keeps the fast path");
+        assert!(
+            !r.complete,
+            "a miss in the front is not a miss of the engine"
+        );
+        assert!(r.store.get_with_trust("absent").is_none());
+        assert!(
+            TieredEngine::new(Flaky::default(), MemoryEngine::new(1 << 20))
+                .resident(Token(()))
+                .is_none(),
+            "only the front counts"
+        );
+        // Forwarded by the erased and shared forms.
+        let boxed = crate::cache::BoxEngine::new(t);
+        assert!(boxed.resident(Token(())).is_some_and(|r| !r.complete));
     }
 }

@@ -1,4 +1,4 @@
-//! The storage contract behind [`CacheLayer`](super::CacheLayer): get and set of bytes.
+//! The storage contract behind [`CacheLayer`](crate::cache::CacheLayer): get and set of bytes.
 
 use std::fmt;
 use std::future::Future;
@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::MemoryEngine;
 use crate::BoxError;
 
 /// What went wrong in a [`CacheEngine`] call.
@@ -133,15 +132,70 @@ pub trait CacheEngine: Send + Sync + 'static {
         None
     }
 
-    /// The [`MemoryEngine`] this engine is (or wraps without changing what it stores),
-    /// for the cache layer's in-process fast path: entries it encoded are stored and
-    /// read without a future and without recomputing their checksum. Not meant to be
-    /// implemented outside this crate; the default returns `None`.
-    #[doc(hidden)]
-    fn as_memory_engine(&self) -> Option<&MemoryEngine> {
+    /// The part of this engine kept in this process's memory, which the cache layer
+    /// reads and writes without a future (a hit on it is answered inside
+    /// `Service::call`, and entries the layer encoded itself skip their checksum).
+    ///
+    /// **Sealed**: the argument is a token only this crate can name or build, so code
+    /// outside the crate can neither call nor override this method; every engine keeps
+    /// the default (`None`). [`MemoryEngine`] answers itself, a [`TieredEngine`] its
+    /// memory front (a miss there still goes to [`get`](CacheEngine::get)), and
+    /// [`BoxEngine`] and `Arc<E>` forward what they wrap.
+    ///
+    /// [`TieredEngine`]: super::TieredEngine
+    /// [`MemoryEngine`]: super::MemoryEngine
+    fn resident(&self, token: Token) -> Option<Resident<'_>> {
+        let _ = token;
         None
     }
 }
+
+/// The sealed part of the engine contract (see [`CacheEngine::resident`]).
+mod sealed {
+    use std::fmt;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    /// Proof that the caller is this crate: outside code can neither name nor build it.
+    // Public in a private module: the sealed-method pattern (the type must be public
+    // to appear in a public trait, and stays unnameable outside the crate).
+    #[allow(unreachable_pub)]
+    #[derive(Debug, Clone, Copy)]
+    pub struct Token(pub(crate) ());
+
+    /// An engine's in-process store, as seen by the cache layer.
+    #[allow(unreachable_pub)]
+    #[derive(Clone, Copy)]
+    pub struct Resident<'a> {
+        /// The store holding the entries.
+        pub(crate) store: &'a dyn InProcess,
+        /// `true` when it holds every entry of the engine (a miss there is a miss, and
+        /// the layer writes into it directly); `false` for a front tier (a miss there
+        /// goes on to `get`, and writes go through `set_with_ttl`).
+        pub(crate) complete: bool,
+    }
+
+    impl fmt::Debug for Resident<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("Resident")
+                .field("complete", &self.complete)
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// A store in this process's memory that remembers which entries the cache layer
+    /// encoded itself (their checksum is then not recomputed on read).
+    #[allow(unreachable_pub)]
+    pub trait InProcess: Send + Sync {
+        /// The entry under `key` and whether the layer stored it with `set_trusted`.
+        fn get_with_trust(&self, key: &str) -> Option<(Bytes, bool)>;
+        /// Stores an entry the layer has just encoded.
+        fn set_trusted(&self, key: &str, data: Bytes, ttl: Option<Duration>);
+    }
+}
+
+pub(crate) use sealed::{InProcess, Resident, Token};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -169,9 +223,9 @@ pub trait DynCacheEngine: Send + Sync + 'static {
         let _ = key;
         None
     }
-    /// See [`CacheEngine::as_memory_engine`]. The default returns `None`.
-    #[doc(hidden)]
-    fn dyn_as_memory_engine(&self) -> Option<&MemoryEngine> {
+    /// See [`CacheEngine::resident`] (sealed). The default returns `None`.
+    fn dyn_resident(&self, token: Token) -> Option<Resident<'_>> {
+        let _ = token;
         None
     }
 }
@@ -200,8 +254,8 @@ impl<E: CacheEngine> DynCacheEngine for E {
     fn dyn_try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
         self.try_get_now(key)
     }
-    fn dyn_as_memory_engine(&self) -> Option<&MemoryEngine> {
-        self.as_memory_engine()
+    fn dyn_resident(&self, token: Token) -> Option<Resident<'_>> {
+        self.resident(token)
     }
 }
 
@@ -264,8 +318,8 @@ impl CacheEngine for BoxEngine {
     fn try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
         self.inner.dyn_try_get_now(key)
     }
-    fn as_memory_engine(&self) -> Option<&MemoryEngine> {
-        self.inner.dyn_as_memory_engine()
+    fn resident(&self, token: Token) -> Option<Resident<'_>> {
+        self.inner.dyn_resident(token)
     }
 }
 
@@ -293,8 +347,8 @@ impl<E: CacheEngine> CacheEngine for Arc<E> {
     fn try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
         (**self).try_get_now(key)
     }
-    fn as_memory_engine(&self) -> Option<&MemoryEngine> {
-        (**self).as_memory_engine()
+    fn resident(&self, token: Token) -> Option<Resident<'_>> {
+        (**self).resident(token)
     }
 }
 

@@ -30,7 +30,7 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
-use super::{CacheEngine, CacheError};
+use super::contract::{CacheEngine, CacheError};
 
 /// A [`CacheEngine`] on a PostgreSQL table.
 ///

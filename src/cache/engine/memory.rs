@@ -21,7 +21,7 @@ use bytes::Bytes;
 use moka::Expiry;
 use moka::sync::Cache;
 
-use super::{CacheEngine, CacheError};
+use super::contract::{CacheEngine, CacheError, InProcess, Resident, Token};
 
 #[derive(Clone)]
 struct Value {
@@ -110,15 +110,18 @@ impl MemoryEngine {
         self.cache
             .insert(Arc::from(key), Value { data, ttl, trusted });
     }
+}
 
-    /// Stores an entry the cache layer has just encoded (see `Value::trusted`).
-    pub(crate) fn set_trusted(&self, key: &str, data: Bytes, ttl: Option<Duration>) {
-        self.insert(key, data, ttl, true);
+/// The cache layer's in-process path (see `CacheEngine::resident`).
+impl InProcess for MemoryEngine {
+    /// Reads an entry with whether it was stored by `set_trusted`.
+    fn get_with_trust(&self, key: &str) -> Option<(Bytes, bool)> {
+        self.cache.get(key).map(|v| (v.data, v.trusted))
     }
 
-    /// Reads an entry with whether it was stored by [`set_trusted`](Self::set_trusted).
-    pub(crate) fn get_with_trust(&self, key: &str) -> Option<(Bytes, bool)> {
-        self.cache.get(key).map(|v| (v.data, v.trusted))
+    /// Stores an entry the cache layer has just encoded (see `Value::trusted`).
+    fn set_trusted(&self, key: &str, data: Bytes, ttl: Option<Duration>) {
+        self.insert(key, data, ttl, true);
     }
 }
 
@@ -158,8 +161,11 @@ impl CacheEngine for MemoryEngine {
     fn try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
         Some(self.get_sync(key).ok_or(CacheError::Miss))
     }
-    fn as_memory_engine(&self) -> Option<&MemoryEngine> {
-        Some(self)
+    fn resident(&self, _: Token) -> Option<Resident<'_>> {
+        Some(Resident {
+            store: self,
+            complete: true,
+        })
     }
 }
 

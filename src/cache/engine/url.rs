@@ -18,7 +18,10 @@
 
 use std::time::Duration;
 
-use super::{BoxEngine, CacheError, FileEngine, MemoryEngine, TieredEngine};
+use super::contract::{BoxEngine, CacheError};
+use super::file::FileEngine;
+use super::memory::MemoryEngine;
+use super::tiered::TieredEngine;
 
 const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -155,7 +158,7 @@ fn missing_feature(scheme: &str, feature: &str) -> CacheError {
 
 #[cfg(feature = "redis")]
 fn redis_from_url(scheme: &str, rest: &str) -> Result<BoxEngine, CacheError> {
-    use super::RedisEngine;
+    use super::redis::RedisEngine;
 
     let mut parsed = Parsed::new(rest);
     let prefix = parsed.take("prefix");
@@ -207,7 +210,7 @@ fn redis_from_url(scheme: &str, rest: &str) -> Result<BoxEngine, CacheError> {
 
 #[cfg(feature = "postgres")]
 fn postgres_from_url(scheme: &str, rest: &str) -> Result<BoxEngine, CacheError> {
-    use super::PostgresEngine;
+    use super::postgres::PostgresEngine;
 
     let mut parsed = Parsed::new(rest);
     let table = parsed.take("table");
@@ -227,7 +230,7 @@ fn postgres_from_url(scheme: &str, rest: &str) -> Result<BoxEngine, CacheError> 
 
 #[cfg(feature = "s3")]
 fn s3_from_url(rest: &str) -> Result<BoxEngine, CacheError> {
-    use super::ObjectStoreEngine;
+    use super::object_store::ObjectStoreEngine;
     use object_store::aws::AmazonS3Builder;
 
     let mut parsed = Parsed::new(rest);

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::{CacheEngine, CacheError};
+use super::contract::{CacheEngine, CacheError};
 
 const MAGIC: &[u8; 8] = b"MTFE\0\0\0\x01";
 const HEADER: usize = 16;

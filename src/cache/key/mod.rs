@@ -1085,7 +1085,7 @@ mod tests {
 
     #[test]
     fn example_request_canonicalizes_like_serde_json() {
-        let body: &[u8] = include_bytes!("../../tests/fixtures/chat.request.json");
+        let body: &[u8] = include_bytes!("../../../tests/fixtures/chat.request.json");
         let ours = canonical_json(body).unwrap();
         // serde_json's Map is a BTreeMap (sorted) without `preserve_order`.
         let v: serde_json::Value = serde_json::from_slice(body).unwrap();

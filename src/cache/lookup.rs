@@ -1,0 +1,139 @@
+//! Finding a request's entry: its key, and the engine read (without waiting when the
+//! engine keeps it in memory), decoded; every failure is a miss (fail-open).
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header;
+use http::request::Parts;
+
+use super::config::{Config, Shared, Tenant};
+use super::engine::{CacheEngine, CacheError, Token};
+use super::entry::CacheEntry;
+use super::key::{HexKey, KeyInput, default_key_hex};
+use super::metrics::Metrics;
+
+/// The key of a request: on the stack for the default key function.
+pub(crate) enum Key {
+    Hex(HexKey),
+    Owned(String),
+}
+
+impl Key {
+    /// Derives the key of a buffered request in `namespace`.
+    pub(crate) fn new(cfg: &Config, parts: &Parts, namespace: &str, body: &[u8]) -> Key {
+        let tenant: &[u8] = match &cfg.tenant {
+            Tenant::Authorization => parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .map_or(&[], |v| v.as_bytes()),
+            Tenant::Fixed(d) => d,
+            Tenant::Shared => &[],
+        };
+        let input = KeyInput {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            body,
+            namespace,
+            tenant,
+        };
+        if cfg.default_key {
+            Key::Hex(default_key_hex(&input))
+        } else {
+            Key::Owned(cfg.key_fn.key(&input))
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Key::Hex(k) => k.as_str(),
+            Key::Owned(k) => k,
+        }
+    }
+}
+
+/// Polls a future once; if it is not ready, waits for it under a tokio timeout when a
+/// runtime is available.
+pub(crate) async fn bounded<F: Future>(fut: F, timeout: Duration) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    if let Poll::Ready(v) = poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        return Some(v);
+    }
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::time::timeout(timeout, fut).await.ok()
+    } else {
+        Some(fut.await)
+    }
+}
+
+/// What the engine answers without waiting, if it can (see
+/// [`CacheEngine::resident`] and [`CacheEngine::try_get_now`]): the bytes or a miss,
+/// and whether the bytes were encoded by this layer (their checksum is then not
+/// recomputed). `None`: ask [`lookup`].
+pub(crate) fn read_now<E: CacheEngine>(
+    engine: &E,
+    key: &str,
+) -> Option<(Result<Bytes, CacheError>, bool)> {
+    match engine.resident(Token(())) {
+        Some(r) => match r.store.get_with_trust(key) {
+            Some((data, trusted)) => Some((Ok(data), trusted)),
+            None if r.complete => Some((Err(CacheError::Miss), false)),
+            None => None,
+        },
+        None => engine.try_get_now(key).map(|res| (res, false)),
+    }
+}
+
+/// Reads and decodes the entry under `key`; every failure is a miss (fail-open).
+pub(crate) async fn lookup<E: CacheEngine>(
+    shared: &Shared<E>,
+    cfg: &Config,
+    key: &str,
+) -> Option<CacheEntry> {
+    // An engine that keeps failing is skipped for a while (a miss).
+    let admit = shared.breaker.admit()?;
+    let res = bounded(shared.engine.get(key), cfg.get_timeout)
+        .await
+        .unwrap_or(Err(CacheError::Timeout(cfg.get_timeout)));
+    let answered = matches!(res, Ok(_) | Err(CacheError::Miss));
+    shared.breaker.record(admit, answered);
+    decode_entry(&shared.metrics, key, res, false)
+}
+
+/// Decodes what the engine answered; every failure is a miss (fail-open). `trusted`:
+/// the bytes were encoded by this layer and kept in memory since (see
+/// [`MemoryEngine`](super::MemoryEngine)), so their checksum is not recomputed.
+pub(crate) fn decode_entry(
+    m: &Metrics,
+    key: &str,
+    res: Result<Bytes, CacheError>,
+    trusted: bool,
+) -> Option<CacheEntry> {
+    let data = match res {
+        Ok(d) => d,
+        Err(CacheError::Miss) => return None,
+        Err(e) => {
+            Metrics::inc(&m.engine_errors);
+            tracing::warn!(key, error = %e, "cache engine get failed; treating as a miss");
+            return None;
+        }
+    };
+    // Room for the `x-cache` and `age` headers of a hit.
+    let decoded = if trusted {
+        CacheEntry::decode_trusted(&data, 2)
+    } else {
+        CacheEntry::decode_with_spare(&data, 2)
+    };
+    match decoded {
+        Ok(e) => Some(e),
+        Err(e) => {
+            Metrics::inc(&m.corrupt_entries);
+            tracing::warn!(key, error = %e, "undecodable cache entry; treating as a miss");
+            None
+        }
+    }
+}
