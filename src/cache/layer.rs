@@ -105,6 +105,7 @@ impl<E> CacheLayer<E> {
 
     /// Sets the predicate only if none was chosen yet (used by the client's cache slot
     /// to put the Mistral operation table in place of [`DefaultCacheable`]).
+    #[cfg(feature = "client")]
     pub(crate) fn cacheable_or(self, predicate: impl Cacheable) -> Self {
         if self.config.default_cacheable {
             self.cacheable(predicate)
