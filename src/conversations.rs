@@ -1010,7 +1010,7 @@ impl Conversations<'_> {
     ) -> Result<ApiResponse<ConversationResponse>, Error> {
         req.stream = None;
         self.client
-            .send_json(Method::POST, "/v1/conversations", Some(&req))
+            .send_json_with_options(Method::POST, "/v1/conversations", Some(&req), &self.options)
             .await
     }
 
@@ -1022,7 +1022,10 @@ impl Conversations<'_> {
         mut req: ConversationRequest,
     ) -> Result<EventStream<ConversationEvent>, Error> {
         req.stream = Some(true);
-        let s = self.client.send_stream("/v1/conversations", &req).await?;
+        let s = self
+            .client
+            .send_stream_with_options("/v1/conversations", &req, &self.options)
+            .await?;
         Ok(s.ends_after(TERMINAL_EVENTS))
     }
 
@@ -1034,7 +1037,12 @@ impl Conversations<'_> {
     ) -> Result<ApiResponse<ConversationResponse>, Error> {
         req.stream = None;
         self.client
-            .send_json(Method::POST, &conv_path(conversation_id, ""), Some(&req))
+            .send_json_with_options(
+                Method::POST,
+                &conv_path(conversation_id, ""),
+                Some(&req),
+                &self.options,
+            )
             .await
     }
 
@@ -1048,7 +1056,7 @@ impl Conversations<'_> {
         req.stream = Some(true);
         let s = self
             .client
-            .send_stream(&conv_path(conversation_id, ""), &req)
+            .send_stream_with_options(&conv_path(conversation_id, ""), &req, &self.options)
             .await?;
         Ok(s.ends_after(TERMINAL_EVENTS))
     }
@@ -1062,10 +1070,11 @@ impl Conversations<'_> {
     ) -> Result<ApiResponse<ConversationResponse>, Error> {
         req.stream = None;
         self.client
-            .send_json(
+            .send_json_with_options(
                 Method::POST,
                 &conv_path(conversation_id, "/restart"),
                 Some(&req),
+                &self.options,
             )
             .await
     }
@@ -1080,7 +1089,7 @@ impl Conversations<'_> {
         req.stream = Some(true);
         let s = self
             .client
-            .send_stream(&conv_path(conversation_id, "/restart"), &req)
+            .send_stream_with_options(&conv_path(conversation_id, "/restart"), &req, &self.options)
             .await?;
         Ok(s.ends_after(TERMINAL_EVENTS))
     }

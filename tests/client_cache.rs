@@ -254,3 +254,29 @@ async fn a_layer_with_its_own_predicate_keeps_it() {
     let res = c.chat().create(req("m")).await.unwrap();
     assert_eq!(res.headers()["x-cache"], "BYPASS");
 }
+
+#[tokio::test]
+async fn beta_management_and_conversations_are_never_replayed() {
+    use mistral_tower::agents_api::AgentListQuery;
+    use mistral_tower::conversations::ConversationRequest;
+    use mistral_tower::prompts::PromptListQuery;
+
+    let fake = FakeMistral::start().await;
+    let c = cached(&fake, "k1", Arc::new(MemoryEngine::new(16 << 20)));
+    for _ in 0..2 {
+        let res = c.agents_api().list(AgentListQuery::new()).await.unwrap();
+        assert_eq!(res.headers()["x-cache"], "BYPASS");
+        let res = c.prompts().list(PromptListQuery::new()).await.unwrap();
+        assert_eq!(res.headers()["x-cache"], "BYPASS");
+        // A conversation turn is executed each time, not answered from the cache.
+        let res = c
+            .conversations()
+            .start(ConversationRequest::model("mistral-small-latest", "hello"))
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["x-cache"], "BYPASS");
+    }
+    assert_eq!(fake.calls("/v1/agents"), 2);
+    assert_eq!(fake.calls("/v2/prompts"), 2);
+    assert_eq!(fake.calls("/v1/conversations"), 2);
+}

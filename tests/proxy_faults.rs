@@ -1,5 +1,6 @@
-//! Issue 16, "what fuzzing and fault injection found": the `mistral-cache` proxy and
-//! its administration commands under hostile input and failing dependencies.
+//! The `mistral-cache` proxy and its administration commands under hostile input and
+//! failing dependencies (issue 16, "what fuzzing and fault injection found"):
+//! slowloris connections, the connection cap, corrupt entries, retry storms.
 #![cfg(feature = "server")]
 
 use std::process::{Command, Stdio};

@@ -1,5 +1,7 @@
-//! Issue 16, "what fuzzing and fault injection found": one test per finding that the
-//! library itself (without the proxy) must survive.
+//! Faults the cache layer must survive without the proxy (issue 16, "what fuzzing and
+//! fault injection found"): a planted undecodable entry, a hanging engine.
+
+mod support;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use mistral_tower::cache::{CacheEngine, CacheEntry, CacheLayer, MemoryEngine};
+use support::{post, x_cache};
 use tower::{Layer, ServiceExt};
 
 /// The 41-byte entry of issue 16 (a valid checksum over a header count of 0xFFFF).
@@ -21,17 +24,6 @@ fn unhex(s: &str) -> Bytes {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect::<Vec<u8>>()
         .into()
-}
-
-fn post(path: &str, body: &str) -> Request<Full<Bytes>> {
-    Request::post(path)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap()
-}
-
-fn x_cache<B>(res: &Response<B>) -> &str {
-    res.headers()["x-cache"].to_str().unwrap()
 }
 
 #[test]
