@@ -358,3 +358,64 @@ async fn stale_temp_files_are_removed_by_serve_and_purge() {
     assert!(out.contains("removed 1 stale temporary files"), "{out}");
     assert!(!stale.exists(), "removed by purge");
 }
+
+/// A connection from `ip` (another loopback address than the test's own) to `url`.
+async fn connect_from(ip: &str, url: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    socket.connect(addr(url).parse().unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holding_silent_connections_does_not_lock_out_the_others() {
+    let up = start_upstream().await;
+    let proxy = start_proxy(&up.url, |c| {
+        c.header_read_timeout = Duration::from_secs(3600);
+        c.max_connections = 20;
+        c.max_connections_per_ip = 5;
+    })
+    .await;
+    // A slowloris from 127.0.0.2: more silent connections than the whole cap.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(connect_from("127.0.0.2", &proxy.url).await);
+    }
+    let mut refused = 0;
+    for _ in 0..30 {
+        let mut s = connect_from("127.0.0.2", &proxy.url).await;
+        let mut got = Vec::new();
+        let _ = guard(s.read_to_end(&mut got)).await;
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.is_empty() || got.starts_with("HTTP/1.1 503"), "{got}");
+        refused += 1;
+    }
+    assert_eq!(refused, 30);
+    // Another client is still served, from its own address.
+    let mut s = connect_from("127.0.0.3", &proxy.url).await;
+    s.write_all(&chat_request("/v1/chat/completions", ""))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    guard(s.read_to_end(&mut got)).await.unwrap();
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    // The address's own connections still count: closing them frees its share.
+    drop(held);
+    let served = guard(async {
+        loop {
+            let mut s = connect_from("127.0.0.2", &proxy.url).await;
+            s.write_all(&chat_request("/v1/chat/completions", ""))
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got).await;
+            if got.starts_with(b"HTTP/1.1 200") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let () = served;
+    proxy.shutdown().await;
+}

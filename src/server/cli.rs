@@ -132,6 +132,13 @@ pub(crate) struct ServeArgs {
     /// Most client connections open at once; more are answered 503 and closed.
     #[arg(long, env = "MISTRAL_CACHE_MAX_CONNECTIONS", default_value_t = 512)]
     pub(crate) max_connections: usize,
+    /// Most client connections open at once from one client address, so one client cannot take every slot (0, the default: no such limit; set it when clients come from several hosts).
+    #[arg(
+        long,
+        env = "MISTRAL_CACHE_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 0
+    )]
+    pub(crate) max_connections_per_ip: usize,
     /// Most idle upstream connections kept per host.
     #[arg(
         long,
@@ -184,6 +191,7 @@ impl ServeArgs {
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
             upstream_pool_max_idle: self.upstream_pool_max_idle,
             upstream_pool_idle_timeout: self.upstream_pool_idle_timeout,
             access_log: self.access_log,
@@ -240,6 +248,7 @@ impl fmt::Debug for ServeArgs {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("upstream_pool_max_idle", &self.upstream_pool_max_idle)
             .field(
                 "upstream_pool_idle_timeout",

@@ -194,6 +194,12 @@ pub struct Config {
     /// Most client connections open at once; more are answered `503` and closed
     /// (default 512, within the usual 1024 open-file limit).
     pub max_connections: usize,
+    /// Most client connections open at once from one client address; more from it are
+    /// answered `503` and closed, so one client holding silent connections cannot
+    /// lock the others out. `0` (the default) sets no per-address limit: a local
+    /// proxy's clients all come from 127.0.0.1; set it when clients reach the proxy
+    /// from several hosts.
+    pub max_connections_per_ip: usize,
     /// Most idle upstream connections kept per host (default 32).
     pub upstream_pool_max_idle: usize,
     /// How long an idle upstream connection is kept (default 30 s).
@@ -284,6 +290,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
+            max_connections_per_ip: 0,
             upstream_pool_max_idle: 32,
             upstream_pool_idle_timeout: Duration::from_secs(30),
             access_log: AccessLog::All,
@@ -317,6 +324,7 @@ impl fmt::Debug for Config {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("upstream_pool_max_idle", &self.upstream_pool_max_idle)
             .field(
                 "upstream_pool_idle_timeout",

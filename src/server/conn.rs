@@ -11,7 +11,10 @@
 //! - a kept-alive connection with no request in flight is closed after
 //!   [`Limits::idle_timeout`] without a byte from the client;
 //! - beyond [`Limits::max_connections`] open connections, a new one is answered
-//!   `503` with `Connection: close` and closed.
+//!   `503` with `Connection: close` and closed;
+//! - beyond [`Limits::max_per_ip`] open connections from one client address, a new
+//!   one from that address is refused the same way, so one client holding silent
+//!   connections (a slowloris) cannot take every slot from the others.
 //!
 //! A request in flight (its response not yet fully sent, a stream included) is never
 //! cut by these deadlines.
@@ -20,6 +23,7 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -48,6 +52,49 @@ pub(crate) struct Limits {
     pub(crate) idle_timeout: Duration,
     /// Most connections open at once; more are answered `503` and closed.
     pub(crate) max_connections: usize,
+    /// Most connections open at once from one client address (`0`: no such limit).
+    pub(crate) max_per_ip: usize,
+}
+
+/// Open connections by client address, for [`Limits::max_per_ip`].
+#[derive(Debug, Default)]
+struct PerIp {
+    open: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+}
+
+impl PerIp {
+    /// Counts one more connection from `ip`, or `None` when it already has `max`.
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            per_ip: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One open connection counted against its address; uncounted when dropped.
+#[derive(Debug)]
+struct IpSlot {
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.per_ip.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Connection counters, rendered with the proxy's metrics.
@@ -168,6 +215,7 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_ip = Arc::new(PerIp::default());
     // Connections being answered 503: bounded too, so a flood beyond the cap is closed
     // at once rather than held a moment each.
     let rejecting = Arc::new(Semaphore::new(REJECTING));
@@ -175,9 +223,9 @@ where
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             res = listener.accept() => match res {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors or a connection reset before it was
                     // accepted: wait a little instead of spinning.
@@ -188,16 +236,25 @@ where
             },
             () = &mut shutdown => break,
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        // One address first, so a client over its share takes no global slot.
+        let ip_slot = per_ip.take(peer.ip(), limits.max_per_ip);
+        let permit = match &ip_slot {
+            Some(_) => permits.clone().try_acquire_owned().ok(),
+            None => None,
+        };
+        let Some(permit) = permit else {
             let rejected = metrics.rejected.fetch_add(1, Ordering::Relaxed) + 1;
             // Logged on the 1st, 2nd, 4th, 8th... refusal, not once per connection.
             if rejected.is_power_of_two() {
                 tracing::warn!(
                     max_connections = limits.max_connections,
+                    max_connections_per_ip = limits.max_per_ip,
                     rejected,
-                    "too many open connections; answering 503 (see --max-connections)"
+                    "too many open connections; answering 503 (see --max-connections and \
+                     --max-connections-per-ip)"
                 );
             }
+            drop(ip_slot);
             if let Ok(slot) = rejecting.clone().try_acquire_owned() {
                 tokio::spawn(async move {
                     reject(stream).await;
@@ -244,6 +301,7 @@ where
             }
             metrics.open.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
+            drop(ip_slot);
         });
     }
     drop(listener);

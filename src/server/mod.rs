@@ -430,6 +430,7 @@ impl Proxy {
             header_read_timeout: self.config.header_read_timeout,
             idle_timeout: self.config.idle_timeout,
             max_connections: self.config.max_connections,
+            max_per_ip: self.config.max_connections_per_ip,
         };
         let api = conn::serve(
             listener,
