@@ -3,34 +3,16 @@
 
 mod support;
 
-use support::spec;
+use support::client;
+use support::spec::validate_all;
 
 use futures_util::TryStreamExt;
-use mistral_tower::Client;
 use mistral_tower::agents_api::{
     AgentListQuery, AgentSource, AgentVersion, CreateAgentRequest, UpdateAgentRequest,
 };
 use mistral_tower::common::Tool;
 use mistral_tower::conversations::{CompletionArgs, ConversationRequest};
 use mistral_tower::testing::FakeMistral;
-
-fn client(fake: &FakeMistral) -> Client {
-    Client::builder()
-        .api_key("test-key")
-        .service(fake.service())
-        .build()
-        .unwrap()
-}
-
-fn validate_all(fake: &FakeMistral) -> Vec<String> {
-    let Some(spec) = spec::spec() else {
-        return Vec::new();
-    };
-    fake.requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, spec::validate_request(spec, r)))
-        .collect()
-}
 
 #[tokio::test]
 async fn agents_create_list_get_update_versions_aliases_delete() {

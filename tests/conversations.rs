@@ -4,7 +4,9 @@
 
 mod support;
 
+use support::client;
 use support::spec;
+use support::spec::validate_all;
 
 use futures_util::{StreamExt, TryStreamExt};
 use mistral_tower::Client;
@@ -16,14 +18,6 @@ use mistral_tower::conversations::{
 use mistral_tower::testing::FakeMistral;
 use serde::Deserialize;
 use serde_json::json;
-
-fn client(fake: &FakeMistral) -> Client {
-    Client::builder()
-        .api_key("test-key")
-        .service(fake.service())
-        .build()
-        .unwrap()
-}
 
 fn scenario_client(fake: &FakeMistral, scenario: &'static str) -> Client {
     Client::builder()
@@ -41,16 +35,6 @@ fn scenario_client(fake: &FakeMistral, scenario: &'static str) -> Client {
 }
 
 /// Every recorded request validates against the spec; returns the operations seen.
-fn validate_all(fake: &FakeMistral) -> Vec<String> {
-    let Some(spec) = spec::spec() else {
-        return Vec::new();
-    };
-    fake.requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, spec::validate_request(spec, r)))
-        .collect()
-}
-
 #[tokio::test]
 async fn conversations_start_append_restart_list_get_history_messages_delete() {
     let fake = FakeMistral::new();

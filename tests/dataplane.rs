@@ -3,6 +3,7 @@
 
 mod support;
 
+use support::client;
 use support::spec;
 
 use bytes::Bytes;
@@ -13,14 +14,6 @@ use mistral_tower::files::{
 };
 use mistral_tower::models::{ModelListQuery, UpdateModelRequest};
 use mistral_tower::testing::FakeMistral;
-
-fn client(fake: &FakeMistral) -> Client {
-    Client::builder()
-        .api_key("test-key")
-        .service(fake.service())
-        .build()
-        .unwrap()
-}
 
 /// A client whose every request carries `x-fake-scenario: scenario`.
 fn scenario_client(fake: &FakeMistral, scenario: &'static str) -> Client {

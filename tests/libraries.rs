@@ -4,24 +4,16 @@
 
 mod support;
 
+use support::client;
 use support::spec;
 
 use futures_util::TryStreamExt;
-use mistral_tower::Client;
 use mistral_tower::libraries::{
     CreateLibraryRequest, DocumentListQuery, DocumentUpload, EntityType, LibraryListQuery,
     OwnerType, ProcessStatus, ShareLevel, SharingDelete, SharingRequest, UpdateDocumentRequest,
     UpdateLibraryRequest,
 };
 use mistral_tower::testing::FakeMistral;
-
-fn client(fake: &FakeMistral) -> Client {
-    Client::builder()
-        .api_key("test-key")
-        .service(fake.service())
-        .build()
-        .unwrap()
-}
 
 fn validate_all(fake: &FakeMistral) -> Vec<String> {
     let Some(spec) = spec::spec() else {

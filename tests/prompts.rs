@@ -3,9 +3,9 @@
 
 mod support;
 
-use support::spec;
+use support::client;
+use support::spec::validate_all;
 
-use mistral_tower::Client;
 use mistral_tower::chat::ChatMessage;
 use mistral_tower::prompts::{
     CreatePromptRequest, CreatePromptVersionRequest, MissingVariables, PromptDefinition,
@@ -13,24 +13,6 @@ use mistral_tower::prompts::{
     UpdatePromptVersionRequest,
 };
 use mistral_tower::testing::FakeMistral;
-
-fn client(fake: &FakeMistral) -> Client {
-    Client::builder()
-        .api_key("test-key")
-        .service(fake.service())
-        .build()
-        .unwrap()
-}
-
-fn validate_all(fake: &FakeMistral) -> Vec<String> {
-    let Some(spec) = spec::spec() else {
-        return Vec::new();
-    };
-    fake.requests()
-        .iter()
-        .map(|r| format!("{} {}", r.method, spec::validate_request(spec, r)))
-        .collect()
-}
 
 #[tokio::test]
 async fn prompts_create_list_get_update_versions_render_delete() {

@@ -4,10 +4,10 @@
 
 mod support;
 
+use support::client;
 use support::spec;
 
 use futures_util::TryStreamExt;
-use mistral_tower::Client;
 use mistral_tower::chat::{ChatCompletionRequest, ChatMessage};
 use mistral_tower::common::Tool;
 use mistral_tower::structured::StructuredEvent;
@@ -35,14 +35,6 @@ struct WeatherArgs {
 }
 
 const BOOK: &str = r#"{"title":"The Dispossessed","author":"Ursula K. Le Guin","year":1974,"tags":[{"name":"sf"}]}"#;
-
-fn client(fake: &FakeMistral) -> Client {
-    Client::builder()
-        .api_key("test-key")
-        .service(fake.service())
-        .build()
-        .unwrap()
-}
 
 fn validate_all(fake: &FakeMistral) {
     if let Some(spec) = spec::spec() {

@@ -68,6 +68,15 @@ pub fn openapi_spec() -> Option<&'static Value> {
     spec.as_ref()
 }
 
+/// A client (key `test-key`) sending straight to `fake`'s in-process service.
+pub fn client(fake: &mistral_tower::testing::FakeMistral) -> mistral_tower::Client {
+    mistral_tower::Client::builder()
+        .api_key("test-key")
+        .service(fake.service())
+        .build()
+        .unwrap()
+}
+
 /// A JSON `POST` to `uri` with `body`.
 pub fn post(uri: &str, body: &str) -> Request<Full<Bytes>> {
     Request::post(uri)

@@ -400,3 +400,15 @@ pub fn check_response(spec: &Value, method: &str, path: &str, streaming: bool, b
         );
     }
 }
+
+/// Validates every request `fake` received against the spec; returns
+/// `"METHOD template"` for each (nothing when the spec is absent).
+pub fn validate_all(fake: &mistral_tower::testing::FakeMistral) -> Vec<String> {
+    let Some(spec) = spec() else {
+        return Vec::new();
+    };
+    fake.requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, validate_request(spec, r)))
+        .collect()
+}
