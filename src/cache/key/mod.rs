@@ -114,17 +114,16 @@ impl HexKey {
 
 /// The [`DefaultKeyFn`] key without allocating.
 pub(crate) fn default_key_hex(input: &KeyInput<'_>) -> HexKey {
-    let is_json = match input.headers.get(http::header::CONTENT_TYPE) {
-        None => true,
+    let kind = match input.headers.get(http::header::CONTENT_TYPE) {
+        None => BodyKind::Json,
+        // The usual value first, without the substring search.
+        Some(v) if v.as_bytes() == b"application/json" => BodyKind::Json,
         // a form whose boundary happens to hold `json` is still a form
-        Some(v) if super::multipart::is_multipart_form(v) => false,
-        Some(v) => {
-            let v = v.as_bytes();
-            // The usual value first, without the substring search.
-            v == b"application/json" || memchr::memmem::find(v, b"json").is_some()
-        }
+        Some(v) if super::multipart::is_multipart_form(v) => BodyKind::Form(v),
+        Some(v) if memchr::memmem::find(v.as_bytes(), b"json").is_some() => BodyKind::Json,
+        Some(_) => BodyKind::Raw,
     };
-    let digest = default_digest(input, is_json);
+    let digest = default_digest(input, kind);
     let mut out = [0u8; 64];
     for (pair, &b) in out.chunks_exact_mut(2).zip(&digest) {
         pair.copy_from_slice(&HEX_PAIRS[b as usize]);
@@ -206,7 +205,18 @@ impl<'h> Feed<'h> {
     }
 }
 
-fn default_digest(input: &KeyInput<'_>, is_json: bool) -> [u8; 32] {
+/// How a body is keyed, from its content type.
+#[derive(Clone, Copy)]
+enum BodyKind<'a> {
+    /// Canonical JSON.
+    Json,
+    /// Canonical `multipart/form-data` (this content type, for its boundary).
+    Form(&'a http::HeaderValue),
+    /// The raw bytes.
+    Raw,
+}
+
+fn default_digest(input: &KeyInput<'_>, kind: BodyKind<'_>) -> [u8; 32] {
     let mut h = Sha256::new();
     let mut f = Feed::new(&mut h);
     f.field(b"mistral-tower/key/v1");
@@ -215,10 +225,10 @@ fn default_digest(input: &KeyInput<'_>, is_json: bool) -> [u8; 32] {
     f.field(pq.as_bytes());
     f.field(input.namespace.as_bytes());
     f.field(input.tenant);
-    let hashed = if is_json {
-        !input.body.is_empty() && hash_canonical_json(input.body, &mut f)
-    } else {
-        hash_canonical_multipart(input, &mut f)
+    let hashed = match kind {
+        BodyKind::Json => !input.body.is_empty() && hash_canonical_json(input.body, &mut f),
+        BodyKind::Form(ct) => hash_canonical_multipart(ct, input.body, &mut f),
+        BodyKind::Raw => false,
     };
     if !hashed {
         f.field(b"raw");
@@ -233,15 +243,9 @@ fn default_digest(input: &KeyInput<'_>, is_json: bool) -> [u8; 32] {
 /// Feeds the canonical form of a `multipart/form-data` body (see
 /// [`super::multipart::canonical_multipart`]: the boundary and the part order do not
 /// count), preceded by the `multipart` marker. Returns `false` (having fed nothing) for
-/// any other body.
-fn hash_canonical_multipart(input: &KeyInput<'_>, f: &mut Feed<'_>) -> bool {
-    let Some(ct) = input.headers.get(http::header::CONTENT_TYPE) else {
-        return false;
-    };
-    if !super::multipart::is_multipart_form(ct) {
-        return false;
-    }
-    match super::multipart::canonical_multipart(ct, input.body) {
+/// a malformed form.
+fn hash_canonical_multipart(ct: &http::HeaderValue, body: &[u8], f: &mut Feed<'_>) -> bool {
+    match super::multipart::canonical_multipart(ct, body) {
         Some(canonical) => {
             f.field(b"multipart");
             f.field(&canonical);
