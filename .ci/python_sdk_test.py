@@ -10,10 +10,9 @@ Usage: python_sdk_test.py PROXY_URL FAKE_UPSTREAM_URL
 at /_fake/calls).
 """
 
-import json
 import sys
-import time
-import urllib.request
+
+from proxy_e2e import cached_twice, upstream_calls, wait_until_up
 
 try:  # mistralai >= 2
     from mistralai.client import Mistral
@@ -21,53 +20,11 @@ except ImportError:  # mistralai 1.x
     from mistralai import Mistral
 
 
-def get_json(url):
-    with urllib.request.urlopen(url, timeout=10) as res:
-        return json.load(res)
-
-
-def get_text(url):
-    with urllib.request.urlopen(url, timeout=10) as res:
-        return res.read().decode()
-
-
-def upstream_calls(upstream):
-    return get_json(upstream + "/_fake/calls")["total"]
-
-
-def metric(proxy, name):
-    for line in get_text(proxy + "/_mistral-cache/metrics").splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"metric {name} not found")
-
-
 def twice(label, proxy, upstream, call):
-    """Runs `call` twice; the first reaches the upstream, the second must not."""
-    before = upstream_calls(upstream)
-    hits_before = metric(proxy, "mistral_cache_hits_total")
-    first = call()
-    after_first = upstream_calls(upstream)
-    assert after_first == before + 1, f"{label}: first call should reach the upstream once ({before} -> {after_first})"
-    second = call()
-    after_second = upstream_calls(upstream)
-    assert after_second == after_first, f"{label}: second call reached the upstream ({after_first} -> {after_second})"
-    hits = metric(proxy, "mistral_cache_hits_total")
-    assert hits == hits_before + 1, f"{label}: the proxy counted {hits - hits_before} hits, expected 1"
+    """Runs `call` twice; the second must come from the cache."""
+    first, second = cached_twice(label, proxy, upstream, call)
     print(f"ok: {label}: second answer served from the cache")
     return first, second
-
-
-def wait_until_up(url, what):
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            get_text(url)
-            return
-        except OSError as e:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{what} at {url} is not answering: {e}")
-            time.sleep(0.2)
 
 
 def main():

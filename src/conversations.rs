@@ -1009,9 +1009,7 @@ impl Conversations<'_> {
         mut req: ConversationRequest,
     ) -> Result<ApiResponse<ConversationResponse>, Error> {
         req.stream = None;
-        self.client
-            .send_json_with_options(Method::POST, "/v1/conversations", Some(&req), &self.options)
-            .await
+        self.turn("/v1/conversations", &req).await
     }
 
     /// Starts a conversation and streams its events (`POST /v1/conversations`,
@@ -1022,11 +1020,7 @@ impl Conversations<'_> {
         mut req: ConversationRequest,
     ) -> Result<EventStream<ConversationEvent>, Error> {
         req.stream = Some(true);
-        let s = self
-            .client
-            .send_stream_with_options("/v1/conversations", &req, &self.options)
-            .await?;
-        Ok(s.ends_after(TERMINAL_EVENTS))
+        self.turn_stream("/v1/conversations", &req).await
     }
 
     /// Appends inputs to a conversation (`POST /v1/conversations/{id}`).
@@ -1036,14 +1030,7 @@ impl Conversations<'_> {
         mut req: AppendConversationRequest,
     ) -> Result<ApiResponse<ConversationResponse>, Error> {
         req.stream = None;
-        self.client
-            .send_json_with_options(
-                Method::POST,
-                &conv_path(conversation_id, ""),
-                Some(&req),
-                &self.options,
-            )
-            .await
+        self.turn(&conv_path(conversation_id, ""), &req).await
     }
 
     /// Appends inputs and streams the events (`POST /v1/conversations/{id}`,
@@ -1054,11 +1041,8 @@ impl Conversations<'_> {
         mut req: AppendConversationRequest,
     ) -> Result<EventStream<ConversationEvent>, Error> {
         req.stream = Some(true);
-        let s = self
-            .client
-            .send_stream_with_options(&conv_path(conversation_id, ""), &req, &self.options)
-            .await?;
-        Ok(s.ends_after(TERMINAL_EVENTS))
+        self.turn_stream(&conv_path(conversation_id, ""), &req)
+            .await
     }
 
     /// Restarts a conversation from an entry, as a new conversation
@@ -1069,13 +1053,7 @@ impl Conversations<'_> {
         mut req: RestartConversationRequest,
     ) -> Result<ApiResponse<ConversationResponse>, Error> {
         req.stream = None;
-        self.client
-            .send_json_with_options(
-                Method::POST,
-                &conv_path(conversation_id, "/restart"),
-                Some(&req),
-                &self.options,
-            )
+        self.turn(&conv_path(conversation_id, "/restart"), &req)
             .await
     }
 
@@ -1087,9 +1065,31 @@ impl Conversations<'_> {
         mut req: RestartConversationRequest,
     ) -> Result<EventStream<ConversationEvent>, Error> {
         req.stream = Some(true);
+        self.turn_stream(&conv_path(conversation_id, "/restart"), &req)
+            .await
+    }
+
+    /// One turn (`POST path`), answered whole.
+    async fn turn<R: Serialize>(
+        &self,
+        path: &str,
+        req: &R,
+    ) -> Result<ApiResponse<ConversationResponse>, Error> {
+        self.client
+            .send_json_with_options(Method::POST, path, Some(req), &self.options)
+            .await
+    }
+
+    /// One turn (`POST path`, `stream: true`), as events that end cleanly at the
+    /// conversation's terminal event.
+    async fn turn_stream<R: Serialize>(
+        &self,
+        path: &str,
+        req: &R,
+    ) -> Result<EventStream<ConversationEvent>, Error> {
         let s = self
             .client
-            .send_stream_with_options(&conv_path(conversation_id, "/restart"), &req, &self.options)
+            .send_stream_with_options(path, req, &self.options)
             .await?;
         Ok(s.ends_after(TERMINAL_EVENTS))
     }

@@ -63,18 +63,22 @@ struct PerIp {
 }
 
 impl PerIp {
-    /// Counts one more connection from `ip`, or `None` when it already has `max`.
-    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+    /// Counts one more connection from `ip`: `Err` when it already has `max`,
+    /// `Ok(None)` (nothing counted) when there is no per-address limit.
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Result<Option<IpSlot>, ()> {
+        if max == 0 {
+            return Ok(None);
+        }
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(ip).or_insert(0);
-        if max > 0 && *n >= max {
-            return None;
+        if *n >= max {
+            return Err(());
         }
         *n += 1;
-        Some(IpSlot {
+        Ok(Some(IpSlot {
             per_ip: self.clone(),
             ip,
-        })
+        }))
     }
 }
 
@@ -238,11 +242,11 @@ where
         };
         // One address first, so a client over its share takes no global slot.
         let ip_slot = per_ip.take(peer.ip(), limits.max_per_ip);
-        let permit = match &ip_slot {
-            Some(_) => permits.clone().try_acquire_owned().ok(),
-            None => None,
+        let permit = match ip_slot {
+            Ok(_) => permits.clone().try_acquire_owned().ok(),
+            Err(()) => None,
         };
-        let Some(permit) = permit else {
+        let (Some(permit), Ok(ip_slot)) = (permit, ip_slot) else {
             let rejected = metrics.rejected.fetch_add(1, Ordering::Relaxed) + 1;
             // Logged on the 1st, 2nd, 4th, 8th... refusal, not once per connection.
             if rejected.is_power_of_two() {
@@ -254,7 +258,6 @@ where
                      --max-connections-per-ip)"
                 );
             }
-            drop(ip_slot);
             if let Ok(slot) = rejecting.clone().try_acquire_owned() {
                 tokio::spawn(async move {
                     reject(stream).await;
