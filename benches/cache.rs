@@ -140,6 +140,34 @@ where
     calls.load(Ordering::Relaxed)
 }
 
+/// The floor of a hit: the body's SHA-256 as the key, one moka read (with the memory
+/// engine's hasher), the stored answer sent back with `x-cache: HIT`.
+fn floor_service(
+    body: &Bytes,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible>
++ Clone
++ 'static {
+    let cache: moka::sync::Cache<[u8; 32], Bytes, ahash::RandomState> =
+        moka::sync::Cache::builder()
+            .max_capacity(1000)
+            .build_with_hasher(ahash::RandomState::new());
+    cache.insert(Sha256::digest(body).into(), chat_response(RESPONSE_SIZE));
+    service_fn(move |req: Request<Full<Bytes>>| {
+        let cache = cache.clone();
+        async move {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let key: [u8; 32] = Sha256::digest(&body).into();
+            let data = cache.get(&key).expect("the floor's entry");
+            let res = Response::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .header("x-cache", "HIT")
+                .body(Full::new(data))
+                .unwrap();
+            Ok::<_, Infallible>(res)
+        }
+    })
+}
+
 fn hit(c: &mut Criterion) {
     let mut group = c.benchmark_group("hit");
     let file_dir = tempfile::tempdir().unwrap();
@@ -177,6 +205,40 @@ fn hit(c: &mut Criterion) {
             warmed,
             "memory bench was not all hits"
         );
+
+        // (b') the same without the index of byte-identical repeats: every hit
+        // canonicalizes its body.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let canonical = ServiceBuilder::new()
+            .layer(CacheLayer::new(MemoryEngine::new(MEMORY_BUDGET)).raw_key_index(0))
+            .service(inner_json(calls.clone()));
+        let warmed = warm(&canonical, post, &calls);
+        group.bench_function(
+            BenchmarkId::new("cache_layer_memory_no_raw_index", &label),
+            |b| {
+                b.to_async(rt()).iter_batched(
+                    || (canonical.clone(), post()),
+                    |(svc, req)| async move { drain(svc.oneshot(req).await.unwrap()).await },
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            warmed,
+            "no-index bench was not all hits"
+        );
+
+        // (e) floor: a hand-written hit: SHA-256 of the raw body, a moka lookup (the
+        // memory engine's map and hasher), the stored answer as the response.
+        let floor = floor_service(&body);
+        group.bench_function(BenchmarkId::new("floor_sha256_moka", &label), |b| {
+            b.to_async(rt()).iter_batched(
+                || (floor.clone(), post()),
+                |(svc, req)| async move { drain(svc.oneshot(req).await.unwrap()).await },
+                BatchSize::SmallInput,
+            )
+        });
 
         // (c) peer: http-cache-tower + moka on a GET hit (it cannot key on a POST body).
         let calls = Arc::new(AtomicUsize::new(0));

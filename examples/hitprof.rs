@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Modes (first argument), each running `N` iterations on a `SIZE`-byte chat request:
-//! - `layer`: a hit through `CacheLayer` + `MemoryEngine` (request in, body collected);
+//! - `layer`: a hit through `CacheLayer` + `MemoryEngine` (request in, body collected),
+//!   a byte-identical repeat (its key comes from the index of such repeats);
+//!   `layernoindex`: the same with that index off (every hit canonicalizes the body);
 //! - `floor`: the hand-written floor: SHA-256 of the body, a moka get, the response built
 //!   and its body collected;
 //! - `key`: the default key derivation alone; `sha`: plain SHA-256 of the body;
@@ -113,7 +115,10 @@ fn miss_requests(size: usize, n: usize) -> Vec<Request<Full<Bytes>>> {
 }
 
 #[inline(never)]
-fn one_floor(cache: &moka::sync::Cache<[u8; 32], Bytes>, req: Request<Full<Bytes>>) -> usize {
+fn one_floor(
+    cache: &moka::sync::Cache<[u8; 32], Bytes, ahash::RandomState>,
+    req: Request<Full<Bytes>>,
+) -> usize {
     now(async {
         let (_parts, body) = req.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
@@ -165,7 +170,7 @@ fn main() {
     let mut sink = 0usize;
     let start = std::time::Instant::now();
     match mode {
-        "layer" => {
+        "layer" | "layernoindex" => {
             let calls = Arc::new(AtomicUsize::new(0));
             let c2 = calls.clone();
             // No `Cache-Control` here (unlike `support::json_response`): the hit
@@ -182,21 +187,26 @@ fn main() {
                     )
                 }
             });
-            let svc = ServiceBuilder::new()
-                .layer(CacheLayer::new(MemoryEngine::new(256 << 20)))
-                .service(inner);
-            // Warm up (the store of a memory engine finishes inline).
+            let mut layer = CacheLayer::new(MemoryEngine::new(256 << 20));
+            if mode == "layernoindex" {
+                layer = layer.raw_key_index(0);
+            }
+            let svc = ServiceBuilder::new().layer(layer).service(inner);
+            // Warm up: a miss, then a hit that enters the request in the index of
+            // byte-identical repeats (the store of a memory engine finishes inline).
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap()
                 .block_on(async {
-                    let res = svc
-                        .clone()
-                        .oneshot(support::chat_post(body.clone()))
-                        .await
-                        .unwrap();
-                    res.into_body().collect().await.unwrap();
+                    for _ in 0..2 {
+                        let res = svc
+                            .clone()
+                            .oneshot(support::chat_post(body.clone()))
+                            .await
+                            .unwrap();
+                        res.into_body().collect().await.unwrap();
+                    }
                 });
             let start = std::time::Instant::now();
             for _ in 0..n {
@@ -239,7 +249,10 @@ fn main() {
             report(mode, start, n);
         }
         "floor" => {
-            let cache = moka::sync::Cache::new(1000);
+            // The memory engine's map and hasher.
+            let cache = moka::sync::Cache::builder()
+                .max_capacity(1000)
+                .build_with_hasher(ahash::RandomState::new());
             cache.insert(Sha256::digest(&body).into(), response);
             for _ in 0..n {
                 sink += one_floor(&cache, support::chat_post(body.clone()));
@@ -263,7 +276,10 @@ fn main() {
         }
         other => panic!("unknown mode {other}"),
     }
-    if !matches!(mode, "layer" | "miss" | "missbare" | "missbase") {
+    if !matches!(
+        mode,
+        "layer" | "layernoindex" | "miss" | "missbare" | "missbase"
+    ) {
         report(mode, start, n);
     }
     println!("{mode} size={} n={n} sink={sink}", body.len());

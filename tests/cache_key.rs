@@ -705,3 +705,174 @@ fn equal_keys_mean_equal_documents_with_aliased_and_duplicate_names() {
     }
     assert!(shared > 500, "only {shared} documents shared a key");
 }
+
+// ------------------------------------------- the index of byte-identical repeats
+
+mod raw_index {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::{BodyExt, Full};
+    use mistral_tower::cache::{CacheLayer, MemoryEngine, RequestBody};
+    use tower::{Layer, Service, ServiceExt};
+
+    const BODY: &str =
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.5}"#;
+
+    fn counted(
+        calls: Arc<AtomicUsize>,
+    ) -> impl Service<
+        Request<RequestBody<Full<Bytes>>>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static {
+        tower::service_fn(move |_req: Request<RequestBody<Full<Bytes>>>| {
+            let n = calls.fetch_add(1, SeqCst);
+            async move {
+                let res = Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(format!("{{\"n\":{n}}}"))))
+                    .unwrap();
+                Ok::<_, Infallible>(res)
+            }
+        })
+    }
+
+    fn req(body: &str, auth: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+        let mut b = Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .header("authorization", auth);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(Full::new(Bytes::from(body.to_owned()))).unwrap()
+    }
+
+    /// Sends `r`, returns `x-cache` and the body.
+    async fn send<S>(svc: &S, r: Request<Full<Bytes>>) -> (String, String)
+    where
+        S: Service<
+                Request<Full<Bytes>>,
+                Response = Response<mistral_tower::cache::ResponseBody<Full<Bytes>>>,
+                Error = Infallible,
+            > + Clone,
+    {
+        let res = svc.clone().oneshot(r).await.unwrap();
+        let x = res.headers()["x-cache"].to_str().unwrap().to_owned();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (x, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn byte_identical_repeats_reuse_the_key_and_anything_else_derives_it() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let layer = CacheLayer::new(MemoryEngine::new(1 << 20));
+        let svc = layer.layer(counted(calls.clone()));
+        let a = || req(BODY, "Bearer a", &[]);
+        assert_eq!(send(&svc, a()).await.0, "MISS");
+        // The first hit derives the key and enters the request in the index; the
+        // repeats after it take the key from there.
+        for i in 0..3 {
+            assert_eq!(send(&svc, a()).await, ("HIT".into(), "{\"n\":0}".into()));
+            assert_eq!(layer.metrics().raw_key_reuses, i);
+        }
+        let reuses = layer.metrics().raw_key_reuses;
+
+        // One changed byte that keeps the canonical form (whitespace, member order):
+        // the key is derived, and it is the same key, so still a hit.
+        let spaced = BODY.replacen(':', " : ", 1);
+        let reordered =
+            r#"{"temperature":0.5,"messages":[{"content":"hi","role":"user"}],"model":"m"}"#;
+        for body in [spaced.as_str(), reordered] {
+            assert_eq!(
+                send(&svc, req(body, "Bearer a", &[])).await,
+                ("HIT".into(), "{\"n\":0}".into())
+            );
+        }
+        assert_eq!(layer.metrics().raw_key_reuses, reuses);
+
+        // Same bytes under another tenant or namespace, or one changed value: another
+        // key, so a miss; none of them reuses a's key.
+        let changed = BODY.replace("0.5", "0.6");
+        let others = [
+            req(BODY, "Bearer b", &[]),
+            req(BODY, "Bearer a", &[("x-cache-namespace", "other")]),
+            req(&changed, "Bearer a", &[]),
+        ];
+        for (i, r) in others.into_iter().enumerate() {
+            assert_eq!(send(&svc, r).await.0, "MISS", "case {i}");
+        }
+        assert_eq!(calls.load(SeqCst), 4);
+        assert_eq!(layer.metrics().raw_key_reuses, reuses);
+        // And a is still served from the index.
+        assert_eq!(send(&svc, a()).await.0, "HIT");
+        assert_eq!(layer.metrics().raw_key_reuses, reuses + 1);
+    }
+
+    #[tokio::test]
+    async fn a_reused_key_still_obeys_ttl_and_directives() {
+        let now = Arc::new(AtomicU64::new(1_000_000));
+        let clock = {
+            let now = now.clone();
+            move || now.load(SeqCst)
+        };
+        let calls = Arc::new(AtomicUsize::new(0));
+        let layer = CacheLayer::new(MemoryEngine::new(1 << 20))
+            .ttl(Duration::from_secs(10))
+            .clock(clock);
+        let svc = layer.layer(counted(calls.clone()));
+        let a = |h: &[(&str, &str)]| req(BODY, "Bearer a", h);
+        assert_eq!(send(&svc, a(&[])).await.0, "MISS");
+        assert_eq!(send(&svc, a(&[])).await.0, "HIT");
+        assert_eq!(send(&svc, a(&[])).await.0, "HIT");
+        assert_eq!(layer.metrics().raw_key_reuses, 1);
+        // max-age: the reused key finds an entry that is too old for this request.
+        now.fetch_add(5_000, SeqCst);
+        assert_eq!(
+            send(&svc, a(&[("x-cache-control", "max-age=2")])).await.0,
+            "MISS"
+        );
+        assert_eq!(calls.load(SeqCst), 2);
+        // no-cache skips the read whatever the key's origin.
+        assert_eq!(
+            send(&svc, a(&[("x-cache-control", "no-cache")])).await.0,
+            "REFRESH"
+        );
+        assert_eq!(calls.load(SeqCst), 3);
+        assert_eq!(send(&svc, a(&[])).await, ("HIT".into(), "{\"n\":2}".into()));
+        // Past the TTL the entry is gone even though the index still names its key.
+        now.fetch_add(11_000, SeqCst);
+        assert_eq!(
+            send(&svc, a(&[("x-cache-control", "only-if-cached")]))
+                .await
+                .0,
+            "MISS"
+        );
+        assert_eq!(calls.load(SeqCst), 3, "only-if-cached never calls upstream");
+        assert_eq!(send(&svc, a(&[])).await.0, "MISS");
+        assert_eq!(calls.load(SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn the_index_is_off_with_a_custom_key_function_or_a_zero_budget() {
+        let custom = CacheLayer::new(MemoryEngine::new(1 << 20)).key_fn(
+            |input: &mistral_tower::cache::KeyInput<'_>| format!("len{}", input.body.len()),
+        );
+        let off = CacheLayer::new(MemoryEngine::new(1 << 20)).raw_key_index(0);
+        for layer in [custom, off] {
+            let svc = layer.layer(counted(Arc::new(AtomicUsize::new(0))));
+            assert_eq!(send(&svc, req(BODY, "Bearer a", &[])).await.0, "MISS");
+            for _ in 0..3 {
+                assert_eq!(send(&svc, req(BODY, "Bearer a", &[])).await.0, "HIT");
+            }
+            assert_eq!(layer.metrics().raw_key_reuses, 0);
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::control::{CacheMode, Cacheable, DefaultCacheable};
 use super::flight::Flights;
-use super::key::{DefaultKeyFn, KeyFn};
+use super::key::{DEFAULT_RAW_INDEX_BYTES, DefaultKeyFn, KeyFn, RawIndex};
 use super::metrics::Metrics;
 
 /// A source of the current time in unix milliseconds (injectable for tests).
@@ -64,6 +64,8 @@ pub(crate) struct Config {
     pub(crate) key_fn: Arc<dyn KeyFn>,
     /// `true` while `key_fn` is [`DefaultKeyFn`] (its key is then derived on the stack).
     pub(crate) default_key: bool,
+    /// Byte-identical repeats and their default keys (`None`: off).
+    pub(crate) raw_index: Option<Arc<RawIndex>>,
     pub(crate) tenant: Tenant,
     pub(crate) max_request_body: usize,
     pub(crate) max_response_body: usize,
@@ -84,6 +86,7 @@ impl Config {
             honor_cache_control: false,
             key_fn: Arc::new(DefaultKeyFn),
             default_key: true,
+            raw_index: Some(Arc::new(RawIndex::new(DEFAULT_RAW_INDEX_BYTES))),
             tenant: Tenant::Authorization,
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
             max_response_body: DEFAULT_MAX_RESPONSE_BODY,

@@ -23,7 +23,7 @@ use tower_layer::Layer;
 use super::config::{Clock, Config, DEFAULT_FLIGHT_WAIT, Shared, Tenant};
 use super::control::{CacheMode, Cacheable};
 use super::flight::Flights;
-use super::key::KeyFn;
+use super::key::{KeyFn, RawIndex};
 use super::metrics::{Metrics, MetricsSnapshot};
 use super::service::CacheService;
 
@@ -130,6 +130,19 @@ impl<E> CacheLayer<E> {
             c.key_fn = k;
             c.default_key = false;
         })
+    }
+
+    /// The budget of the index of byte-identical repeats (default 8 MiB; `0` turns it
+    /// off). With the default key, a request whose method, path and query, namespace,
+    /// tenant scope, `Content-Type` and body are byte for byte those of an earlier
+    /// request that hit reuses that request's key instead of canonicalizing its body
+    /// again; anything else derives the key as usual. The index keeps a copy of each
+    /// such body and a SHA-256 digest of the rest (never the tenant scope itself);
+    /// bodies over a sixteenth of the budget are not indexed. See
+    /// [`key`](super::key#byte-identical-repeats).
+    pub fn raw_key_index(self, max_bytes: u64) -> Self {
+        let index = (max_bytes > 0).then(|| Arc::new(RawIndex::new(max_bytes)));
+        self.with(|c| c.raw_index = index)
     }
 
     /// Scopes every entry to this secret (for example an API key that is added *inside*

@@ -13,44 +13,77 @@ use http::request::Parts;
 use super::config::{Config, Shared, Tenant};
 use super::engine::{CacheEngine, CacheError, Token};
 use super::entry::CacheEntry;
-use super::key::{HexKey, KeyInput, default_key_hex};
+use super::key::{HexKey, KeyInput, Probe, default_key_hex};
 use super::metrics::Metrics;
 
 /// The key of a request: on the stack for the default key function.
 pub(crate) enum Key {
-    Hex(HexKey),
+    /// The default key; with a probe when it was derived canonically and may be
+    /// remembered for byte-identical repeats (see [`Key::remember`]).
+    Hex(HexKey, Option<Probe>),
     Owned(String),
 }
 
+/// What the key of a buffered request in `namespace` is derived from.
+fn key_input<'a>(
+    cfg: &'a Config,
+    parts: &'a Parts,
+    namespace: &'a str,
+    body: &'a [u8],
+) -> KeyInput<'a> {
+    let tenant: &[u8] = match &cfg.tenant {
+        Tenant::Authorization => parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map_or(&[], |v| v.as_bytes()),
+        Tenant::Fixed(d) => d,
+        Tenant::Shared => &[],
+    };
+    KeyInput {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body,
+        namespace,
+        tenant,
+    }
+}
+
 impl Key {
-    /// Derives the key of a buffered request in `namespace`.
-    pub(crate) fn new(cfg: &Config, parts: &Parts, namespace: &str, body: &[u8]) -> Key {
-        let tenant: &[u8] = match &cfg.tenant {
-            Tenant::Authorization => parts
-                .headers
-                .get(header::AUTHORIZATION)
-                .map_or(&[], |v| v.as_bytes()),
-            Tenant::Fixed(d) => d,
-            Tenant::Shared => &[],
-        };
-        let input = KeyInput {
-            method: &parts.method,
-            uri: &parts.uri,
-            headers: &parts.headers,
-            body,
-            namespace,
-            tenant,
-        };
-        if cfg.default_key {
-            Key::Hex(default_key_hex(&input))
-        } else {
-            Key::Owned(cfg.key_fn.key(&input))
+    /// Derives the key of a buffered request in `namespace`: from the index of
+    /// byte-identical repeats when it holds this request, otherwise canonically.
+    pub(crate) fn new(
+        cfg: &Config,
+        m: &Metrics,
+        parts: &Parts,
+        namespace: &str,
+        body: &[u8],
+    ) -> Key {
+        let input = key_input(cfg, parts, namespace, body);
+        if !cfg.default_key {
+            return Key::Owned(cfg.key_fn.key(&input));
+        }
+        match cfg.raw_index.as_deref().map(|index| index.get(&input)) {
+            Some(Ok(k)) => {
+                Metrics::inc(&m.raw_key_reuses);
+                Key::Hex(k, None)
+            }
+            Some(Err(probe)) => Key::Hex(default_key_hex(&input), probe),
+            None => Key::Hex(default_key_hex(&input), None),
+        }
+    }
+
+    /// After a hit: remembers a canonically derived default key, so byte-identical
+    /// repeats of this request skip canonicalization.
+    pub(crate) fn remember(&self, cfg: &Config, parts: &Parts, namespace: &str, body: &[u8]) {
+        if let (Key::Hex(k, Some(probe)), Some(index)) = (self, &cfg.raw_index) {
+            index.remember(*probe, &key_input(cfg, parts, namespace, body), *k);
         }
     }
 
     pub(crate) fn as_str(&self) -> &str {
         match self {
-            Key::Hex(k) => k.as_str(),
+            Key::Hex(k, _) => k.as_str(),
             Key::Owned(k) => k,
         }
     }

@@ -35,6 +35,9 @@ pub struct MetricsSnapshot {
     pub corrupt_entries: u64,
     /// Body bytes served from the cache.
     pub bytes_served: u64,
+    /// Keys taken from the index of byte-identical repeats instead of being derived
+    /// (see [`CacheLayer::raw_key_index`](super::CacheLayer::raw_key_index)).
+    pub raw_key_reuses: u64,
     /// The engine's circuit breaker (see [`CacheLayer::circuit_breaker`](super::CacheLayer::circuit_breaker)).
     pub breaker: super::BreakerState,
     /// Times the circuit breaker opened.
@@ -56,6 +59,7 @@ pub(crate) struct Metrics {
     pub(crate) engine_errors: AtomicU64,
     pub(crate) corrupt_entries: AtomicU64,
     pub(crate) bytes_served: AtomicU64,
+    pub(crate) raw_key_reuses: AtomicU64,
 }
 
 impl Metrics {
@@ -77,6 +81,7 @@ impl Metrics {
             engine_errors: self.engine_errors.load(Relaxed),
             corrupt_entries: self.corrupt_entries.load(Relaxed),
             bytes_served: self.bytes_served.load(Relaxed),
+            raw_key_reuses: self.raw_key_reuses.load(Relaxed),
             ..MetricsSnapshot::default()
         }
     }

@@ -72,12 +72,15 @@ where
         lookup: lookup_first,
     } = req;
     let m = &shared.metrics;
-    let key = key.as_str();
+    let derived = key;
+    let key = derived.as_str();
     let read = !ctl.no_cache && cfg.mode != CacheMode::WriteOnly;
     if lookup_first {
         if let Some(entry) = lookup(&shared, &cfg, key).await
             && let Some(res) = fresh_hit(&cfg, &ctl, m, key, entry)
         {
+            let namespace = ctl.namespace.as_deref().unwrap_or(&cfg.namespace);
+            derived.remember(&cfg, &parts, namespace, &bytes);
             return Ok(res);
         }
         if let Some(res) = replay_only_miss(&cfg, &ctl, m, key) {

@@ -268,7 +268,7 @@ where
     E: CacheEngine,
 {
     let namespace = ctl.namespace.as_deref().unwrap_or(&cfg.namespace);
-    let key = Key::new(cfg, &parts, namespace, &bytes);
+    let key = Key::new(cfg, &shared.metrics, &parts, namespace, &bytes);
 
     let read = !ctl.no_cache && cfg.mode != CacheMode::WriteOnly;
     let mut lookup = read;
@@ -284,6 +284,7 @@ where
         if let Some(entry) = decode_entry(m, k, res, trusted)
             && let Some(res) = fresh_hit(cfg, &ctl, m, k, entry)
         {
+            key.remember(cfg, &parts, namespace, &bytes);
             return Lookup::Done(res);
         }
         if let Some(res) = replay_only_miss(cfg, &ctl, m, k) {

@@ -61,12 +61,21 @@ pub struct MemoryEngine {
 }
 
 impl MemoryEngine {
-    /// An engine holding at most `max_bytes` of keys and values.
+    /// The bytes each entry is charged against the budget besides its key and value:
+    /// what an entry costs in resident memory beyond them (the map's bookkeeping, the
+    /// key's and value's allocations), measured with `examples/memory_overhead.rs`
+    /// (see `BENCHMARKS.md`).
+    pub const ENTRY_OVERHEAD: u64 = 256;
+
+    /// An engine holding at most `max_bytes` of entries: each is charged its key, its
+    /// value and [`ENTRY_OVERHEAD`](Self::ENTRY_OVERHEAD), so the process's resident
+    /// memory for the entries stays within the budget.
     pub fn new(max_bytes: u64) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &Arc<str>, v: &Value| {
-                u32::try_from(k.len() + v.data.len() + 64).unwrap_or(u32::MAX)
+                let w = k.len() as u64 + v.data.len() as u64 + Self::ENTRY_OVERHEAD;
+                u32::try_from(w).unwrap_or(u32::MAX)
             })
             .expire_after(PerEntryTtl)
             // Keys may come from a custom key function, so the hasher stays seeded per
@@ -184,6 +193,26 @@ mod tests {
         e.run_pending_tasks();
         assert!(e.weighted_size() <= 100_000, "{}", e.weighted_size());
         assert!(e.entry_count() < 100);
+    }
+
+    #[test]
+    fn the_budget_charges_each_entry_its_overhead() {
+        // 10,000 tiny entries: their keys and values alone (65 bytes each) would fit
+        // 1,538 of them in the budget; with the per-entry overhead charged, at most
+        // `budget / (65 + ENTRY_OVERHEAD)` stay, so the resident memory they cost (see
+        // `examples/memory_overhead.rs`) stays within the budget.
+        let budget = 100_000;
+        let e = MemoryEngine::new(budget);
+        for i in 0..10_000 {
+            e.set_sync(&format!("{i:064x}"), Bytes::from_static(b"v"), None);
+        }
+        e.run_pending_tasks();
+        let charged = 64 + 1 + MemoryEngine::ENTRY_OVERHEAD;
+        assert!(e.weighted_size() <= budget, "{}", e.weighted_size());
+        assert_eq!(e.weighted_size() % charged, 0, "{}", e.weighted_size());
+        assert!(e.entry_count() <= budget / charged, "{}", e.entry_count());
+        // The overhead is what an entry costs beyond its bytes (measured), not a guess.
+        assert!(MemoryEngine::ENTRY_OVERHEAD >= 200);
     }
 
     #[tokio::test]

@@ -235,6 +235,36 @@ pub(super) fn is_canonical_name(name: &[u8]) -> bool {
     true
 }
 
+/// Whether `src[start..end]` is all printable ASCII other than `\\` (`0x20..0x80`),
+/// checked 8 bytes at a time: the names of a typical request are short and end before
+/// the input does (a name is always followed by at least `":` and a value), so most
+/// take one or two word loads.
+#[inline]
+pub(super) fn plain_ascii(src: &[u8], mut start: usize, end: usize) -> bool {
+    // A byte below 0x20 borrows into its own high bit; a byte at or above 0x80 has it
+    // set. A borrow only moves upwards, so a flagged byte below `end` is exact.
+    let flags = |w: u64| (w.wrapping_sub(ONES * 0x20) | w) & HIGHS;
+    while start + 8 <= end {
+        if flags(word(src, start)) != 0 {
+            return false;
+        }
+        start += 8;
+    }
+    let n = end - start;
+    if n == 0 {
+        return true;
+    }
+    let w = match src.get(start..start + 8) {
+        Some(_) => word(src, start),
+        None => {
+            let mut b = [0u8; 8];
+            b[..n].copy_from_slice(&src[start..end]);
+            u64::from_le_bytes(b)
+        }
+    };
+    flags(w) & (HIGHS >> (8 * (8 - n))) == 0
+}
+
 /// How far an escape `\x` advances, by `x`: 2, 6 for `\u` (then 4 hex digits are
 /// checked), 0 for an invalid escape.
 pub(super) const ESCAPE_LEN: [u8; 256] = {
@@ -366,6 +396,30 @@ impl Parser<'_> {
         }
     }
 
+    /// Skips a member name, which must be spelled the one way [`is_canonical_name`]
+    /// accepts (otherwise the body is hashed raw). The scan for the closing quote
+    /// already tells whether the name holds an escape; a name without one (the usual
+    /// case) only needs a word-wide look for control and non-ASCII bytes.
+    #[inline]
+    pub(super) fn name(&mut self) -> R {
+        let src = self.src;
+        let start = self.pos + 1;
+        let end = find_quote_or_backslash(src, start).ok_or(())?;
+        if src[end] == b'"' {
+            self.pos = end + 1;
+            if plain_ascii(src, start, end) || is_canonical_name(&src[start..end]) {
+                return Ok(());
+            }
+            return Err(());
+        }
+        self.string()?;
+        if is_canonical_name(&src[start..self.pos - 1]) {
+            Ok(())
+        } else {
+            Err(()) // hashed raw: see `is_canonical_name`
+        }
+    }
+
     pub(super) fn array(&mut self, depth: u32) -> R {
         if depth > MAX_DEPTH {
             return Err(());
@@ -412,10 +466,7 @@ impl Parser<'_> {
             }
             let start = self.out_pos() as u32;
             let key_in = self.pos + 1;
-            self.string()?;
-            if !is_canonical_name(&self.src[key_in..self.pos - 1]) {
-                return Err(()); // hashed raw: see `is_canonical_name`
-            }
+            self.name()?;
             let prefix = key_prefix(self.src, key_in, self.pos - 1);
             let key_end = self.out_pos() as u32 - 1;
             self.ws();

@@ -53,15 +53,28 @@
 //! A body that is not valid JSON (or nests deeper than 128 levels), or a malformed form,
 //! is hashed raw, with a different body marker, so it can never collide with a
 //! canonicalized body.
+//!
+//! # Byte-identical repeats
+//!
+//! Canonicalizing a body costs more than hashing it. The layer therefore keeps a
+//! bounded index (8 MiB by default, see
+//! [`CacheLayer::raw_key_index`](super::CacheLayer::raw_key_index)) of requests that
+//! hit: a seeded fast hash of every field the default key reads (method, path and
+//! query, namespace, tenant scope, `Content-Type`, body) leads to a slot holding a copy
+//! of the body, a SHA-256 digest of the other fields and the key. A request whose
+//! fields equal a slot's byte for byte reuses its key; any difference, or a custom
+//! [`KeyFn`], derives the key as described above, so the index never changes a key.
 
 use std::cell::RefCell;
 
 mod canonical;
+mod raw;
 
 use http::{HeaderMap, Method, Uri};
 use sha2::{Digest, Sha256};
 
 use canonical::{Scratch, canonicalize};
+pub(crate) use raw::{DEFAULT_RAW_INDEX_BYTES, Probe, RawIndex};
 
 /// Everything the key of a request may depend on.
 #[derive(Debug, Clone, Copy)]
