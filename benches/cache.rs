@@ -26,7 +26,9 @@ use futures_util::future::join_all;
 use http::{Request, Response, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
-use mistral_tower::cache::{CacheLayer, DefaultKeyFn, FileEngine, KeyFn, KeyInput, MemoryEngine};
+use mistral_tower::cache::{
+    CacheLayer, DefaultKeyFn, KeyFn, KeyInput, MemoryEngine, engine_from_url,
+};
 use sha2::{Digest, Sha256};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -269,24 +271,39 @@ fn hit(c: &mut Criterion) {
             "peer bench was not all hits"
         );
 
-        // (d) the crate: CacheLayer + FileEngine (warm page cache).
-        let calls = Arc::new(AtomicUsize::new(0));
-        let file = ServiceBuilder::new()
-            .layer(CacheLayer::new(FileEngine::new(file_dir.path()).unwrap()))
-            .service(inner_json(calls.clone()));
-        let warmed = warm(&file, post, &calls);
-        group.bench_function(BenchmarkId::new("cache_layer_file", &label), |b| {
-            b.to_async(rt()).iter_batched(
-                || (file.clone(), post()),
-                |(svc, req)| async move { drain(svc.oneshot(req).await.unwrap()).await },
-                BatchSize::SmallInput,
-            )
-        });
-        assert_eq!(
-            calls.load(Ordering::Relaxed),
-            warmed,
-            "file bench was not all hits"
-        );
+        // (d) the crate: CacheLayer + the engine `file://` builds (the proxy's default:
+        // FileEngine with its hot tier), and (e) at 2 KiB the same without the hot tier
+        // (every hit reads its file on the blocking pool; warm page cache).
+        let variants: &[(&str, &str)] = if size == 2 * 1024 {
+            &[
+                ("cache_layer_file", ""),
+                ("cache_layer_file_no_hot", "?hot_bytes=0"),
+            ]
+        } else {
+            &[("cache_layer_file", "")]
+        };
+        for &(name, query) in variants {
+            let dir = file_dir.path().join(format!("{name}-{size}"));
+            let url = format!("file://{}{query}", dir.display());
+            let engine = rt().block_on(engine_from_url(&url)).unwrap();
+            let calls = Arc::new(AtomicUsize::new(0));
+            let file = ServiceBuilder::new()
+                .layer(CacheLayer::new(engine))
+                .service(inner_json(calls.clone()));
+            let warmed = warm(&file, post, &calls);
+            group.bench_function(BenchmarkId::new(name, &label), |b| {
+                b.to_async(rt()).iter_batched(
+                    || (file.clone(), post()),
+                    |(svc, req)| async move { drain(svc.oneshot(req).await.unwrap()).await },
+                    BatchSize::SmallInput,
+                )
+            });
+            assert_eq!(
+                calls.load(Ordering::Relaxed),
+                warmed,
+                "{name} bench was not all hits"
+            );
+        }
     }
     group.finish();
 }

@@ -95,8 +95,28 @@ fn local(c: &mut Criterion) {
     let memory = MemoryEngine::new(256 * 1024 * 1024);
     bench_engine(&mut group, "memory", &memory);
     let dir = tempfile::tempdir().unwrap();
-    let file = FileEngine::new(dir.path()).unwrap();
+    // The engine `file://` builds (the proxy's default): a 64 MiB hot tier in front.
+    let file = FileEngine::new(dir.path().join("hot"))
+        .unwrap()
+        .with_hot_tier(64 << 20);
     bench_engine(&mut group, "file", &file);
+    // Without the hot tier: every read and write on tokio's blocking pool.
+    let no_hot = FileEngine::new(dir.path().join("no_hot")).unwrap();
+    bench_engine(&mut group, "file_no_hot", &no_hot);
+    // The floor of a direct read on the runtime thread (the alternative to a hot tier):
+    // `std::fs::read` of the same file (open, fstat, read, close), no spawn_blocking.
+    bench_raw(
+        &mut group,
+        "fs_read_inline",
+        |key| {
+            let path = no_hot.path_for(&key).unwrap();
+            async move { Bytes::from(std::fs::read(path).unwrap()).slice(16..) }
+        },
+        |key, value| {
+            let e = no_hot.clone();
+            async move { e.set(&key, value).await.unwrap() }
+        },
+    );
     group.finish();
 }
 

@@ -1,5 +1,7 @@
 # Per-hit cost of a `mistral-cache` binary: N sequential keep-alive POSTs of a 2 KiB chat
-# body that all hit a memory engine, in front of a Python upstream answering 4 KiB of JSON.
+# body that all hit a memory engine (or the engine URL in ENGINE, e.g.
+# ENGINE=file:///tmp/mc-cache for the default file engine), in front of a Python upstream
+# answering 4 KiB of JSON.
 #
 #   python3 benches/load/proxy_hit_cost.py target/release/mistral-cache 20000   # CPU us/req from /proc
 #   WRAP="valgrind --tool=callgrind --callgrind-out-file=a.out" \
@@ -20,7 +22,7 @@ up = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
 threading.Thread(target=up.serve_forever, daemon=True).start()
 s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
 env = dict(os.environ, RUST_LOG="warn")
-p = subprocess.Popen(os.environ.get("WRAP", "").split() + [binary, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", f"http://127.0.0.1:{up.server_address[1]}", "--engine", "memory://"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+p = subprocess.Popen(os.environ.get("WRAP", "").split() + [binary, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", f"http://127.0.0.1:{up.server_address[1]}", "--engine", os.environ.get("ENGINE", "memory://")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 try:
     for _ in range(600):
         try:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Load benchmark: the static upstream direct, nginx's proxy cache, and mistral-cache,
-# all on 127.0.0.1, all serving the same 4 KiB chat completion, driven by wrk.
+# Load benchmark: the static upstream direct, nginx's proxy cache (file-backed), and
+# mistral-cache twice, on its default engine (file://, with its hot tier) and on
+# memory://, all on 127.0.0.1, all serving the same 4 KiB chat completion, driven by wrk.
 #
 #   bash benches/load/run.sh
 #
@@ -20,7 +21,7 @@
 #                         from the tree (to compare two builds with the same script)
 #
 # It installs nginx-light and wrk from Debian when missing (needs root), builds
-# examples/static_upstream and mistral-cache in release, starts the three servers on
+# examples/static_upstream and mistral-cache in release, starts the four servers on
 # spare ports, warms each cache with one request, checks the next answer is a hit,
 # runs wrk, and checks from the upstream's own counter that no cached run reached it.
 # Every process it starts is killed on exit.
@@ -148,12 +149,23 @@ PIDS+=($!)
 UPSTREAM_PID=$!
 wait_port "$UPSTREAM_PORT" "${PIDS[-1]}"
 
+# mistral-cache on memory://, and on its default engine (no --engine: file://.mistral/cache,
+# relative to its working directory, with the default hot tier).
 PROXY_PORT=$(free_port)
 RUST_LOG=${RUST_LOG:-warn} "$PROXY_BIN" serve --listen "127.0.0.1:$PROXY_PORT" \
     --upstream "http://127.0.0.1:$UPSTREAM_PORT" --engine memory:// >"$TMP/proxy.log" 2>&1 &
 PIDS+=($!)
 PROXY_PID=$!
 wait_port "$PROXY_PORT" "${PIDS[-1]}"
+
+FILE_PROXY_PORT=$(free_port)
+mkdir -p "$TMP/file-proxy"
+(cd "$TMP/file-proxy" && RUST_LOG=${RUST_LOG:-warn} exec "$PROXY_BIN" serve \
+    --listen "127.0.0.1:$FILE_PROXY_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
+    >"$TMP/file-proxy.log" 2>&1) &
+PIDS+=($!)
+FILE_PROXY_PID=$!
+wait_port "$FILE_PROXY_PORT" "${PIDS[-1]}"
 
 NGINX_PORT=$(free_port)
 user_line=""
@@ -166,14 +178,21 @@ PIDS+=($!)
 NGINX_PID=$!
 wait_port "$NGINX_PORT" "${PIDS[-1]}"
 
-log "upstream :$UPSTREAM_PORT  mistral-cache :$PROXY_PORT  nginx :$NGINX_PORT  (logs in $TMP)"
+log "upstream :$UPSTREAM_PORT  mistral-cache memory :$PROXY_PORT  file :$FILE_PROXY_PORT  nginx :$NGINX_PORT  (logs in $TMP)"
 
 # ---- warm-up and hit checks --------------------------------------------------------
-for target_url in "http://127.0.0.1:$NGINX_PORT" "http://127.0.0.1:$PROXY_PORT"; do
-    post "$target_url" # miss: fills the cache
-    post "$target_url"
-    grep -qi '^x-cache: *HIT' "$TMP/h" || die "$target_url: second request was not a hit: $(cat "$TMP/h")"
+for target_url in "http://127.0.0.1:$NGINX_PORT" "http://127.0.0.1:$PROXY_PORT" \
+    "http://127.0.0.1:$FILE_PROXY_PORT"; do
+    post "$target_url" # miss: fills the cache (written after the answer)
+    for _ in $(seq 50); do
+        post "$target_url"
+        grep -qi '^x-cache: *HIT' "$TMP/h" && break
+        sleep 0.1
+    done
+    grep -qi '^x-cache: *HIT' "$TMP/h" || die "$target_url: no hit after the first request: $(cat "$TMP/h")"
 done
+[[ -n $(find "$TMP/file-proxy/.mistral/cache" -type f ! -name '.tmp-*' 2>/dev/null) ]] ||
+    die "the file engine's proxy wrote no cache file under $TMP/file-proxy/.mistral/cache"
 
 # ---- runs --------------------------------------------------------------------------
 # Every target gets the same wrk settings: min(conns, CPUs) threads, the same script.
@@ -222,18 +241,20 @@ run_wrk() { # name url conns round
 declare -A SERVER_PIDS=(
     [upstream]=$UPSTREAM_PID
     [nginx]=$NGINX_PID
-    [mistral-cache]=$PROXY_PID
+    [mistral-memory]=$PROXY_PID
+    [mistral-file]=$FILE_PROXY_PID
 )
 declare -A URL=(
     [upstream]="http://127.0.0.1:$UPSTREAM_PORT"
     [nginx]="http://127.0.0.1:$NGINX_PORT"
-    [mistral-cache]="http://127.0.0.1:$PROXY_PORT"
+    [mistral-memory]="http://127.0.0.1:$PROXY_PORT"
+    [mistral-file]="http://127.0.0.1:$FILE_PROXY_PORT"
 )
-ORDER=(upstream nginx mistral-cache)
+ORDER=(upstream nginx mistral-file mistral-memory)
 for c in $CONNECTIONS; do
     for ((round = 1; round <= ROUNDS; round++)); do
-        for ((i = 0; i < 3; i++)); do
-            name=${ORDER[$(((i + round - 1) % 3))]}
+        for ((i = 0; i < ${#ORDER[@]}; i++)); do
+            name=${ORDER[$(((i + round - 1) % ${#ORDER[@]}))]}
             run_wrk "$name" "${URL[$name]}" "$c" "$round"
         done
     done
@@ -251,29 +272,31 @@ for r in rows:
 def median_run(runs):
     ordered = sorted(runs.values(), key=lambda r: float(r["rps"]))
     return ordered[(len(ordered) - 1) // 2]
+MISTRAL = ("mistral-file", "mistral-memory")
 fmt = "| {:<14} | {:>5} | {:>12} | {:>9} | {:>9} | {:>16} | {:>18} | {:>12} |"
 print(fmt.format("target", "conns", "req/s", "p50", "p99", "/ upstream req/s", "mistral / nginx", "CPU us/req"))
 print("|----------------|-------|--------------|-----------|-----------|------------------|--------------------|--------------|")
 for c in sorted({k[1] for k in by}):
     up = by[("upstream", c)]
     ng = by[("nginx", c)]
-    for name in ("upstream", "nginx", "mistral-cache"):
+    for name in ("upstream", "nginx") + MISTRAL:
         runs = by[(name, c)]
         med = median_run(runs)
         # Ratios are taken within each round (same load conditions), then the median.
         ratio_up = statistics.median(float(runs[k]["rps"]) / float(up[k]["rps"]) for k in runs)
         ratio_ng = "-"
-        if name == "mistral-cache":
+        if name in MISTRAL:
             ratio_ng = "%.2f" % statistics.median(float(runs[k]["rps"]) / float(ng[k]["rps"]) for k in runs)
         cpu = statistics.median(float(r["cpu_us"]) for r in runs.values())
         print(fmt.format(name, c, "%.2f" % float(med["rps"]), med["p50"], med["p99"], "%.2f" % ratio_up, ratio_ng, "%.1f" % cpu))
 print()
 print("CPU us/req: user + system time of the server's processes (nginx: master and workers) per")
-print("request, median over the rounds. per round (mistral-cache / upstream, mistral-cache / nginx):")
-for c in sorted({k[1] for k in by}):
-    mc, up, ng = by[("mistral-cache", c)], by[("upstream", c)], by[("nginx", c)]
-    parts = ["r%d %.2f %.2f" % (k, float(mc[k]["rps"]) / float(up[k]["rps"]), float(mc[k]["rps"]) / float(ng[k]["rps"])) for k in sorted(mc)]
-    print("  c=%-3d %s" % (c, "  ".join(parts)))
+print("request, median over the rounds. per round (mistral / upstream, mistral / nginx):")
+for name in MISTRAL:
+    for c in sorted({k[1] for k in by}):
+        mc, up, ng = by[(name, c)], by[("upstream", c)], by[("nginx", c)]
+        parts = ["r%d %.2f %.2f" % (k, float(mc[k]["rps"]) / float(up[k]["rps"]), float(mc[k]["rps"]) / float(ng[k]["rps"])) for k in sorted(mc)]
+        print("  %-14s c=%-3d %s" % (name, c, "  ".join(parts)))
 PY
 echo
 echo "upstream served $(upstream_count) requests in total (warm-up misses + the direct runs)"

@@ -12,19 +12,30 @@
 //! assert_eq!(engine.get("0123abcd").await.unwrap(), "v");
 //! assert!(dir.path().join("01").join("0123abcd").is_file());
 //! assert!(engine.get("../etc/passwd").await.is_err());
+//!
+//! // With a hot tier (what `file://` URLs build): hits are answered from memory after
+//! // a `stat` shows the file is still the one that was read or written.
+//! let hot = FileEngine::new(dir.path()).unwrap().with_hot_tier(16 << 20);
+//! assert_eq!(hot.get("0123abcd").await.unwrap(), "v");
+//! std::fs::remove_file(dir.path().join("01").join("0123abcd")).unwrap();
+//! assert!(hot.get("0123abcd").await.unwrap_err().is_miss());
 //! # });
 //! ```
 //!
 //! See [`FileEngine`] for the layout and guarantees.
 
+use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use moka::Expiry;
+use moka::sync::Cache;
 
-use super::contract::{CacheEngine, CacheError};
+use super::contract::{CacheEngine, CacheError, InProcess, Resident, Token};
 
 const MAGIC: &[u8; 8] = b"MTFE\0\0\0\x01";
 const HEADER: usize = 16;
@@ -47,9 +58,156 @@ pub const DEFAULT_FILE_CACHE_DIR: &str = ".mistral/cache";
 ///
 /// Keys must be 1 to 200 characters of `[A-Za-z0-9_.-]` and must not start with `.`, so
 /// no key can name a path outside the root.
-#[derive(Debug, Clone)]
+///
+/// # Hot tier
+///
+/// [`FileEngine::with_hot_tier`] (on by default for `file://` URLs, see
+/// [`engine_from_url`](super::engine_from_url)) keeps recently read and written values
+/// in a memory budget as well, so a hit neither reads the file nor leaves the runtime
+/// thread (no `spawn_blocking`): the cache layer answers it inside `Service::call`. The
+/// files stay the source of truth, and a value is served from memory only after one
+/// `stat` of its file shows the very file it came from (same inode, size and
+/// modification time; every write replaces the file by a rename, so a new value is a new
+/// inode) and its expiry has not passed. So an entry deleted by `mistral-cache purge` or
+/// by hand, replaced by another process or replica sharing the directory, or expired is
+/// never served from memory; the next read goes to the file. The cost is one `stat`
+/// system call on the runtime thread per hit (metadata the kernel keeps cached), which
+/// is also all a hit blocks on: a directory on a slow network file system may want
+/// `hot_bytes=0`.
+#[derive(Clone)]
 pub struct FileEngine {
     root: PathBuf,
+    hot: Option<HotTier>,
+}
+
+impl fmt::Debug for FileEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileEngine")
+            .field("root", &self.root)
+            .field("hot_max_bytes", &self.hot.as_ref().map(|h| h.max_bytes))
+            .finish()
+    }
+}
+
+/// What identifies one version of an entry's file: every write renames a new file over
+/// the old one (a new inode), and an edit in place changes the size or modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    #[cfg(unix)]
+    ino: (u64, u64),
+}
+
+impl Stamp {
+    fn of(m: &fs::Metadata) -> Stamp {
+        Stamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            #[cfg(unix)]
+            ino: {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino())
+            },
+        }
+    }
+}
+
+/// A value of the hot tier: the bytes of one version of the file, and how to check
+/// that the file is still that version.
+struct HotValue {
+    data: Bytes,
+    /// Unix milliseconds, `0` = never (as in the file's header).
+    expires: u64,
+    stamp: Stamp,
+    path: PathBuf,
+}
+
+struct HotExpiry;
+
+impl HotExpiry {
+    fn left(v: &HotValue) -> Option<Duration> {
+        (v.expires != 0).then(|| Duration::from_millis(v.expires.saturating_sub(now_ms())))
+    }
+}
+
+impl Expiry<Arc<str>, Arc<HotValue>> for HotExpiry {
+    fn expire_after_create(&self, _: &Arc<str>, v: &Arc<HotValue>, _: Instant) -> Option<Duration> {
+        Self::left(v)
+    }
+    fn expire_after_update(
+        &self,
+        _: &Arc<str>,
+        v: &Arc<HotValue>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Self::left(v)
+    }
+}
+
+/// The in-memory copies of a [`FileEngine`] (see "Hot tier" there).
+#[derive(Clone)]
+struct HotTier {
+    cache: Cache<Arc<str>, Arc<HotValue>, ahash::RandomState>,
+    max_bytes: u64,
+}
+
+impl HotTier {
+    fn new(max_bytes: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|k: &Arc<str>, v: &Arc<HotValue>| {
+                let n = k.len() + v.data.len() + v.path.as_os_str().len() + 128;
+                u32::try_from(n).unwrap_or(u32::MAX)
+            })
+            .expire_after(HotExpiry)
+            .build_with_hasher(ahash::RandomState::new());
+        HotTier { cache, max_bytes }
+    }
+
+    /// The value under `key` if its file is still the version it was read from.
+    fn get(&self, key: &str) -> Option<Bytes> {
+        let v = self.cache.get(key)?;
+        let fresh = (v.expires == 0 || now_ms() < v.expires)
+            && fs::metadata(&v.path).is_ok_and(|m| Stamp::of(&m) == v.stamp);
+        if fresh {
+            Some(v.data.clone())
+        } else {
+            // Deleted, replaced or expired: the file decides from now on.
+            self.cache.invalidate(key);
+            None
+        }
+    }
+
+    fn insert(&self, key: &str, data: Bytes, expires: u64, stamp: Stamp, path: PathBuf) {
+        // One value never takes more than a quarter of the budget.
+        if data.len() as u64 > self.max_bytes / 4 {
+            self.cache.invalidate(key);
+            return;
+        }
+        let v = HotValue {
+            data,
+            expires,
+            stamp,
+            path,
+        };
+        self.cache.insert(Arc::from(key), Arc::new(v));
+    }
+}
+
+/// The cache layer's in-process path: a partial store (a miss here goes on to `get`).
+impl InProcess for HotTier {
+    fn get_with_trust(&self, key: &str) -> Option<(Bytes, bool)> {
+        // Bytes that came from a file are verified by the layer on every read.
+        self.get(key).map(|d| (d, false))
+    }
+
+    /// Not used for a partial store (the layer writes through `set_with_ttl`); dropping
+    /// the copy keeps the rule that memory never holds what the file does not.
+    fn set_trusted(&self, key: &str, _data: Bytes, _ttl: Option<Duration>) {
+        self.cache.invalidate(key);
+    }
 }
 
 fn now_ms() -> u64 {
@@ -101,7 +259,20 @@ impl FileEngine {
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let root = dir.into();
         create_dir(&root)?;
-        Ok(FileEngine { root })
+        Ok(FileEngine { root, hot: None })
+    }
+
+    /// Keeps up to `max_bytes` of recently used values in memory as well (`0`: none), so
+    /// hits are answered without reading the file or leaving the runtime thread. See
+    /// "Hot tier" on [`FileEngine`] for when a copy is served.
+    pub fn with_hot_tier(mut self, max_bytes: u64) -> Self {
+        self.hot = (max_bytes > 0).then(|| HotTier::new(max_bytes));
+        self
+    }
+
+    /// The hot tier's byte budget (`None`: no hot tier).
+    pub fn hot_tier_max_bytes(&self) -> Option<u64> {
+        self.hot.as_ref().map(|h| h.max_bytes)
     }
 
     /// An engine at [`DEFAULT_FILE_CACHE_DIR`] (`.mistral/cache`).
@@ -121,12 +292,20 @@ impl FileEngine {
         Ok(self.root.join(shard).join(key))
     }
 
-    fn read(path: &Path) -> Result<Bytes, CacheError> {
-        let data = match fs::read(path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(CacheError::Miss),
-            Err(e) => return Err(io_err(e)),
+    /// Reads the value under `path`, with its expiry and the stamp of the file it came
+    /// from (taken from the open descriptor, so it names exactly the bytes read).
+    fn read(path: &Path) -> Result<(Bytes, u64, Stamp), CacheError> {
+        let not_found = |e: io::Error| {
+            if e.kind() == io::ErrorKind::NotFound {
+                CacheError::Miss
+            } else {
+                io_err(e)
+            }
         };
+        let mut f = fs::File::open(path).map_err(not_found)?;
+        let stamp = Stamp::of(&f.metadata().map_err(io_err)?);
+        let mut data = Vec::with_capacity(usize::try_from(stamp.len).unwrap_or(0));
+        f.read_to_end(&mut data).map_err(io_err)?;
         if data.len() < HEADER || &data[..8] != MAGIC {
             // Not written by this engine (or torn by an external tool): a miss that the
             // next write replaces.
@@ -137,10 +316,11 @@ impl FileEngine {
             let _ = fs::remove_file(path);
             return Err(CacheError::Miss);
         }
-        Ok(Bytes::from(data).slice(HEADER..))
+        Ok((Bytes::from(data).slice(HEADER..), expires, stamp))
     }
 
-    fn write(path: &Path, data: &[u8], ttl: Option<Duration>) -> Result<(), CacheError> {
+    /// Writes a new file for `path` and returns its expiry and stamp.
+    fn write(path: &Path, data: &[u8], ttl: Option<Duration>) -> Result<(u64, Stamp), CacheError> {
         let dir = path.parent().expect("sharded path has a parent");
         create_dir(dir).map_err(io_err)?;
         let tmp = dir.join(format!(
@@ -148,6 +328,11 @@ impl FileEngine {
             std::process::id(),
             fastrand::u64(..)
         ));
+        let expires = ttl.map_or(0, |t| {
+            now_ms()
+                .saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+                .max(1)
+        });
         let res = (|| {
             let mut opts = fs::OpenOptions::new();
             opts.write(true).create_new(true);
@@ -157,23 +342,23 @@ impl FileEngine {
                 opts.mode(0o600);
             }
             let mut f = opts.open(&tmp)?;
-            let expires = ttl.map_or(0, |t| {
-                now_ms()
-                    .saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
-                    .max(1)
-            });
             f.write_all(MAGIC)?;
             f.write_all(&expires.to_be_bytes())?;
             f.write_all(data)?;
             f.sync_all()?;
+            // After the last write: the rename keeps inode, size and modification time.
+            let stamp = Stamp::of(&f.metadata()?);
             drop(f);
-            fs::rename(&tmp, path)
+            fs::rename(&tmp, path)?;
+            Ok(stamp)
         })();
-        if let Err(e) = res {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_err(e));
+        match res {
+            Ok(stamp) => Ok((expires, stamp)),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(io_err(e))
+            }
         }
-        Ok(())
     }
 
     /// Removes temporary files older than `age` left behind by crashed writers. Returns
@@ -201,7 +386,16 @@ impl FileEngine {
 impl CacheEngine for FileEngine {
     async fn get(&self, key: &str) -> Result<Bytes, CacheError> {
         let path = self.path_for(key)?;
-        blocking(move || Self::read(&path)).await
+        let Some(hot) = &self.hot else {
+            return blocking(move || Self::read(&path).map(|(v, ..)| v)).await;
+        };
+        if let Some(v) = hot.get(key) {
+            return Ok(v);
+        }
+        let p = path.clone();
+        let (data, expires, stamp) = blocking(move || Self::read(&p)).await?;
+        hot.insert(key, data.clone(), expires, stamp, path);
+        Ok(data)
     }
 
     async fn set(&self, key: &str, data: Bytes) -> Result<(), CacheError> {
@@ -215,11 +409,27 @@ impl CacheEngine for FileEngine {
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
         let path = self.path_for(key)?;
-        blocking(move || Self::write(&path, &data, ttl)).await
+        let Some(hot) = &self.hot else {
+            return blocking(move || Self::write(&path, &data, ttl).map(drop)).await;
+        };
+        let (p, d) = (path.clone(), data.clone());
+        match blocking(move || Self::write(&p, &d, ttl)).await {
+            Ok((expires, stamp)) => {
+                hot.insert(key, data, expires, stamp, path);
+                Ok(())
+            }
+            Err(e) => {
+                hot.cache.invalidate(key);
+                Err(e)
+            }
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
         let path = self.path_for(key)?;
+        if let Some(hot) = &self.hot {
+            hot.cache.invalidate(key);
+        }
         blocking(move || match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(e)),
             _ => Ok(()),
@@ -249,6 +459,15 @@ impl CacheEngine for FileEngine {
             Ok(keys)
         })
         .await
+    }
+
+    /// The hot tier, if any, as a partial store: a hit there (after its `stat`) is
+    /// answered without a future, a miss there goes on to [`get`](CacheEngine::get).
+    fn resident(&self, _: Token) -> Option<Resident<'_>> {
+        self.hot.as_ref().map(|h| Resident {
+            store: h as &dyn InProcess,
+            complete: false,
+        })
     }
 }
 
@@ -343,6 +562,55 @@ mod tests {
         e.delete("k2").await.unwrap();
         e.delete("k2").await.unwrap();
         assert!(e.get("k2").await.unwrap_err().is_miss());
+    }
+
+    #[tokio::test]
+    async fn hot_tier_keeps_what_was_read_or_written_within_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = FileEngine::new(dir.path()).unwrap().with_hot_tier(4096);
+        let hot = e.hot.as_ref().unwrap();
+        e.set("small", Bytes::from_static(b"v")).await.unwrap();
+        assert!(hot.cache.contains_key("small"));
+        // Over a quarter of the budget: on disk only.
+        let big = Bytes::from(vec![b'x'; 2000]);
+        e.set("big", big.clone()).await.unwrap();
+        assert!(!hot.cache.contains_key("big"));
+        assert_eq!(e.get("big").await.unwrap(), big);
+        assert!(!hot.cache.contains_key("big"));
+        // A read fills it; a delete or a failed check empties it.
+        FileEngine::new(dir.path())
+            .unwrap()
+            .set("other", Bytes::from_static(b"o"))
+            .await
+            .unwrap();
+        assert_eq!(e.get("other").await.unwrap(), "o");
+        assert!(hot.cache.contains_key("other"));
+        e.delete("other").await.unwrap();
+        assert!(!hot.cache.contains_key("other"));
+        fs::remove_file(e.path_for("small").unwrap()).unwrap();
+        assert!(hot.get_with_trust("small").is_none());
+        assert!(!hot.cache.contains_key("small"));
+        // The layer's partial-store view never claims a miss, and never trusts file bytes.
+        let r = e.resident(Token(())).unwrap();
+        assert!(!r.complete);
+        e.set("small", Bytes::from_static(b"v")).await.unwrap();
+        assert_eq!(
+            r.store.get_with_trust("small"),
+            Some((Bytes::from_static(b"v"), false))
+        );
+        r.store
+            .set_trusted("small", Bytes::from_static(b"other"), None);
+        assert!(
+            r.store.get_with_trust("small").is_none(),
+            "memory never differs from disk"
+        );
+        assert_eq!(e.get("small").await.unwrap(), "v");
+        assert!(
+            FileEngine::new(dir.path())
+                .unwrap()
+                .resident(Token(()))
+                .is_none()
+        );
     }
 
     #[tokio::test]

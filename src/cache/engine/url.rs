@@ -30,7 +30,7 @@ const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 /// | URL | engine | cargo feature |
 /// |-----|--------|---------------|
 /// | `memory://` or `memory://?max_bytes=67108864` | [`MemoryEngine`] (default 64 MiB) | always |
-/// | `file://relative/dir`, `file:///absolute/dir` | [`FileEngine`] | always |
+/// | `file://relative/dir`, `file:///absolute/dir` | [`FileEngine`] with a 64 MiB hot tier | always |
 /// | `redis://[user:password@]host[:port][/db]` | [`RedisEngine`](super::RedisEngine), one server | `redis` |
 /// | `rediss://...` | the same over TLS | `redis` |
 /// | `redis+cluster://[user:password@]host1:port1,host2:port2` | [`RedisEngine`](super::RedisEngine) on a Redis Cluster (`rediss+cluster://` for TLS) | `redis` |
@@ -45,6 +45,8 @@ const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 ///   plain milliseconds;
 /// - `redis`: `prefix=` key prefix (default `mistral-tower:`), `tls_ca_file=`
 ///   a PEM root certificate to trust for `rediss://` (a private CA);
+/// - `file`: `hot_bytes=` the [hot tier](FileEngine#hot-tier)'s budget (default 64 MiB,
+///   `0` turns it off: every read goes to the file);
 /// - `postgres`: `table=` table name (default `mistral_tower_cache`);
 /// - `s3`: `endpoint=` (for example `http://127.0.0.1:9000`), `region=`,
 ///   `allow_http=true` (needed for a plain-HTTP endpoint), `anonymous=true`
@@ -107,7 +109,11 @@ pub async fn engine_from_url(url: &str) -> Result<BoxEngine, CacheError> {
             Ok(BoxEngine::new(MemoryEngine::new(max_bytes)))
         }
         "file" => {
-            let parsed = Parsed::new(rest);
+            let mut parsed = Parsed::new(rest);
+            let hot_bytes = match parsed.take("hot_bytes") {
+                Some(v) => parse_u64("hot_bytes", &v)?,
+                None => DEFAULT_MEMORY_BYTES,
+            };
             parsed.reject_rest("file")?;
             let path = percent_decode(&parsed.base)?;
             if path.is_empty() {
@@ -116,7 +122,8 @@ pub async fn engine_from_url(url: &str) -> Result<BoxEngine, CacheError> {
                 ));
             }
             let engine = FileEngine::new(path.as_str())
-                .map_err(|e| config(format!("cannot open cache directory {path:?}: {e}")))?;
+                .map_err(|e| config(format!("cannot open cache directory {path:?}: {e}")))?
+                .with_hot_tier(hot_bytes);
             Ok(BoxEngine::new(engine))
         }
         "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => redis_from_url(&scheme, rest),
@@ -465,6 +472,18 @@ mod tests {
         assert!(dir.path().join("c").is_dir());
         let m = config_message(engine_from_url("file://").await);
         assert!(m.contains("directory"), "{m}");
+        // The hot tier is on by default and answers hits in process; hot_bytes=0 is off.
+        use crate::cache::CacheEngine;
+        use crate::cache::engine::Token;
+        assert!(e.resident(Token(())).is_some_and(|r| !r.complete));
+        let off = engine_from_url(&format!("{url}?hot_bytes=0"))
+            .await
+            .unwrap();
+        assert!(off.resident(Token(())).is_none());
+        let m = config_message(engine_from_url(&format!("{url}?hot_bytes=lots")).await);
+        assert!(m.contains("hot_bytes"), "{m}");
+        let m = config_message(engine_from_url(&format!("{url}?hot=1")).await);
+        assert!(m.contains("unknown option"), "{m}");
     }
 
     #[cfg(feature = "redis")]
