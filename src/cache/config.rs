@@ -9,6 +9,7 @@ use super::control::{CacheMode, Cacheable, DefaultCacheable};
 use super::flight::Flights;
 use super::key::{DEFAULT_RAW_INDEX_BYTES, DefaultKeyFn, KeyFn, RawIndex};
 use super::metrics::Metrics;
+use super::sign::EntrySecrets;
 
 /// A source of the current time in unix milliseconds (injectable for tests).
 ///
@@ -73,6 +74,8 @@ pub(crate) struct Config {
     pub(crate) set_timeout: Duration,
     pub(crate) flight_wait: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Sign written entries and refuse read ones without a valid signature.
+    pub(crate) secrets: Option<Arc<EntrySecrets>>,
 }
 
 impl Config {
@@ -94,6 +97,7 @@ impl Config {
             set_timeout: DEFAULT_SET_TIMEOUT,
             flight_wait: Some(DEFAULT_FLIGHT_WAIT),
             clock: Arc::new(SystemClock),
+            secrets: None,
         }
     }
 }
@@ -116,6 +120,7 @@ impl fmt::Debug for Config {
             .field("get_timeout", &self.get_timeout)
             .field("set_timeout", &self.set_timeout)
             .field("flight_wait", &self.flight_wait)
+            .field("entry_secrets", &self.secrets)
             .finish_non_exhaustive()
     }
 }

@@ -19,14 +19,16 @@
 //! assert!(CacheEntry::decode(&bytes.slice(..bytes.len() - 1)).is_err());
 //! ```
 //!
-//! # Format (version 1)
+//! # Format (versions 1 and 2)
 //!
-//! All integers are big-endian.
+//! All integers are big-endian. Version 1 is an unsigned entry; version 2 is the same
+//! fields followed by a signature (written by a layer with
+//! [`CacheLayer::sign_entries`](super::CacheLayer::sign_entries)).
 //!
 //! | field | size |
 //! |---|---|
 //! | magic `MTCE` | 4 |
-//! | format version (`1`) | 1 |
+//! | format version (`1` unsigned, `2` signed) | 1 |
 //! | kind (`0` = JSON / any complete body, `1` = SSE) | 1 |
 //! | flags (reserved, `0`) | 1 |
 //! | status | 2 |
@@ -38,9 +40,12 @@
 //! | frame count | u32 |
 //! | per frame: u32 length + bytes | |
 //! | checksum of everything before it | 8 |
+//! | version 2 only: HMAC-SHA256 of everything before it, checksum included | 32 |
 //!
 //! The checksum is a fast 64-bit non-cryptographic hash: it detects truncation and
-//! accidental corruption, not tampering. Request headers and credentials are never
+//! accidental corruption, not tampering. The signature detects tampering: see
+//! [`EntrySecrets`](super::EntrySecrets). [`CacheEntry::decode`] reads both versions
+//! and checks the checksum, never the signature. Request headers and credentials are never
 //! stored; hop-by-hop headers, `set-cookie`, `age` and `x-cache` are dropped from the
 //! response headers.
 
@@ -50,8 +55,24 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 const MAGIC: &[u8; 4] = b"MTCE";
 /// The fewest bytes a stored header takes: two lengths and a one-byte name.
 const MIN_HEADER: usize = 2 + 1 + 4;
-/// The entry format version written by this crate.
+/// The entry format version written by this crate for unsigned entries.
 pub const FORMAT_VERSION: u8 = 1;
+/// The entry format version of a signed entry: version 1 followed by a
+/// [`SIGNATURE_LEN`]-byte HMAC-SHA256 tag.
+pub const SIGNED_FORMAT_VERSION: u8 = 2;
+/// The length of the signature at the end of a signed entry.
+pub const SIGNATURE_LEN: usize = 32;
+/// The checksum's length.
+const CHECKSUM_LEN: usize = 8;
+
+/// `(signed part, tag)` of a signed entry (version [`SIGNED_FORMAT_VERSION`] and
+/// long enough to hold a tag), `None` for anything else.
+pub(crate) fn split_signed(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let signed = data.len() >= 5 + CHECKSUM_LEN + SIGNATURE_LEN
+        && &data[..4] == MAGIC
+        && data[4] == SIGNED_FORMAT_VERSION;
+    signed.then(|| data.split_at(data.len() - SIGNATURE_LEN))
+}
 
 /// What kind of response an entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +117,8 @@ pub struct CacheEntry {
     namespace: Bytes,
     method: Bytes,
     path: Bytes,
+    /// Decoded from a signed encoding (version 2).
+    signed: bool,
 }
 
 /// The body frames: one frame (every JSON entry) is kept without a `Vec`.
@@ -131,6 +154,7 @@ impl CacheEntry {
             namespace: Bytes::new(),
             method: Bytes::new(),
             path: Bytes::new(),
+            signed: false,
         }
     }
 
@@ -219,6 +243,13 @@ impl CacheEntry {
         as_str(&self.path)
     }
 
+    /// `true` when the entry was decoded from a signed encoding (format version
+    /// [`SIGNED_FORMAT_VERSION`]); whether the signature is valid is for
+    /// [`EntrySecrets::verify`](super::EntrySecrets::verify) to say.
+    pub fn is_signed(&self) -> bool {
+        self.signed
+    }
+
     /// Takes the headers and frames out of the entry.
     pub fn into_parts(self) -> (StatusCode, HeaderMap, Vec<Bytes>) {
         let frames = match self.frames {
@@ -233,8 +264,14 @@ impl CacheEntry {
         (self.status, self.headers, self.frames)
     }
 
-    /// Encodes the entry (format version [`FORMAT_VERSION`]).
+    /// Encodes the entry, unsigned (format version [`FORMAT_VERSION`]; see
+    /// [`EntrySecrets::sign`](super::EntrySecrets::sign) for a signed one).
     pub fn encode(&self) -> Bytes {
+        self.encoder().encode()
+    }
+
+    /// An encoder over this entry's parts.
+    pub(crate) fn encoder(&self) -> Encoder<'_> {
         Encoder {
             kind: self.kind,
             status: self.status,
@@ -248,10 +285,10 @@ impl CacheEntry {
             method: &self.method,
             path: &self.path,
         }
-        .encode()
     }
 
-    /// Decodes an entry. The body frames and header values share `data`'s memory
+    /// Decodes an entry (either version; a signed entry's signature is not checked
+    /// here, see [`EntrySecrets::verify`](super::EntrySecrets::verify)). The body frames and header values share `data`'s memory
     /// (no copy).
     pub fn decode(data: &Bytes) -> Result<CacheEntry, DecodeError> {
         Self::decode_with_spare(data, 0)
@@ -284,23 +321,22 @@ impl CacheEntry {
         if data.len() < 5 {
             return Err(DecodeError::Truncated);
         }
-        if data[4] != FORMAT_VERSION {
-            return Err(DecodeError::Version(data[4]));
-        }
-        // Magic, version and checksum at least (found by fuzzing: 12 bytes made the
-        // payload end before the version byte, and the reader underflow).
-        if data.len() < 5 + 8 {
+        let tail = match data[4] {
+            FORMAT_VERSION => CHECKSUM_LEN,
+            SIGNED_FORMAT_VERSION => CHECKSUM_LEN + SIGNATURE_LEN,
+            v => return Err(DecodeError::Version(v)),
+        };
+        // Magic, version and checksum (and tag) at least (found by fuzzing: 12 bytes
+        // made the payload end before the version byte, and the reader underflow).
+        if data.len() < 5 + tail {
             return Err(DecodeError::Truncated);
         }
-        let (payload, sum) = data.split_at(data.len() - 8);
+        let end = data.len() - tail;
+        let (payload, sum) = (&data[..end], &data[end..end + CHECKSUM_LEN]);
         if verify && checksum(payload) != u64::from_be_bytes(sum.try_into().expect("8 bytes")) {
             return Err(DecodeError::Checksum);
         }
-        let mut r = Reader {
-            data,
-            pos: 5,
-            end: data.len() - 8,
-        };
+        let mut r = Reader { data, pos: 5, end };
         let kind = match r.u8()? {
             0 => EntryKind::Json,
             1 => EntryKind::Sse,
@@ -366,6 +402,7 @@ impl CacheEntry {
             namespace,
             method,
             path,
+            signed: tail != CHECKSUM_LEN,
         })
     }
 }
@@ -392,8 +429,15 @@ pub(crate) struct Encoder<'a> {
 impl Encoder<'_> {
     /// The encoded entry (format version [`FORMAT_VERSION`]), in one allocation.
     pub(crate) fn encode(&self) -> Bytes {
+        self.encode_buf(false).freeze()
+    }
+
+    /// The encoded entry, with its checksum; `signed`: as version
+    /// [`SIGNED_FORMAT_VERSION`], with room left for the tag the caller appends.
+    pub(crate) fn encode_buf(&self, signed: bool) -> BytesMut {
         let body: usize = self.frames.iter().map(Bytes::len).sum();
         let est = 64
+            + if signed { SIGNATURE_LEN } else { 0 }
             + 26
             + self.namespace.len()
             + self.method.len()
@@ -407,7 +451,11 @@ impl Encoder<'_> {
             + body;
         let mut b = BytesMut::with_capacity(est);
         b.put_slice(MAGIC);
-        b.put_u8(FORMAT_VERSION);
+        b.put_u8(if signed {
+            SIGNED_FORMAT_VERSION
+        } else {
+            FORMAT_VERSION
+        });
         b.put_u8(match self.kind {
             EntryKind::Json => 0,
             EntryKind::Sse => 1,
@@ -467,7 +515,7 @@ impl Encoder<'_> {
         }
         let sum = checksum(&b);
         b.put_u64(sum);
-        b.freeze()
+        b
     }
 }
 
@@ -679,10 +727,10 @@ mod tests {
             assert!(CacheEntry::decode(&Bytes::from(v)).is_err(), "flip at {i}");
         }
         let mut v = bytes.to_vec();
-        v[4] = 2;
+        v[4] = 3;
         assert_eq!(
             CacheEntry::decode(&Bytes::from(v)).unwrap_err(),
-            DecodeError::Version(2)
+            DecodeError::Version(3)
         );
     }
     /// The 41-byte entry from issue 16: a valid checksum over a header count of 0xFFFF

@@ -26,6 +26,7 @@ use super::flight::Flights;
 use super::key::{KeyFn, RawIndex};
 use super::metrics::{Metrics, MetricsSnapshot};
 use super::service::CacheService;
+use super::sign::EntrySecrets;
 
 /// A tower layer caching the responses of the inner service in a [`CacheEngine`].
 ///
@@ -155,6 +156,94 @@ impl<E> CacheLayer<E> {
         h.update(secret.as_ref());
         let d: [u8; 32] = h.finalize().into();
         self.with(|c| c.tenant = Tenant::Fixed(d))
+    }
+
+    /// Signs every entry this layer writes with HMAC-SHA256 under `secret`, and refuses
+    /// every entry read from the engine that is unsigned, modified or signed with
+    /// another secret: it is a miss (counted in
+    /// [`MetricsSnapshot::entries_rejected_signature`], logged at `warn` at the 1st,
+    /// 2nd, 4th, 8th, ... refusal), never served, and the answer fetched upstream
+    /// overwrites it. For stores that others can write: an S3 bucket, a shared Redis.
+    ///
+    /// The tag covers the whole stored entry (status, headers, body, times, request
+    /// line) and is compared in constant time; only keyed HMAC states are kept, and
+    /// `Debug` never shows them. Entries this layer wrote into an in-process
+    /// [`MemoryEngine`](super::MemoryEngine) are not re-verified (they never left the
+    /// process); everything read from any other engine, or from the memory front of
+    /// a [`TieredEngine`](super::TieredEngine) (filled from a shared one), is.
+    /// Turning signing on makes the unsigned entries already stored misses, rewritten
+    /// signed as they are requested; with signing off, signed entries are served
+    /// (their checksum is checked). Rotate with
+    /// [`sign_entries_with`](Self::sign_entries_with).
+    ///
+    /// # Panics
+    ///
+    /// When `secret` is empty.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, Full};
+    /// use mistral_tower::cache::{CacheEngine, CacheEntry, CacheLayer, MemoryEngine};
+    /// use tower::{ServiceBuilder, ServiceExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let upstream = tower::service_fn(|_req: http::Request<_>| async {
+    ///     let body = Full::new(Bytes::from_static(br#"{"id":"cmpl-1"}"#));
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(body))
+    /// });
+    /// let store = Arc::new(MemoryEngine::new(1 << 20)); // stands for a shared store
+    /// let layer = CacheLayer::new(store.clone()).sign_entries("a long random secret");
+    /// let svc = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    /// let request = || http::Request::post("/v1/chat/completions").body(Full::new(Bytes::new())).unwrap();
+    ///
+    /// let res = svc.clone().oneshot(request()).await.unwrap(); // MISS
+    /// res.into_body().collect().await.unwrap(); // stored, signed, at the end of the body
+    /// // Someone without the secret rewrites the entry in the store.
+    /// let key = store.keys().await.unwrap().pop().unwrap();
+    /// let stored = store.get(&key).await.unwrap();
+    /// let forged = CacheEntry::decode(&stored).unwrap().encode(); // unsigned copy
+    /// store.set(&key, forged).await.unwrap();
+    ///
+    /// let res = svc.clone().oneshot(request()).await.unwrap();
+    /// assert_eq!(res.headers()["x-cache"], "MISS"); // refused, fetched again
+    /// res.into_body().collect().await.unwrap(); // and stored, signed
+    /// assert_eq!(layer.metrics().entries_rejected_signature, 1);
+    /// let res = svc.oneshot(request()).await.unwrap();
+    /// assert_eq!(res.headers()["x-cache"], "HIT"); // the signed answer replaced it
+    /// # });
+    /// ```
+    pub fn sign_entries(self, secret: impl AsRef<[u8]>) -> Self {
+        self.sign_entries_with(secret, std::iter::empty::<&[u8]>())
+    }
+
+    /// [`sign_entries`](Self::sign_entries) with secret rotation: new entries are
+    /// signed with `current`; entries signed with `current` or with any of
+    /// `previous` are served. Rotate by moving the old secret into `previous`,
+    /// and drop it once entries signed with it have expired or been rewritten.
+    ///
+    /// ```
+    /// use mistral_tower::cache::{CacheLayer, MemoryEngine};
+    /// let layer = CacheLayer::new(MemoryEngine::new(1 << 20))
+    ///     .sign_entries_with("secret-2026", ["secret-2025"]);
+    /// assert!(!format!("{layer:?}").contains("secret-20"));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When a secret is empty.
+    pub fn sign_entries_with<I>(self, current: impl AsRef<[u8]>, previous: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let secrets = previous
+            .into_iter()
+            .fold(EntrySecrets::new(current), |s, p| s.accept(p));
+        let secrets = Some(Arc::new(secrets));
+        self.with(|c| c.secrets = secrets)
     }
 
     /// Shares entries between all callers, whatever their `Authorization` header.

@@ -3,6 +3,7 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -12,9 +13,10 @@ use http::request::Parts;
 
 use super::config::{Config, Shared, Tenant};
 use super::engine::{CacheEngine, CacheError, Token};
-use super::entry::CacheEntry;
+use super::entry::{CacheEntry, split_signed};
 use super::key::{HexKey, KeyInput, Probe, default_key_hex};
 use super::metrics::Metrics;
+use super::sign::SignatureError;
 
 /// The key of a request: on the stack for the default key function.
 pub(crate) enum Key {
@@ -134,14 +136,17 @@ pub(crate) async fn lookup<E: CacheEngine>(
         .unwrap_or(Err(CacheError::Timeout(cfg.get_timeout)));
     let answered = matches!(res, Ok(_) | Err(CacheError::Miss));
     shared.breaker.record(admit, answered);
-    decode_entry(&shared.metrics, key, res, false)
+    decode_entry(&shared.metrics, cfg, key, res, false)
 }
 
 /// Decodes what the engine answered; every failure is a miss (fail-open). `trusted`:
 /// the bytes were encoded by this layer and kept in memory since (see
-/// [`MemoryEngine`](super::MemoryEngine)), so their checksum is not recomputed.
+/// [`MemoryEngine`](super::MemoryEngine)), so their checksum (and signature) is not
+/// recomputed. With signing on, untrusted bytes must carry a valid signature (which
+/// then stands for the checksum too).
 pub(crate) fn decode_entry(
     m: &Metrics,
+    cfg: &Config,
     key: &str,
     res: Result<Bytes, CacheError>,
     trusted: bool,
@@ -155,6 +160,23 @@ pub(crate) fn decode_entry(
             return None;
         }
     };
+    let mut trusted = trusted;
+    if let Some(secrets) = &cfg.secrets {
+        // A trusted entry was signed by this layer; one from another layer sharing
+        // the memory engine without signing is still refused (a cheap check).
+        let verified = if trusted {
+            split_signed(&data)
+                .ok_or(SignatureError::Unsigned)
+                .map(drop)
+        } else {
+            secrets.verify(&data)
+        };
+        if let Err(e) = verified {
+            rejected(m, key, e);
+            return None;
+        }
+        trusted = true;
+    }
     // Room for the `x-cache` and `age` headers of a hit.
     let decoded = if trusted {
         CacheEntry::decode_trusted(&data, 2)
@@ -168,5 +190,21 @@ pub(crate) fn decode_entry(
             tracing::warn!(key, error = %e, "undecodable cache entry; treating as a miss");
             None
         }
+    }
+}
+
+/// Counts a refused signature; logs at `warn` at the 1st, 2nd, 4th, 8th, ... refusal
+/// (a forger cannot flood the log), at `debug` otherwise.
+fn rejected(m: &Metrics, key: &str, e: SignatureError) {
+    let n = m.entries_rejected_signature.fetch_add(1, Relaxed) + 1;
+    if n.is_power_of_two() {
+        tracing::warn!(
+            key,
+            error = %e,
+            rejected = n,
+            "cache entry signature refused; treating as a miss (logged at the 1st, 2nd, 4th, ... refusal)"
+        );
+    } else {
+        tracing::debug!(key, error = %e, "cache entry signature refused; treating as a miss");
     }
 }

@@ -33,6 +33,10 @@ pub struct MetricsSnapshot {
     pub engine_errors: u64,
     /// Stored entries that did not decode (corrupt, truncated, other version).
     pub corrupt_entries: u64,
+    /// Entries refused because their signature was missing or matched no accepted
+    /// secret (see [`CacheLayer::sign_entries`](super::CacheLayer::sign_entries));
+    /// each also counted as a miss.
+    pub entries_rejected_signature: u64,
     /// Body bytes served from the cache.
     pub bytes_served: u64,
     /// Keys taken from the index of byte-identical repeats instead of being derived
@@ -58,6 +62,7 @@ pub(crate) struct Metrics {
     pub(crate) store_errors: AtomicU64,
     pub(crate) engine_errors: AtomicU64,
     pub(crate) corrupt_entries: AtomicU64,
+    pub(crate) entries_rejected_signature: AtomicU64,
     pub(crate) bytes_served: AtomicU64,
     pub(crate) raw_key_reuses: AtomicU64,
 }
@@ -80,6 +85,7 @@ impl Metrics {
             store_errors: self.store_errors.load(Relaxed),
             engine_errors: self.engine_errors.load(Relaxed),
             corrupt_entries: self.corrupt_entries.load(Relaxed),
+            entries_rejected_signature: self.entries_rejected_signature.load(Relaxed),
             bytes_served: self.bytes_served.load(Relaxed),
             raw_key_reuses: self.raw_key_reuses.load(Relaxed),
             ..MetricsSnapshot::default()

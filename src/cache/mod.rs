@@ -62,6 +62,10 @@
 //!   is a miss; a failed `set` is logged and counted; writes never delay the response
 //!   (they are polled once inline and otherwise finished on a spawned tokio task). An
 //!   entry that does not decode is a miss and is overwritten.
+//! - **Signed entries** (for stores others can write): with
+//!   [`CacheLayer::sign_entries`], every entry carries an HMAC-SHA256 tag; an entry
+//!   read from the engine that is unsigned, modified or forged is a miss (counted in
+//!   [`MetricsSnapshot::entries_rejected_signature`]), never served, and overwritten.
 //!
 //! # Request headers
 //!
@@ -104,7 +108,7 @@
 //! Each module imports only the ones listed before it:
 //!
 //! - [`key`], [`entry`], `control` (request headers), `metrics`, `head` (reading HTTP
-//!   heads): leaves;
+//!   heads): leaves; `sign` (entry signatures, [`EntrySecrets`]) over [`entry`];
 //! - [`engine`]: the contract (`engine/contract.rs`), then the memory, file, tiered,
 //!   Redis, PostgreSQL and object-store engines and `engine_from_url`;
 //! - `flight/`: single-flight, from the bottom up: `state` (one flight), `table`
@@ -137,6 +141,7 @@ mod miss;
 pub mod multipart;
 mod respond;
 mod service;
+mod sign;
 mod store;
 
 pub use body::{RequestBody, ResponseBody};
@@ -168,3 +173,4 @@ pub use key::{DefaultKeyFn, KeyFn, KeyInput, canonical_json};
 pub use layer::CacheLayer;
 pub use metrics::MetricsSnapshot;
 pub use service::CacheService;
+pub use sign::{EntrySecrets, SignatureError};

@@ -281,7 +281,7 @@ where
     if let Some((res, trusted)) = now {
         lookup = false;
         let m = &shared.metrics;
-        if let Some(entry) = decode_entry(m, k, res, trusted)
+        if let Some(entry) = decode_entry(m, cfg, k, res, trusted)
             && let Some(res) = fresh_hit(cfg, &ctl, m, k, entry)
         {
             key.remember(cfg, &parts, namespace, &bytes);

@@ -39,6 +39,7 @@ impl<E: CacheEngine> Commit for StoreCtx<E> {
             path: &self.path,
             created_ms,
             expires_ms,
+            secrets: self.config.secrets.as_deref(),
         };
         // Encoded straight from the flight (no copy of its head or frames first).
         let data = flight.with_recorded(|head, frames| encode(&key, head, frames, &meta));

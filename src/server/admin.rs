@@ -1,5 +1,6 @@
 //! The administration commands: `stats`, `purge` and `inspect` on an engine,
-//! reading entries with the cache's entry decoder ([`CacheEntry::decode`]).
+//! reading entries with the cache's entry decoder ([`CacheEntry::decode`]) and, with
+//! `--entry-secret`, checking their signatures ([`EntrySecrets::verify`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,7 +11,9 @@ use bytes::Bytes;
 use super::cli::{InspectArgs, PurgeArgs, StatsArgs};
 use super::config::redact_url;
 use super::{ServerError, open_engine};
-use crate::cache::{BoxEngine, CacheEngine, CacheEntry, CacheError, EntryKind};
+use crate::cache::{
+    BoxEngine, CacheEngine, CacheEntry, CacheError, EntryKind, EntrySecrets, SignatureError,
+};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -44,17 +47,32 @@ enum Read {
     Gone,
     /// Stored bytes that do not decode.
     Unreadable(usize, String),
+    /// An entry whose signature the secrets refuse: the cache would not serve it.
+    Refused(Box<CacheEntry>, usize, SignatureError),
 }
 
-async fn read(engine: &BoxEngine, url: &str, key: &str) -> Result<Read, ServerError> {
+async fn read(
+    engine: &BoxEngine,
+    url: &str,
+    key: &str,
+    secrets: Option<&EntrySecrets>,
+) -> Result<Read, ServerError> {
     let bytes: Bytes = match engine.get(key).await {
         Ok(b) => b,
         Err(CacheError::Miss) => return Ok(Read::Gone),
         Err(e) => return Err(engine_error(url, e)),
     };
-    Ok(match CacheEntry::decode(&bytes) {
-        Ok(entry) => Read::Entry(Box::new(entry), bytes.len()),
-        Err(e) => Read::Unreadable(bytes.len(), e.to_string()),
+    let len = bytes.len();
+    Ok(match secrets.map(|s| s.verify(&bytes)) {
+        // Refused: shown as far as it decodes (its checksum may be off too).
+        Some(Err(e)) => match CacheEntry::decode_unverified(&bytes) {
+            Ok(entry) => Read::Refused(Box::new(entry), len, e),
+            Err(why) => Read::Unreadable(len, format!("{why} (and {e})")),
+        },
+        _ => match CacheEntry::decode(&bytes) {
+            Ok(entry) => Read::Entry(Box::new(entry), len),
+            Err(e) => Read::Unreadable(len, e.to_string()),
+        },
     })
 }
 
@@ -117,11 +135,13 @@ fn kind_label(kind: EntryKind) -> &'static str {
 /// `mistral-cache stats`.
 pub(crate) async fn stats(args: &StatsArgs) -> Result<(), ServerError> {
     let url = &args.engine.engine;
+    let secrets = args.engine.secrets.to_secrets()?;
     let engine = open_engine(url).await?;
     let keys = list_keys(&engine, url).await?;
     let now = now_ms();
 
     let mut entries = 0u64;
+    let mut refused = 0u64;
     let mut stored_bytes = 0u64;
     let mut body_bytes = 0u64;
     let mut expired = 0u64;
@@ -132,10 +152,15 @@ pub(crate) async fn stats(args: &StatsArgs) -> Result<(), ServerError> {
     let mut oldest: Option<u64> = None;
     let mut newest: Option<u64> = None;
     for key in &keys {
-        match read(&engine, url, key).await? {
+        match read(&engine, url, key, secrets.as_ref()).await? {
             Read::Gone => expired += 1,
             Read::Unreadable(len, _) => {
                 unreadable += 1;
+                stored_bytes += len as u64;
+            }
+            Read::Refused(_, len, _) => {
+                unreadable += 1;
+                refused += 1;
                 stored_bytes += len as u64;
             }
             Read::Entry(entry, len) => {
@@ -169,6 +194,7 @@ pub(crate) async fn stats(args: &StatsArgs) -> Result<(), ServerError> {
             "body_bytes": body_bytes,
             "expired": expired,
             "unreadable": unreadable,
+            "signature_invalid": refused,
             "kinds": kinds,
             "namespaces": namespaces,
             "routes": paths,
@@ -188,9 +214,14 @@ pub(crate) async fn stats(args: &StatsArgs) -> Result<(), ServerError> {
         human_bytes(body_bytes)
     );
     if expired > 0 || unreadable > 0 {
+        let refused = if refused > 0 {
+            format!(" ({refused} with a signature invalid)")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "stale:       {expired} expired, {unreadable} unreadable (remove with `purge --expired`)"
+            "stale:       {expired} expired, {unreadable} unreadable{refused} (remove with `purge --expired`)"
         );
     }
     if !kinds.is_empty() {
@@ -221,6 +252,7 @@ fn join_counts<K: std::fmt::Display>(m: &BTreeMap<K, u64>) -> String {
 /// `mistral-cache purge`.
 pub(crate) async fn purge(args: &PurgeArgs) -> Result<(), ServerError> {
     let url = &args.engine.engine;
+    let secrets = args.engine.secrets.to_secrets()?;
     let engine = open_engine(url).await?;
     let keys = list_keys(&engine, url).await?;
     let now = now_ms();
@@ -233,11 +265,12 @@ pub(crate) async fn purge(args: &PurgeArgs) -> Result<(), ServerError> {
     let mut removed_bytes = 0u64;
     let mut kept = 0u64;
     for key in &keys {
-        let (matches, len) = match read(&engine, url, key).await? {
+        let (matches, len) = match read(&engine, url, key, secrets.as_ref()).await? {
             Read::Gone => continue,
-            // Unreadable bytes can never be served: they go unless a filter needs
-            // something they cannot tell (their namespace or age).
-            Read::Unreadable(len, _) => {
+            // Unreadable bytes and refused signatures can never be served: they go
+            // unless a filter needs something they cannot tell (their namespace or
+            // age, which a forger chose).
+            Read::Unreadable(len, _) | Read::Refused(_, len, _) => {
                 (args.namespace.is_none() && args.older_than.is_none(), len)
             }
             Read::Entry(entry, len) => {
@@ -292,11 +325,24 @@ pub(crate) async fn purge(args: &PurgeArgs) -> Result<(), ServerError> {
 /// `mistral-cache inspect`.
 pub(crate) async fn inspect(args: &InspectArgs) -> Result<(), ServerError> {
     let url = &args.engine.engine;
+    let secrets = args.engine.secrets.to_secrets()?;
     let engine = open_engine(url).await?;
     let key = resolve_key(&engine, url, &args.key).await?;
     let now = now_ms();
-    let (entry, len) = match read(&engine, url, &key).await? {
-        Read::Entry(entry, len) => (entry, len),
+    let (entry, len, signature) = match read(&engine, url, &key, secrets.as_ref()).await? {
+        Read::Entry(entry, len) => {
+            let signature = match (&secrets, entry.is_signed()) {
+                (Some(_), _) => "valid",
+                (None, true) => "signed (not checked: no --entry-secret)",
+                (None, false) => "unsigned",
+            };
+            (entry, len, signature.to_owned())
+        }
+        Read::Refused(entry, len, e) => (
+            entry,
+            len,
+            format!("signature invalid ({e}): the cache does not serve this entry"),
+        ),
         Read::Gone => {
             return Err(ServerError::Admin(format!(
                 "no entry under {key} (expired or deleted)"
@@ -330,6 +376,7 @@ pub(crate) async fn inspect(args: &InspectArgs) -> Result<(), ServerError> {
         Some(e) => format!("{} (in {})", format_time(e), age(e, now)),
     };
     let _ = writeln!(out, "expires:    {expires}");
+    let _ = writeln!(out, "signature:  {signature}");
     let _ = writeln!(
         out,
         "size:       {} body, {} stored",

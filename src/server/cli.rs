@@ -152,6 +152,44 @@ pub(crate) struct ServeArgs {
     /// Access log: all, errors (status >= 400, upstream failures, cut bodies), off, or 1/N (every error and one request in N).
     #[arg(long, env = "MISTRAL_CACHE_ACCESS_LOG", default_value = "all")]
     pub(crate) access_log: AccessLog,
+    #[command(flatten)]
+    pub(crate) secrets: EntrySecretArgs,
+}
+
+/// The entry signing flags, shared by `serve` and the administration commands.
+/// `Debug` hides the secrets.
+#[derive(Clone, Default, Args)]
+pub(crate) struct EntrySecretArgs {
+    /// Sign stored entries with HMAC-SHA256 under this secret (at least 16 bytes) and treat unsigned, modified or forged entries as misses; for stores others can write.
+    #[arg(long, env = "MISTRAL_CACHE_ENTRY_SECRET", hide_env_values = true)]
+    pub(crate) entry_secret: Option<String>,
+    /// A previous entry secret still accepted on read, for rotation (repeatable; the environment variable takes a comma-separated list).
+    #[arg(
+        long = "previous-entry-secret",
+        env = "MISTRAL_CACHE_PREVIOUS_ENTRY_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub(crate) previous_entry_secrets: Vec<String>,
+}
+
+impl EntrySecretArgs {
+    /// The checked secrets (`None`: signing off).
+    pub(crate) fn to_secrets(&self) -> Result<Option<crate::cache::EntrySecrets>, ServerError> {
+        super::config::entry_secrets(self.entry_secret.as_deref(), &self.previous_entry_secrets)
+    }
+}
+
+impl fmt::Debug for EntrySecretArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EntrySecretArgs")
+            .field(
+                "entry_secret",
+                &self.entry_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("previous_entry_secrets", &self.previous_entry_secrets.len())
+            .finish()
+    }
 }
 
 impl ServeArgs {
@@ -195,6 +233,8 @@ impl ServeArgs {
             upstream_pool_max_idle: self.upstream_pool_max_idle,
             upstream_pool_idle_timeout: self.upstream_pool_idle_timeout,
             access_log: self.access_log,
+            entry_secret: self.secrets.entry_secret.clone(),
+            previous_entry_secrets: self.secrets.previous_entry_secrets.clone(),
         };
         config.validate()?;
         Ok(config)
@@ -212,12 +252,16 @@ pub(crate) struct EngineArgs {
         default_value = "file://.mistral/cache"
     )]
     pub(crate) engine: String,
+    /// The secrets the entries are signed with (to check their signatures).
+    #[command(flatten)]
+    pub(crate) secrets: EntrySecretArgs,
 }
 
 impl fmt::Debug for EngineArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EngineArgs")
             .field("engine", &redact_url(&self.engine))
+            .field("secrets", &self.secrets)
             .finish()
     }
 }
@@ -255,6 +299,7 @@ impl fmt::Debug for ServeArgs {
                 &self.upstream_pool_idle_timeout,
             )
             .field("access_log", &self.access_log)
+            .field("secrets", &self.secrets)
             .finish()
     }
 }
@@ -466,6 +511,10 @@ mod tests {
             "sk-secret-1",
             "--engine",
             "redis://user:hunter2@localhost:6379/0",
+            "--entry-secret",
+            "entry-hunter2-current",
+            "--previous-entry-secret",
+            "entry-hunter2-previous",
         ])
         .unwrap();
         let text = format!("{cli:?}");
@@ -473,6 +522,11 @@ mod tests {
             !text.contains("sk-secret-1") && !text.contains("hunter2"),
             "{text}"
         );
+        let Some(Command::Serve(args)) = &cli.command else {
+            panic!("not a serve command")
+        };
+        let text = format!("{:?}", args.to_config().unwrap());
+        assert!(!text.contains("hunter2"), "{text}");
         let cli =
             Cli::try_parse_from(["mistral-cache", "stats", "--engine", "redis://:hunter2@h/0"])
                 .unwrap();

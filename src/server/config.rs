@@ -9,7 +9,7 @@ use http::request::Parts;
 
 use super::ServerError;
 pub use crate::cache::CacheMode;
-use crate::cache::{Cacheable, Storage};
+use crate::cache::{Cacheable, EntrySecrets, Storage};
 use crate::cacheable::{MistralCacheable, Operation, operation};
 
 /// The API routes the proxy caches by default (all `POST`): the generation
@@ -206,6 +206,50 @@ pub struct Config {
     pub upstream_pool_idle_timeout: Duration,
     /// Which requests are written to the access log (target `mistral_cache::access`).
     pub access_log: AccessLog,
+    /// Sign every stored entry with HMAC-SHA256 under this secret and refuse entries
+    /// whose signature is missing or wrong (see
+    /// [`CacheLayer::sign_entries`](crate::cache::CacheLayer::sign_entries)); at
+    /// least 16 bytes.
+    pub entry_secret: Option<String>,
+    /// Previous entry secrets still accepted on read (rotation); needs
+    /// [`entry_secret`](Self::entry_secret).
+    pub previous_entry_secrets: Vec<String>,
+}
+
+/// The shortest entry secret accepted.
+const MIN_ENTRY_SECRET: usize = 16;
+
+/// The entry secrets of `--entry-secret` and `--previous-entry-secret`, checked:
+/// `None` when signing is off.
+pub(crate) fn entry_secrets(
+    current: Option<&str>,
+    previous: &[String],
+) -> Result<Option<EntrySecrets>, ServerError> {
+    let Some(current) = current else {
+        if previous.is_empty() {
+            return Ok(None);
+        }
+        return Err(ServerError::Config(
+            "--previous-entry-secret needs --entry-secret (the secret new entries are signed with)"
+                .into(),
+        ));
+    };
+    for (flag, secret) in std::iter::once(("--entry-secret", current)).chain(
+        previous
+            .iter()
+            .map(|p| ("--previous-entry-secret", p.as_str())),
+    ) {
+        if secret.len() < MIN_ENTRY_SECRET {
+            return Err(ServerError::Config(format!(
+                "{flag}: a secret must be at least {MIN_ENTRY_SECRET} bytes (for example the output of `openssl rand -hex 32`)"
+            )));
+        }
+    }
+    Ok(Some(
+        previous
+            .iter()
+            .fold(EntrySecrets::new(current), |s, p| s.accept(p)),
+    ))
 }
 
 /// Which requests the proxy writes to its access log.
@@ -294,6 +338,8 @@ impl Default for Config {
             upstream_pool_max_idle: 32,
             upstream_pool_idle_timeout: Duration::from_secs(30),
             access_log: AccessLog::All,
+            entry_secret: None,
+            previous_entry_secrets: Vec::new(),
         }
     }
 }
@@ -331,6 +377,11 @@ impl fmt::Debug for Config {
                 &self.upstream_pool_idle_timeout,
             )
             .field("access_log", &self.access_log)
+            .field(
+                "entry_secret",
+                &self.entry_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("previous_entry_secrets", &self.previous_entry_secrets.len())
             .finish()
     }
 }
@@ -411,6 +462,7 @@ impl Config {
                 "invalid namespace {ns:?}: use letters, digits and . _ - : /"
             )));
         }
+        entry_secrets(self.entry_secret.as_deref(), &self.previous_entry_secrets)?;
         if self.ttl == Some(Duration::ZERO) {
             return Err(ServerError::Config(
                 "--ttl 0 would store nothing; omit it for no expiry".into(),
@@ -481,6 +533,18 @@ mod tests {
         assert!(bad(&|c| c.namespace = Some("a b".into())).contains("namespace"));
         assert!(bad(&|c| c.ttl = Some(Duration::ZERO)).contains("ttl"));
         assert!(bad(&|c| c.api_key = Some(" ".into())).contains("API key"));
+        assert!(bad(&|c| c.entry_secret = Some("short".into())).contains("at least 16"));
+        assert!(
+            bad(&|c| c.previous_entry_secrets = vec!["0123456789abcdef".into()])
+                .contains("needs --entry-secret")
+        );
+        assert!(
+            bad(&|c| {
+                c.entry_secret = Some("0123456789abcdef".into());
+                c.previous_entry_secrets = vec![String::new()];
+            })
+            .contains("--previous-entry-secret: a secret must be at least 16")
+        );
     }
 
     #[test]
@@ -507,10 +571,13 @@ mod tests {
         let c = Config {
             api_key: Some("sk-123".into()),
             engine: "postgres://u:pw@db/test".into(),
+            entry_secret: Some("entry-secret-current".into()),
+            previous_entry_secrets: vec!["entry-secret-previous".into()],
             ..Config::default()
         };
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("sk-123") && !dbg.contains("pw@"), "{dbg}");
+        assert!(!dbg.contains("entry-secret-"), "{dbg}");
     }
 
     #[test]

@@ -294,6 +294,11 @@ impl Metrics {
             &[("", cache.corrupt_entries)],
         );
         counter(
+            "mistral_cache_entries_rejected_signature_total",
+            "Stored entries refused for a missing or invalid signature (--entry-secret; treated as misses and overwritten).",
+            &[("", cache.entries_rejected_signature)],
+        );
+        counter(
             "mistral_cache_upstream_errors_total",
             "Requests that failed to reach the upstream, by kind.",
             &[

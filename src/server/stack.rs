@@ -183,6 +183,9 @@ pub(super) fn cached_service(
     if config.share_across_keys {
         layer = layer.shared_tenant();
     }
+    if let Some(secret) = &config.entry_secret {
+        layer = layer.sign_entries_with(secret, &config.previous_entry_secrets);
+    }
     let svc = layer.layer(Upstream(Arc::new(inner)));
     (svc, CacheHandle { layer, pending })
 }

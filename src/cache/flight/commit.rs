@@ -7,6 +7,7 @@ use http::{Method, StatusCode};
 use super::state::Head;
 use crate::cache::entry::{Encoder, EntryKind};
 use crate::cache::head::content_length;
+use crate::cache::sign::EntrySecrets;
 use crate::sse;
 
 /// What an entry records besides the answer: where it came from and its times.
@@ -19,6 +20,8 @@ pub(crate) struct EntryMeta<'a> {
     pub(crate) path: &'a str,
     pub(crate) created_ms: u64,
     pub(crate) expires_ms: Option<u64>,
+    /// Sign the entry with these secrets' current one.
+    pub(crate) secrets: Option<&'a EntrySecrets>,
 }
 
 /// The entry for the recorded answer, or `None` when it must not be stored: no head, an
@@ -60,20 +63,21 @@ pub(crate) fn encode(
             }
         }
     };
-    Some(
-        Encoder {
-            kind: head.kind,
-            status: head.status,
-            headers: &head.headers,
-            content_length,
-            frames,
-            one_frame,
-            created_ms: meta.created_ms,
-            expires_ms: meta.expires_ms,
-            namespace: meta.namespace.as_bytes(),
-            method: meta.method.as_str().as_bytes(),
-            path: meta.path.as_bytes(),
-        }
-        .encode(),
-    )
+    let encoder = Encoder {
+        kind: head.kind,
+        status: head.status,
+        headers: &head.headers,
+        content_length,
+        frames,
+        one_frame,
+        created_ms: meta.created_ms,
+        expires_ms: meta.expires_ms,
+        namespace: meta.namespace.as_bytes(),
+        method: meta.method.as_str().as_bytes(),
+        path: meta.path.as_bytes(),
+    };
+    Some(match meta.secrets {
+        Some(secrets) => secrets.seal(encoder.encode_buf(true)),
+        None => encoder.encode(),
+    })
 }
