@@ -46,8 +46,10 @@
 //! accidental corruption, not tampering. The signature detects tampering: see
 //! [`EntrySecrets`](super::EntrySecrets). [`CacheEntry::decode`] reads both versions
 //! and checks the checksum, never the signature. Request headers and credentials are never
-//! stored; hop-by-hop headers, `set-cookie`, `age` and `x-cache` are dropped from the
-//! response headers.
+//! stored; hop-by-hop headers, `set-cookie`, `age`, `x-cache`, `x-cache-key` and
+//! `x-cache-saved-tokens` are dropped from the response headers. The cache layer stores
+//! the tokens of the answer's `usage` as its own `x-cache-saved-tokens` header (see
+//! [`SavedTokens`](super::SavedTokens)).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -277,6 +279,7 @@ impl CacheEntry {
             status: self.status,
             headers: &self.headers,
             content_length: None,
+            saved_tokens: None,
             frames: self.frames(),
             one_frame: false,
             created_ms: self.created_ms,
@@ -416,6 +419,8 @@ pub(crate) struct Encoder<'a> {
     /// Stored as the `Content-Length` header in place of any the map holds (where the
     /// first one is, otherwise last), like `HeaderMap::insert` before encoding.
     pub(crate) content_length: Option<usize>,
+    /// Stored as the `x-cache-saved-tokens` header, after the others.
+    pub(crate) saved_tokens: Option<&'a [u8]>,
     pub(crate) frames: &'a [Bytes],
     /// Store `frames` concatenated as one frame (a complete body received in pieces).
     pub(crate) one_frame: bool,
@@ -448,6 +453,7 @@ impl Encoder<'_> {
                 .map(|(k, v)| 6 + k.as_str().len() + v.len())
                 .sum::<usize>()
             + 4 * self.frames.len()
+            + self.saved_tokens.map_or(0, |s| 26 + s.len())
             + body;
         let mut b = BytesMut::with_capacity(est);
         b.put_slice(MAGIC);
@@ -501,6 +507,9 @@ impl Encoder<'_> {
         {
             put(&mut b, http::header::CONTENT_LENGTH.as_str(), cl);
         }
+        if let Some(saved) = self.saved_tokens {
+            put(&mut b, "x-cache-saved-tokens", saved);
+        }
         b[count_at..count_at + 2].copy_from_slice(&(count as u16).to_be_bytes());
         if self.one_frame {
             b.put_u32(1);
@@ -533,7 +542,8 @@ fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
 }
 
 /// `false` for headers that must not be stored: hop-by-hop, `set-cookie`, and the
-/// cache's own `age` / `x-cache`.
+/// cache's own `age` / `x-cache` / `x-cache-key` / `x-cache-saved-tokens` (an upstream
+/// that is itself a cache; the saved tokens are stored from [`Encoder::saved_tokens`]).
 pub(crate) fn is_storable_header(name: &HeaderName) -> bool {
     !matches!(
         name.as_str(),
@@ -550,6 +560,8 @@ pub(crate) fn is_storable_header(name: &HeaderName) -> bool {
             | "set-cookie2"
             | "age"
             | "x-cache"
+            | "x-cache-key"
+            | "x-cache-saved-tokens"
     )
 }
 
@@ -680,6 +692,7 @@ mod tests {
                 status: StatusCode::OK,
                 headers: &h,
                 content_length: Some(5),
+                saved_tokens: None,
                 frames: &frames,
                 one_frame: true,
                 created_ms: 1,

@@ -177,11 +177,11 @@ pub(crate) fn decode_entry(
         }
         trusted = true;
     }
-    // Room for the `x-cache` and `age` headers of a hit.
+    // Room for the `x-cache`, `age` and `x-cache-key` headers of a hit.
     let decoded = if trusted {
-        CacheEntry::decode_trusted(&data, 2)
+        CacheEntry::decode_trusted(&data, 3)
     } else {
-        CacheEntry::decode_with_spare(&data, 2)
+        CacheEntry::decode_with_spare(&data, 3)
     };
     match decoded {
         Ok(e) => Some(e),

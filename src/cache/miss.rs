@@ -18,7 +18,7 @@ use super::flight::{Head, LeaderGuard, Recorder, Role, TeeBody};
 use super::head::{content_length, is_sse};
 use super::lookup::{Key, bounded, lookup};
 use super::metrics::Metrics;
-use super::respond::{follower_response, fresh_hit, replay_only_miss};
+use super::respond::{follower_response, fresh_hit, mark_key, replay_only_miss};
 use super::store::StoreCtx;
 use crate::BoxError;
 
@@ -97,7 +97,9 @@ where
     };
     if cfg.mode == CacheMode::ReadOnly {
         Metrics::inc(&m.misses);
-        return forward(inner, parts, RequestBody::full(bytes), status).await;
+        let mut res = forward(inner, parts, RequestBody::full(bytes), status).await?;
+        mark_key(res.headers_mut(), key);
+        return Ok(res);
     }
 
     let ttl = ctl.ttl.or(cfg.ttl);
@@ -155,7 +157,7 @@ where
                             status = st.as_str(),
                             "answered by an in-flight request"
                         );
-                        return Ok(follower_response(joined, head, st));
+                        return Ok(follower_response(joined, head, st, key));
                     }
                     Some(None) => {
                         // The leader failed before its head: start over (one of the
@@ -173,7 +175,9 @@ where
         }
     }
     Metrics::inc(&m.misses);
-    forward(inner, parts, RequestBody::full(bytes), status).await
+    let mut res = forward(inner, parts, RequestBody::full(bytes), status).await?;
+    mark_key(res.headers_mut(), key);
+    Ok(res)
 }
 
 /// The leader: calls upstream and, if the answer is cacheable, shares and records it.
@@ -199,8 +203,9 @@ where
         && declared.is_none_or(|n| n <= limit as u64);
     if !cacheable {
         tracing::debug!(key = %guard.key(), status = %rparts.status, "response not cacheable");
-        drop(guard);
         rparts.headers.insert(X_CACHE, status.header_value());
+        mark_key(&mut rparts.headers, guard.key());
+        drop(guard);
         return Ok(Response::from_parts(rparts, ResponseBody::pass(rbody)));
     }
     let kind = if is_sse(&rparts.headers) {
@@ -214,6 +219,7 @@ where
         kind,
     });
     rparts.headers.insert(X_CACHE, status.header_value());
+    mark_key(&mut rparts.headers, guard.key());
     let flight = guard.flight().clone();
     let erased: TeeBody = Box::pin(http_body_util::BodyExt::map_err(rbody, Into::into));
     let rec = Recorder::new(erased, guard, Arc::new(ctx), limit);

@@ -45,7 +45,17 @@
 //!   forwarded untouched and uncached (`x-cache: BYPASS`). The inner service receives a
 //!   [`RequestBody`].
 //! - **Hit**: the stored status, headers and body, plus `x-cache: HIT` and `age`; the
-//!   inner service is not called.
+//!   inner service is not called. An answer with an OpenAI-style `usage` object (a JSON
+//!   body, or the last event of a stream that carries one) is stored with
+//!   [`X_CACHE_SAVED_TOKENS`] (`98; prompt=27; completion=71; model="…"`, read once
+//!   when the entry is stored), so every hit tells the tokens it saved.
+//! - **`x-cache-key`**: hits, misses, refreshes and coalesced answers carry
+//!   [`X_CACHE_KEY`], the key the entry is stored under (the hex SHA-256 digest of the
+//!   default key; never the key material, never a credential), for
+//!   `mistral-cache inspect`. A custom [`CacheLayer::key_fn`] key is sent only when it
+//!   looks like a digest (32 to 128 lowercase hex digits). Bypassed requests (not
+//!   cacheable, `no-store`, body over the limit) and answers the cache gives itself
+//!   (`400`, `413`) carry no key: nothing was looked up or stored.
 //! - **Miss**: the inner service's answer is streamed to the caller as it arrives and
 //!   stored only if it is complete and cacheable: 2xx, no `Cache-Control: no-store`,
 //!   within [`CacheLayer::max_response_body`], and its body ended cleanly. Errors,
@@ -108,7 +118,8 @@
 //! Each module imports only the ones listed before it:
 //!
 //! - [`key`], [`entry`], `control` (request headers), `metrics`, `head` (reading HTTP
-//!   heads): leaves; `sign` (entry signatures, [`EntrySecrets`]) over [`entry`];
+//!   heads), `usage` (the tokens an answer's `usage` counts): leaves; `sign` (entry
+//!   signatures, [`EntrySecrets`]) over [`entry`];
 //! - [`engine`]: the contract (`engine/contract.rs`), then the memory, file, tiered,
 //!   Redis, PostgreSQL and object-store engines and `engine_from_url`;
 //! - `flight/`: single-flight, from the bottom up: `state` (one flight), `table`
@@ -143,6 +154,7 @@ mod respond;
 mod service;
 mod sign;
 mod store;
+mod usage;
 
 pub use body::{RequestBody, ResponseBody};
 pub use breaker::{BreakerState, DEFAULT_BREAKER_COOL_DOWN, DEFAULT_BREAKER_FAILURES};
@@ -174,3 +186,4 @@ pub use layer::CacheLayer;
 pub use metrics::MetricsSnapshot;
 pub use service::CacheService;
 pub use sign::{EntrySecrets, SignatureError};
+pub use usage::{SavedTokens, Usage, X_CACHE_KEY, X_CACHE_SAVED_TOKENS, usage_from_body};

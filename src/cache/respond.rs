@@ -3,7 +3,7 @@
 //! failed while it was buffered.
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use super::body::ResponseBody;
 use super::config::Config;
@@ -11,16 +11,32 @@ use super::control::{CacheMode, CacheStatus, DirectiveError, RequestControl, X_C
 use super::entry::{CacheEntry, Frames};
 use super::flight::{Head, Joined};
 use super::metrics::Metrics;
+use super::usage::X_CACHE_KEY;
 use crate::BoxError;
+
+/// Marks an answer with the key it is stored under ([`X_CACHE_KEY`]), when the key is
+/// a digest: 32 to 128 lowercase hex digits (the default key always is; a custom key
+/// function's key may hold request material, and is then not sent).
+pub(crate) fn mark_key(headers: &mut HeaderMap, key: &str) {
+    let digest = (32..=128).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if digest && let Ok(v) = HeaderValue::from_str(key) {
+        headers.insert(X_CACHE_KEY, v);
+    }
+}
 
 pub(crate) fn hit_response<ResBody>(
     entry: CacheEntry,
+    key: &str,
     now_ms: u64,
     m: &Metrics,
 ) -> Response<ResponseBody<ResBody>> {
     let age = now_ms.saturating_sub(entry.created_ms()) / 1000;
     let (status, mut headers, frames) = entry.into_hit_parts();
     headers.insert(X_CACHE, CacheStatus::Hit.header_value());
+    mark_key(&mut headers, key);
     const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
     let age = match SMALL.get(age as usize) {
         Some(s) => HeaderValue::from_static(s),
@@ -74,7 +90,7 @@ pub(crate) fn fresh_hit<ResBody>(
         return None;
     }
     tracing::debug!(key, "cache hit");
-    Some(hit_response(entry, now, m))
+    Some(hit_response(entry, key, now, m))
 }
 
 /// The `504` of `only-if-cached` (or replay-only mode) when nothing usable was found.
@@ -87,7 +103,9 @@ pub(crate) fn replay_only_miss<ResBody>(
     if ctl.only_if_cached || cfg.mode == CacheMode::ReplayOnly {
         Metrics::inc(&m.misses);
         tracing::debug!(key, "cache miss with only-if-cached; 504");
-        return Some(only_if_cached_miss());
+        let mut res = only_if_cached_miss();
+        mark_key(res.headers_mut(), key);
+        return Some(res);
     }
     None
 }
@@ -96,11 +114,13 @@ pub(crate) fn follower_response<ResBody>(
     joined: Joined,
     head: Head,
     status: CacheStatus,
+    key: &str,
 ) -> Response<ResponseBody<ResBody>> {
     let mut res = Response::new(ResponseBody::follow(joined));
     *res.status_mut() = head.status;
     *res.headers_mut() = head.headers;
     res.headers_mut().insert(X_CACHE, status.header_value());
+    mark_key(res.headers_mut(), key);
     res
 }
 

@@ -1,6 +1,7 @@
 //! The administration commands: `stats`, `purge` and `inspect` on an engine,
 //! reading entries with the cache's entry decoder ([`CacheEntry::decode`]) and, with
-//! `--entry-secret`, checking their signatures ([`EntrySecrets::verify`]).
+//! `--entry-secret`, checking their signatures ([`EntrySecrets::verify`]); `list` is in
+//! `list.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,12 +11,14 @@ use bytes::Bytes;
 
 use super::cli::{InspectArgs, PurgeArgs, StatsArgs};
 use super::config::redact_url;
+use super::list::entry_saved;
+use super::prices::PriceTable;
 use super::{ServerError, open_engine};
 use crate::cache::{
-    BoxEngine, CacheEngine, CacheEntry, CacheError, EntryKind, EntrySecrets, SignatureError,
+    BoxEngine, CacheEngine, CacheEntry, CacheError, EntryKind, EntrySecrets, SignatureError, Usage,
 };
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -28,7 +31,7 @@ fn engine_error(url: &str, source: CacheError) -> ServerError {
     }
 }
 
-async fn list_keys(engine: &BoxEngine, url: &str) -> Result<Vec<String>, ServerError> {
+pub(super) async fn list_keys(engine: &BoxEngine, url: &str) -> Result<Vec<String>, ServerError> {
     match engine.keys().await {
         Ok(keys) => Ok(keys),
         Err(CacheError::Unsupported(_)) => Err(ServerError::Admin(format!(
@@ -40,7 +43,7 @@ async fn list_keys(engine: &BoxEngine, url: &str) -> Result<Vec<String>, ServerE
 }
 
 /// One stored value, read and decoded.
-enum Read {
+pub(super) enum Read {
     /// The entry.
     Entry(Box<CacheEntry>, usize),
     /// Gone since it was listed (or expired and dropped by the engine).
@@ -51,7 +54,7 @@ enum Read {
     Refused(Box<CacheEntry>, usize, SignatureError),
 }
 
-async fn read(
+pub(super) async fn read(
     engine: &BoxEngine,
     url: &str,
     key: &str,
@@ -121,11 +124,11 @@ pub(crate) fn remove_stale_temp_files(url: &str) -> Option<usize> {
     }
 }
 
-fn namespace_label(ns: &str) -> &str {
+pub(super) fn namespace_label(ns: &str) -> &str {
     if ns.is_empty() { "(default)" } else { ns }
 }
 
-fn kind_label(kind: EntryKind) -> &'static str {
+pub(super) fn kind_label(kind: EntryKind) -> &'static str {
     match kind {
         EntryKind::Sse => "sse",
         _ => "json",
@@ -139,9 +142,14 @@ pub(crate) async fn stats(args: &StatsArgs) -> Result<(), ServerError> {
     let engine = open_engine(url).await?;
     let keys = list_keys(&engine, url).await?;
     let now = now_ms();
+    let prices = match &args.prices {
+        Some(path) => PriceTable::load(path).map_err(ServerError::Config)?,
+        None => PriceTable::built_in(),
+    };
 
     let mut entries = 0u64;
     let mut refused = 0u64;
+    let mut models: BTreeMap<String, ModelTokens> = BTreeMap::new();
     let mut stored_bytes = 0u64;
     let mut body_bytes = 0u64;
     let mut expired = 0u64;
@@ -179,6 +187,13 @@ pub(crate) async fn stats(args: &StatsArgs) -> Result<(), ServerError> {
                 *paths
                     .entry(format!("{} {path}", entry.method()))
                     .or_default() += 1;
+                if let Some(saved) = entry_saved(&entry) {
+                    let model = saved.model.unwrap_or_else(|| "unknown".to_owned());
+                    let m = models.entry(model).or_default();
+                    m.entries += 1;
+                    m.prompt += saved.usage.prompt_tokens;
+                    m.completion += saved.usage.completion_tokens;
+                }
                 let created = entry.created_ms();
                 oldest = Some(oldest.map_or(created, |o| o.min(created)));
                 newest = Some(newest.map_or(created, |n| n.max(created)));
@@ -200,6 +215,14 @@ pub(crate) async fn stats(args: &StatsArgs) -> Result<(), ServerError> {
             "routes": paths,
             "oldest": oldest.map(format_time),
             "newest": newest.map(format_time),
+            "saved_per_hit": models.iter().map(|(name, m)| {
+                (name.clone(), serde_json::json!({
+                    "entries": m.entries,
+                    "prompt_tokens": m.prompt,
+                    "completion_tokens": m.completion,
+                    "usd": m.usd(&prices, name),
+                }))
+            }).collect::<serde_json::Map<_, _>>(),
         });
         println!("{v:#}");
         return Ok(());
@@ -229,6 +252,22 @@ pub(crate) async fn stats(args: &StatsArgs) -> Result<(), ServerError> {
         let _ = writeln!(out, "namespaces:  {}", join_counts(&namespaces));
         let _ = writeln!(out, "routes:      {}", join_counts(&paths));
     }
+    if !models.is_empty() {
+        let _ = writeln!(
+            out,
+            "saved per hit (one more hit on every entry, from the stored usage):"
+        );
+        for (name, m) in &models {
+            let usd = m
+                .usd(&prices, name)
+                .map_or("no price".to_owned(), |d| format!("${d:.6}"));
+            let _ = writeln!(
+                out,
+                "  {name}: {} entries, {} prompt + {} completion tokens, {usd}",
+                m.entries, m.prompt, m.completion
+            );
+        }
+    }
     match (oldest, newest) {
         (Some(o), Some(n)) => {
             let _ = writeln!(out, "oldest:      {} ({} ago)", format_time(o), age(now, o));
@@ -240,6 +279,26 @@ pub(crate) async fn stats(args: &StatsArgs) -> Result<(), ServerError> {
     }
     print!("{out}");
     Ok(())
+}
+
+/// The tokens of the stored answers of one model.
+#[derive(Default)]
+struct ModelTokens {
+    entries: u64,
+    prompt: u64,
+    completion: u64,
+}
+
+impl ModelTokens {
+    /// What these tokens cost at `prices`, `None` for a model without a price.
+    fn usd(&self, prices: &PriceTable, model: &str) -> Option<f64> {
+        let (p, c) = prices.get(model)?.cost(&Usage {
+            prompt_tokens: self.prompt,
+            completion_tokens: self.completion,
+            total_tokens: 0,
+        });
+        Some(p + c)
+    }
 }
 
 fn join_counts<K: std::fmt::Display>(m: &BTreeMap<K, u64>) -> String {
@@ -383,12 +442,16 @@ pub(crate) async fn inspect(args: &InspectArgs) -> Result<(), ServerError> {
         human_bytes(entry.body_len() as u64),
         human_bytes(len as u64)
     );
-    if let Some(usage) = super::usage_from_body(&entry.body()) {
+    if let Some(saved) = entry_saved(&entry) {
+        let u = saved.usage;
         let _ = writeln!(
             out,
-            "usage:      {} prompt + {} completion = {} tokens",
-            usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
+            "usage:      {} prompt + {} completion = {} tokens (saved by each hit)",
+            u.prompt_tokens, u.completion_tokens, u.total_tokens
         );
+        if let Some(model) = &saved.model {
+            let _ = writeln!(out, "model:      {model}");
+        }
     }
     let _ = writeln!(out, "headers:");
     for (name, value) in entry.headers() {
@@ -458,7 +521,7 @@ fn pretty_sse(body: &[u8]) -> String {
     out
 }
 
-fn human_bytes(n: u64) -> String {
+pub(super) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if n < 1024 {
         return format!("{n} B");
@@ -473,7 +536,7 @@ fn human_bytes(n: u64) -> String {
 }
 
 /// `later - earlier` in words: `42s`, `5m`, `3h`, `2d`.
-fn age(later_ms: u64, earlier_ms: u64) -> String {
+pub(super) fn age(later_ms: u64, earlier_ms: u64) -> String {
     let secs = later_ms.saturating_sub(earlier_ms) / 1000;
     match secs {
         0..60 => format!("{secs}s"),
@@ -484,7 +547,7 @@ fn age(later_ms: u64, earlier_ms: u64) -> String {
 }
 
 /// Unix milliseconds as an RFC 3339 UTC time (`2026-11-29T17:00:00Z`).
-fn format_time(ms: u64) -> String {
+pub(super) fn format_time(ms: u64) -> String {
     let secs = ms / 1000;
     let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
     let rem = secs % 86_400;

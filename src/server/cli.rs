@@ -1,5 +1,5 @@
-//! The `mistral-cache` command line: `serve` (the default), `stats`, `purge` and
-//! `inspect`. Every flag can also be set with a `MISTRAL_CACHE_*` environment
+//! The `mistral-cache` command line: `serve` (the default), `stats`, `list`, `purge`
+//! and `inspect`. Every flag can also be set with a `MISTRAL_CACHE_*` environment
 //! variable.
 //!
 //! Not public API: the binary runs it through [`super::main`]; `mistral-cache --help`
@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -43,8 +44,10 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Serve the Mistral API on a local port, answering repeated requests from the cache.
     Serve(ServeArgs),
-    /// Show the entries of an engine: count, bytes, oldest and newest.
+    /// Show the entries of an engine: count, bytes, oldest and newest, and the tokens and money a hit on each saves.
     Stats(StatsArgs),
+    /// List the entries of an engine, one per line (key prefix, age, route, model, size, tokens, expiry), filtered.
+    List(ListArgs),
     /// Delete entries of an engine (all of them unless filtered).
     Purge(PurgeArgs),
     /// Print one stored entry: kind, status, headers and body.
@@ -152,6 +155,9 @@ pub(crate) struct ServeArgs {
     /// Access log: all, errors (status >= 400, upstream failures, cut bodies), off, or 1/N (every error and one request in N).
     #[arg(long, env = "MISTRAL_CACHE_ACCESS_LOG", default_value = "all")]
     pub(crate) access_log: AccessLog,
+    /// JSON or TOML file of model prices (USD per million input/output tokens) added to the built-in Mistral list prices that value the tokens hits save.
+    #[arg(long, env = "MISTRAL_CACHE_PRICES")]
+    pub(crate) prices: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) secrets: EntrySecretArgs,
 }
@@ -233,6 +239,7 @@ impl ServeArgs {
             upstream_pool_max_idle: self.upstream_pool_max_idle,
             upstream_pool_idle_timeout: self.upstream_pool_idle_timeout,
             access_log: self.access_log,
+            prices: self.prices.clone(),
             entry_secret: self.secrets.entry_secret.clone(),
             previous_entry_secrets: self.secrets.previous_entry_secrets.clone(),
         };
@@ -299,6 +306,7 @@ impl fmt::Debug for ServeArgs {
                 &self.upstream_pool_idle_timeout,
             )
             .field("access_log", &self.access_log)
+            .field("prices", &self.prices)
             .field("secrets", &self.secrets)
             .finish()
     }
@@ -311,6 +319,35 @@ pub(crate) struct StatsArgs {
     /// The engine.
     pub(crate) engine: EngineArgs,
     /// Print the numbers as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// JSON or TOML file of model prices added to the built-in ones (as `serve --prices`).
+    #[arg(long, env = "MISTRAL_CACHE_PRICES")]
+    pub(crate) prices: Option<PathBuf>,
+}
+
+/// Flags of `list`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    /// The engine.
+    pub(crate) engine: EngineArgs,
+    /// Only entries stored under this namespace (`default` for the default one).
+    #[arg(long)]
+    pub(crate) namespace: Option<String>,
+    /// Only entries of this route: a path (`/v1/chat/completions`), its query ignored; a trailing * matches a prefix.
+    #[arg(long)]
+    pub(crate) route: Option<String>,
+    /// Only entries answered by this model (as the stored answer names it; a trailing * matches a prefix).
+    #[arg(long)]
+    pub(crate) model: Option<String>,
+    /// Only entries stored longer ago than this, e.g. 7d, 12h, 3600.
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) older_than: Option<Duration>,
+    /// Only entries stored more recently than this, e.g. 30m, 1d.
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) newer_than: Option<Duration>,
+    /// Print the entries as a JSON array, with full keys.
     #[arg(long)]
     pub(crate) json: bool,
 }
@@ -414,6 +451,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Stats(args) => super::admin::stats(&args).await,
+        Command::List(args) => super::list::list(&args).await,
         Command::Purge(args) => super::admin::purge(&args).await,
         Command::Inspect(args) => super::admin::inspect(&args).await,
     };

@@ -206,6 +206,9 @@ pub struct Config {
     pub upstream_pool_idle_timeout: Duration,
     /// Which requests are written to the access log (target `mistral_cache::access`).
     pub access_log: AccessLog,
+    /// A JSON or TOML file of model prices added to the built-in list prices the
+    /// savings metrics use (see [`PriceTable`](super::PriceTable)); read at start-up.
+    pub prices: Option<std::path::PathBuf>,
     /// Sign every stored entry with HMAC-SHA256 under this secret and refuse entries
     /// whose signature is missing or wrong (see
     /// [`CacheLayer::sign_entries`](crate::cache::CacheLayer::sign_entries)); at
@@ -338,6 +341,7 @@ impl Default for Config {
             upstream_pool_max_idle: 32,
             upstream_pool_idle_timeout: Duration::from_secs(30),
             access_log: AccessLog::All,
+            prices: None,
             entry_secret: None,
             previous_entry_secrets: Vec::new(),
         }
@@ -377,6 +381,7 @@ impl fmt::Debug for Config {
                 &self.upstream_pool_idle_timeout,
             )
             .field("access_log", &self.access_log)
+            .field("prices", &self.prices)
             .field(
                 "entry_secret",
                 &self.entry_secret.as_ref().map(|_| "<redacted>"),

@@ -1,9 +1,16 @@
-//! The proxy's counters and their Prometheus text rendering.
+//! The proxy's counters and their Prometheus text rendering, with the tokens and
+//! money cache hits saved (see [`Metrics::record_saved`]).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::ops::ControlFlow;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::cache::SavedTokens;
+pub use crate::cache::{Usage, usage_from_body};
+
+use super::prices::PriceTable;
 
 /// Upper bounds (seconds) of the upstream latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -77,10 +84,34 @@ impl CacheState {
     }
 }
 
+/// Distinct `(model, tenant)` pairs counted in the savings metrics; more are counted
+/// under `model="(other)", tenant="(other)"`, so entries written by others cannot grow
+/// the metrics without bound.
+const MAX_SAVED_SERIES: usize = 1024;
+
+/// The label of savings whose model or tenant is not known.
+const UNKNOWN: &str = "unknown";
+
+/// Tokens saved for one `(model, tenant)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SavedCount {
+    /// Hits counted.
+    pub hits: u64,
+    /// Prompt (input) tokens.
+    pub prompt_tokens: u64,
+    /// Completion (output) tokens.
+    pub completion_tokens: u64,
+}
+
 /// Counters of a running proxy; rendered by [`Metrics::render`] in the Prometheus
 /// text exposition format.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Tokens saved by hits, by `(model, tenant)`.
+    saved: Mutex<BTreeMap<(String, String), SavedCount>>,
+    /// The prices the saved tokens are valued at.
+    prices: PriceTable,
     requests: AtomicU64,
     hits: AtomicU64,
     coalesced: AtomicU64,
@@ -116,21 +147,94 @@ pub enum UpstreamErrorKind {
     Other,
 }
 
-/// Token counts read from a stored `usage` object.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// `usage.prompt_tokens`.
-    pub prompt_tokens: u64,
-    /// `usage.completion_tokens`.
-    pub completion_tokens: u64,
-    /// `usage.total_tokens`.
-    pub total_tokens: u64,
-}
-
 impl Metrics {
-    /// Fresh counters, all zero.
+    /// Fresh counters, all zero, valuing saved tokens at the built-in list prices.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Fresh counters valuing saved tokens at `prices`.
+    pub fn with_prices(prices: PriceTable) -> Self {
+        Metrics {
+            prices,
+            ..Self::default()
+        }
+    }
+
+    /// The prices saved tokens are valued at.
+    pub fn prices(&self) -> &PriceTable {
+        &self.prices
+    }
+
+    /// Counts the tokens a hit saved: the answer's `model` (`unknown` when it has
+    /// none) and the tenant (a digest of the caller's API key, see [`tenant_label`]).
+    pub fn record_saved(&self, saved: &SavedTokens, tenant: &str) {
+        let model = saved.model.as_deref().unwrap_or(UNKNOWN);
+        let mut map = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (model.to_owned(), tenant.to_owned());
+        let key = if map.len() >= MAX_SAVED_SERIES && !map.contains_key(&key) {
+            ("(other)".to_owned(), "(other)".to_owned())
+        } else {
+            key
+        };
+        let c = map.entry(key).or_default();
+        c.hits += 1;
+        c.prompt_tokens = c.prompt_tokens.saturating_add(saved.usage.prompt_tokens);
+        c.completion_tokens = c
+            .completion_tokens
+            .saturating_add(saved.usage.completion_tokens);
+    }
+
+    /// The tokens saved so far, by `(model, tenant)`.
+    pub fn saved(&self) -> Vec<((String, String), SavedCount)> {
+        let map = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// Appends the savings metrics: tokens and what they would have cost.
+    fn render_saved(&self, out: &mut String) {
+        let saved = self.saved();
+        let name = "mistral_cache_saved_tokens_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Tokens answered from the cache instead of upstream, from the stored usage, by model, kind and tenant (a digest of the API key)."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for ((model, tenant), c) in &saved {
+            let (model, tenant) = (label(model), label(tenant));
+            for (kind, n) in [
+                ("prompt", c.prompt_tokens),
+                ("completion", c.completion_tokens),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "{name}{{model=\"{model}\",kind=\"{kind}\",tenant=\"{tenant}\"}} {n}"
+                );
+            }
+        }
+        let name = "mistral_cache_saved_usd_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} What the saved tokens would have cost upstream at list prices (models with a known price only), US dollars."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for ((model, tenant), c) in &saved {
+            let Some(price) = self.prices.get(model) else {
+                continue;
+            };
+            let (p, q) = price.cost(&Usage {
+                prompt_tokens: c.prompt_tokens,
+                completion_tokens: c.completion_tokens,
+                total_tokens: 0,
+            });
+            let (model, tenant) = (label(model), label(tenant));
+            for (kind, usd) in [("prompt", p), ("completion", q)] {
+                let _ = writeln!(
+                    out,
+                    "{name}{{model=\"{model}\",kind=\"{kind}\",tenant=\"{tenant}\"}} {usd}"
+                );
+            }
+        }
     }
 
     /// Counts one proxied request by its cache state.
@@ -348,6 +452,8 @@ impl Metrics {
         let _ = writeln!(out, "{name}_sum {sum}");
         let _ = writeln!(out, "{name}_count {count}");
 
+        self.render_saved(&mut out);
+
         let name = "mistral_cache_in_flight_requests";
         let _ = writeln!(out, "# HELP {name} Requests currently being answered.");
         let _ = writeln!(out, "# TYPE {name} gauge");
@@ -376,68 +482,28 @@ pub struct MetricsSnapshot {
     pub total_tokens_from_cache: u64,
 }
 
-/// Reads the token usage from a response body: a JSON object with a `usage`
-/// member, or an SSE stream whose events carry one (the last one wins).
-///
-/// Runs on every cache hit, so it deserializes only the `usage` object: the rest of
-/// the document is skipped without building a `serde_json::Value` tree.
-pub fn usage_from_body(body: &[u8]) -> Option<Usage> {
-    let trimmed = body.trim_ascii_start();
-    if trimmed.starts_with(b"{") {
-        return serde_json::from_slice::<UsageOnly>(trimmed)
-            .ok()?
-            .into_usage();
+/// A Prometheus label value, escaped.
+fn label(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
+    } else {
+        v.into()
     }
-    let mut found = None;
-    // The crate's one event-stream framing (LF, CRLF or lone-CR line ends).
-    crate::sse::for_each_event([body], |ev| {
-        let data = ev.data.trim();
-        if data == "[DONE]" || !data.starts_with('{') || !data.contains("\"usage\"") {
-            return ControlFlow::Continue(());
-        }
-        if let Ok(v) = serde_json::from_str::<UsageOnly>(data)
-            && let Some(u) = v.into_usage()
-        {
-            found = Some(u);
-        }
-        ControlFlow::Continue(())
-    });
-    found
 }
 
-/// The only member of a response [`usage_from_body`] reads; every other member is
-/// skipped by the deserializer.
-#[derive(serde::Deserialize)]
-struct UsageOnly {
-    #[serde(default)]
-    usage: Option<RawUsage>,
-}
-
-/// A `usage` object. The counts are kept as JSON values so a count that is not an
-/// unsigned integer reads as absent instead of failing the whole object.
-#[derive(serde::Deserialize)]
-struct RawUsage {
-    #[serde(default)]
-    prompt_tokens: Option<serde_json::Value>,
-    #[serde(default)]
-    completion_tokens: Option<serde_json::Value>,
-    #[serde(default)]
-    total_tokens: Option<serde_json::Value>,
-}
-
-impl UsageOnly {
-    fn into_usage(self) -> Option<Usage> {
-        let usage = self.usage?;
-        let count = |v: Option<serde_json::Value>| v.as_ref().and_then(serde_json::Value::as_u64);
-        let prompt_tokens = count(usage.prompt_tokens).unwrap_or(0);
-        let completion_tokens = count(usage.completion_tokens).unwrap_or(0);
-        let total_tokens = count(usage.total_tokens).unwrap_or(prompt_tokens + completion_tokens);
-        Some(Usage {
-            prompt_tokens,
-            completion_tokens,
-            total_tokens,
-        })
-    }
+/// The tenant label of a request: the first 12 hex digits of the SHA-256 of its
+/// `Authorization` value (never the key itself), or `default` without one (the
+/// proxy's own key, if configured, is then used).
+pub fn tenant_label(authorization: Option<&http::HeaderValue>) -> String {
+    use sha2::{Digest, Sha256};
+    let Some(v) = authorization else {
+        return "default".to_owned();
+    };
+    let digest = Sha256::digest(v.as_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -464,53 +530,62 @@ mod tests {
     }
 
     #[test]
-    fn usage_from_json_and_sse() {
-        let json: &[u8] = include_bytes!("../../tests/fixtures/chat.response.json");
-        assert_eq!(
-            usage_from_body(json),
-            Some(Usage {
-                prompt_tokens: 27,
-                completion_tokens: 71,
-                total_tokens: 98
-            })
+    fn renders_savings_by_model_and_tenant_with_prices() {
+        let mut prices = PriceTable::empty();
+        prices.insert(
+            "m",
+            crate::server::Price {
+                input: 2.0,
+                output: 10.0,
+            },
         );
-        let sse: &[u8] = include_bytes!("../../tests/fixtures/chat.stream.sse");
-        let usage = usage_from_body(sse).expect("the last chunk carries usage");
-        assert!(usage.total_tokens > 0);
-        assert_eq!(usage_from_body(b"not json"), None);
-        assert_eq!(usage_from_body(br#"{"usage":null}"#), None);
-        assert_eq!(usage_from_body(br#"{"usage":3}"#), None);
-        assert_eq!(usage_from_body(br#"[{"usage":{"total_tokens":3}}]"#), None);
-        // Other members of any shape are skipped; odd counts read as absent.
-        assert_eq!(
-            usage_from_body(
-                br#"{"id":"x","choices":[{"message":{"content":"a \"usage\": {}"}}],"usage":{"prompt_tokens":2,"completion_tokens":1.5,"details":{"a":[1]}}}"#
-            ),
-            Some(Usage {
-                prompt_tokens: 2,
-                completion_tokens: 0,
-                total_tokens: 2
-            })
+        let m = Metrics::with_prices(prices);
+        let usage = Usage {
+            prompt_tokens: 500_000,
+            completion_tokens: 100_000,
+            total_tokens: 600_000,
+        };
+        m.record_saved(&SavedTokens::new(usage, Some("m-latest".into())), "t1");
+        m.record_saved(&SavedTokens::new(usage, Some("m-latest".into())), "t1");
+        m.record_saved(&SavedTokens::new(usage, None), "t2");
+        let text = m.render(None);
+        assert!(text.contains(
+            "mistral_cache_saved_tokens_total{model=\"m-latest\",kind=\"prompt\",tenant=\"t1\"} 1000000\n"
+        ));
+        assert!(text.contains(
+            "mistral_cache_saved_tokens_total{model=\"unknown\",kind=\"completion\",tenant=\"t2\"} 100000\n"
+        ));
+        assert!(text.contains(
+            "mistral_cache_saved_usd_total{model=\"m-latest\",kind=\"prompt\",tenant=\"t1\"} 2\n"
+        ));
+        assert!(text.contains(
+            "mistral_cache_saved_usd_total{model=\"m-latest\",kind=\"completion\",tenant=\"t1\"} 2\n"
+        ));
+        assert!(
+            !text.contains("saved_usd_total{model=\"unknown\""),
+            "{text}"
         );
-        assert_eq!(
-            usage_from_body(
-                b"data: [1]\n\ndata: {\"usage\":{\"total_tokens\":7}}\n\ndata: [DONE]\n\n"
-            ),
-            Some(Usage {
-                prompt_tokens: 0,
-                completion_tokens: 0,
-                total_tokens: 7
-            })
-        );
+        assert_eq!(m.saved().len(), 2);
+        // Past the series limit, new pairs share one series.
+        for i in 0..MAX_SAVED_SERIES + 5 {
+            m.record_saved(&SavedTokens::new(usage, None), &i.to_string());
+        }
+        assert_eq!(m.saved().len(), MAX_SAVED_SERIES + 1);
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
     #[test]
-    fn usage_from_sse_with_lone_cr_line_ends() {
-        assert_eq!(
-            usage_from_body(b"data: {\"usage\":{\"total_tokens\":5}}\r\rdata: [DONE]\r\r")
-                .map(|u| u.total_tokens),
-            Some(5)
+    fn tenant_labels_are_short_digests() {
+        let v = http::HeaderValue::from_static("Bearer sk-secret");
+        let t = tenant_label(Some(&v));
+        assert_eq!(t.len(), 12);
+        assert!(t.bytes().all(|b| b.is_ascii_hexdigit()) && !t.contains("secret"));
+        assert_eq!(t, tenant_label(Some(&v)));
+        assert_ne!(
+            t,
+            tenant_label(Some(&http::HeaderValue::from_static("Bearer x")))
         );
+        assert_eq!(tenant_label(None), "default");
     }
 
     #[test]
@@ -540,6 +615,7 @@ mod tests {
         assert!(text.contains("mistral_cache_upstream_latency_seconds_bucket{le=\"0.05\"} 1\n"));
         assert!(text.contains("mistral_cache_upstream_latency_seconds_count 1\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(!line.contains("saved_usd"), "no savings, no money: {line}");
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "bad sample line {line:?}");
         }

@@ -44,7 +44,9 @@ mod cli;
 mod config;
 mod conn;
 mod duration;
+mod list;
 mod metrics;
+mod prices;
 mod proxy;
 mod stack;
 
@@ -85,8 +87,10 @@ pub mod __fuzz {
     }
 }
 pub use metrics::{
-    CacheState, Metrics, MetricsSnapshot, UpstreamErrorKind, Usage, usage_from_body,
+    CacheState, Metrics, MetricsSnapshot, SavedCount, UpstreamErrorKind, Usage, tenant_label,
+    usage_from_body,
 };
+pub use prices::{Price, PriceTable};
 
 use crate::cache::{BoxEngine, CacheEngine, CacheError};
 use crate::client::HttpService;
@@ -204,7 +208,11 @@ impl Proxy {
     /// [`Config::engine_optional`], in which case the proxy forwards uncached).
     pub async fn new(config: Config) -> Result<Proxy, ServerError> {
         config.validate()?;
-        let metrics = Arc::new(Metrics::new());
+        let prices = match &config.prices {
+            Some(path) => PriceTable::load(path).map_err(ServerError::Config)?,
+            None => PriceTable::built_in(),
+        };
+        let metrics = Arc::new(Metrics::with_prices(prices));
 
         let mut builder = crate::Client::builder()
             .base_url(&config.upstream)

@@ -16,12 +16,14 @@ use http_body_util::Either;
 use tower::ServiceExt as _;
 
 use super::config::CachedRoutes;
-use super::metrics::{CacheState, Metrics, UpstreamErrorKind, Usage, usage_from_body};
+use super::metrics::{CacheState, Metrics, UpstreamErrorKind, tenant_label};
 use super::stack::CachedService;
+use crate::cache::{SavedTokens, X_CACHE_SAVED_TOKENS};
 use crate::client::HttpService;
 use crate::{Body, BoxError};
 
-/// Largest cache hit body scanned for its `usage` (token metrics).
+/// Largest body shared from the cache without `x-cache-saved-tokens` (a coalesced
+/// answer, an entry stored before the header was) scanned for its `usage`.
 const MAX_USAGE_SCAN: usize = 16 * 1024 * 1024;
 
 /// State shared by every request of one proxy.
@@ -127,6 +129,8 @@ pub(crate) async fn forward_request(state: Arc<ProxyState>, req: Request) -> Res
     };
     // Logged by its path; a clone of the URI shares its bytes (no copy).
     let uri = parts.uri.clone();
+    // The tenant of the savings metrics (hashed only if the answer is from the cache).
+    let authorization = parts.headers.get(header::AUTHORIZATION).cloned();
     let upstream_req = http::Request::from_parts(parts, body);
 
     state.metrics.in_flight_inc();
@@ -142,6 +146,8 @@ pub(crate) async fn forward_request(state: Arc<ProxyState>, req: Request) -> Res
         bytes: 0,
         complete: false,
         capture: None,
+        saved: None,
+        authorization,
         access_log: state.access_log,
     };
     // The cached stack's answer keeps its own body type (no boxing on a hit).
@@ -172,7 +178,14 @@ pub(crate) async fn forward_request(state: Arc<ProxyState>, req: Request) -> Res
             log.status = parts.status;
             log.cache = cache;
             log.correlation_id = parts.headers.get("mistral-correlation-id").cloned();
-            log.capture = cache.is_from_cache().then_some(Capture::Empty);
+            if cache.is_from_cache() {
+                // A hit tells what it saved; anything else shared from the cache is
+                // scanned for its `usage`.
+                match parts.headers.get(X_CACHE_SAVED_TOKENS) {
+                    Some(v) => log.saved = SavedTokens::from_header(v),
+                    None => log.capture = Some(Capture::Empty),
+                }
+            }
             // An empty body is complete before it is polled (hyper may never poll it).
             log.complete = http_body::Body::is_end_stream(&body);
             let body = ObservedBody { inner: body, log };
@@ -414,12 +427,17 @@ struct RequestLog {
     correlation_id: Option<HeaderValue>,
     bytes: u64,
     complete: bool,
-    /// The body of a cache hit, kept to count the tokens of its `usage`.
+    /// The body of an answer from the cache without `x-cache-saved-tokens`, kept to
+    /// count the tokens of its `usage`.
     capture: Option<Capture>,
+    /// What a hit saved, from its `x-cache-saved-tokens`.
+    saved: Option<SavedTokens>,
+    /// The request's `Authorization`, for the tenant label of the savings.
+    authorization: Option<HeaderValue>,
     access_log: super::AccessLog,
 }
 
-/// The frames of a body kept for [`usage_from_body`]: a body sent in one frame (a
+/// The frames of a body kept for [`SavedTokens::from_body`]: a body sent in one frame (a
 /// cache hit usually is) is kept by reference, without a copy.
 enum Capture {
     Empty,
@@ -449,24 +467,24 @@ impl Capture {
         }
     }
 
-    /// The `usage` of the captured body.
-    fn usage(&self) -> Option<Usage> {
+    /// The `usage` (and model) of the captured body.
+    fn saved(&self) -> Option<SavedTokens> {
         match self {
-            Capture::Empty => usage_from_body(&[]),
-            Capture::One(b) => usage_of_shared(b),
-            Capture::Many(v) => usage_from_body(v),
+            Capture::Empty => None,
+            Capture::One(b) => saved_of_shared(b),
+            Capture::Many(v) => SavedTokens::from_body(v),
         }
     }
 }
 
-/// Bodies up to this size have their `usage` remembered by [`usage_of_shared`].
+/// Bodies up to this size have their `usage` remembered by [`saved_of_shared`].
 const USAGE_MEMO_MAX_BODY: usize = 256 * 1024;
-/// Bodies remembered per thread by [`usage_of_shared`].
+/// Bodies remembered per thread by [`saved_of_shared`].
 const USAGE_MEMO_SLOTS: usize = 8;
 
 /// The bodies whose `usage` was read last on this thread, with what was read.
 struct UsageMemo {
-    slots: [Option<(Bytes, Option<Usage>)>; USAGE_MEMO_SLOTS],
+    slots: [Option<(Bytes, Option<SavedTokens>)>; USAGE_MEMO_SLOTS],
     next: usize,
 }
 
@@ -476,16 +494,17 @@ thread_local! {
     };
 }
 
-/// [`usage_from_body`] of one frame, remembered by the frame's identity.
+/// [`SavedTokens::from_body`] of one frame, remembered by the frame's identity.
 ///
-/// A cache hit on an in-memory engine serves the same stored buffer again and again,
+/// An entry stored without `x-cache-saved-tokens` (by an older version), served
+/// from an in-memory engine, is the same stored buffer again and again,
 /// so its `usage` is parsed once instead of on every hit. The memo keeps a reference
 /// to every buffer it remembers, so a buffer with the same address and length is
 /// the same memory, whose content `Bytes` never changes: the answer is the one
 /// parsing would give. Small (a few bodies per thread, of bounded size).
-fn usage_of_shared(body: &Bytes) -> Option<Usage> {
+fn saved_of_shared(body: &Bytes) -> Option<SavedTokens> {
     if body.len() > USAGE_MEMO_MAX_BODY {
-        return usage_from_body(body);
+        return SavedTokens::from_body(body);
     }
     let same = |b: &Bytes| b.as_ptr() == body.as_ptr() && b.len() == body.len();
     let found = USAGE_MEMO.with_borrow(|memo| {
@@ -493,18 +512,18 @@ fn usage_of_shared(body: &Bytes) -> Option<Usage> {
             .iter()
             .flatten()
             .find(|(b, _)| same(b))
-            .map(|(_, usage)| *usage)
+            .map(|(_, saved)| saved.clone())
     });
-    if let Some(usage) = found {
-        return usage;
+    if let Some(saved) = found {
+        return saved;
     }
-    let usage = usage_from_body(body);
+    let saved = SavedTokens::from_body(body);
     USAGE_MEMO.with_borrow_mut(|memo| {
         let i = memo.next;
-        memo.slots[i] = Some((body.clone(), usage));
+        memo.slots[i] = Some((body.clone(), saved.clone()));
         memo.next = (i + 1) % USAGE_MEMO_SLOTS;
     });
-    usage
+    saved
 }
 
 impl Drop for RequestLog {
@@ -514,11 +533,15 @@ impl Drop for RequestLog {
         m.record_request(self.cache);
         let from_cache = self.cache.is_from_cache();
         m.record_bytes(self.bytes, from_cache);
-        if from_cache
-            && self.complete
-            && let Some(usage) = self.capture.as_ref().and_then(Capture::usage)
-        {
-            m.record_cached_usage(usage);
+        if from_cache && self.complete {
+            let saved = match self.saved.take() {
+                Some(s) => Some(s),
+                None => self.capture.as_ref().and_then(Capture::saved),
+            };
+            if let Some(saved) = saved {
+                m.record_cached_usage(saved.usage);
+                m.record_saved(&saved, &tenant_label(self.authorization.as_ref()));
+            }
         }
         let error = self.cache == CacheState::Error || !self.complete;
         if !self.access_log.should_log(self.status, error) {
@@ -646,31 +669,37 @@ mod tests {
     #[test]
     fn usage_memo_answers_like_a_parse() {
         let body = Bytes::from_static(br#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#);
-        let parsed = usage_from_body(&body);
-        assert_eq!(parsed.map(|u| u.total_tokens), Some(3));
-        assert_eq!(usage_of_shared(&body), parsed);
-        assert_eq!(usage_of_shared(&body), parsed, "remembered");
+        let parsed = SavedTokens::from_body(&body);
+        assert_eq!(parsed.as_ref().map(|s| s.usage.total_tokens), Some(3));
+        assert_eq!(saved_of_shared(&body), parsed);
+        assert_eq!(saved_of_shared(&body), parsed, "remembered");
         // Same length, other bytes, other buffer: parsed on its own.
         let other = Bytes::from_static(br#"{"usage":{"prompt_tokens":4,"completion_tokens":5}}"#);
-        assert_eq!(usage_of_shared(&other).map(|u| u.total_tokens), Some(9));
+        assert_eq!(
+            saved_of_shared(&other).map(|s| s.usage.total_tokens),
+            Some(9)
+        );
         // A slice of a remembered buffer is another body.
         let prefix = body.slice(..10);
-        assert_eq!(usage_of_shared(&prefix), None);
+        assert_eq!(saved_of_shared(&prefix), None);
         // More bodies than slots: the oldest are forgotten, answers stay right.
         let many: Vec<Bytes> = (0..2 * USAGE_MEMO_SLOTS as u64)
             .map(|n| Bytes::from(format!(r#"{{"usage":{{"total_tokens":{n}}}}}"#)))
             .collect();
         for _ in 0..2 {
             for (n, b) in many.iter().enumerate() {
-                assert_eq!(usage_of_shared(b).map(|u| u.total_tokens), Some(n as u64));
+                assert_eq!(
+                    saved_of_shared(b).map(|s| s.usage.total_tokens),
+                    Some(n as u64)
+                );
             }
         }
         let mut capture = Capture::Empty;
-        assert_eq!(capture.usage(), None);
+        assert_eq!(capture.saved(), None);
         capture.push(&body.slice(..20));
         capture.push(&body.slice(20..));
         assert_eq!(capture.len(), body.len());
-        assert_eq!(capture.usage(), parsed, "frames are joined");
+        assert_eq!(capture.saved(), parsed, "frames are joined");
     }
 
     #[test]

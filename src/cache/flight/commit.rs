@@ -2,12 +2,13 @@
 //! nothing when the answer must not be stored.
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 
 use super::state::Head;
 use crate::cache::entry::{Encoder, EntryKind};
 use crate::cache::head::content_length;
 use crate::cache::sign::EntrySecrets;
+use crate::cache::usage::SavedTokens;
 use crate::sse;
 
 /// What an entry records besides the answer: where it came from and its times.
@@ -24,7 +25,8 @@ pub(crate) struct EntryMeta<'a> {
     pub(crate) secrets: Option<&'a EntrySecrets>,
 }
 
-/// The entry for the recorded answer, or `None` when it must not be stored: no head, an
+/// The entry for the recorded answer (with the tokens its `usage` counts, see
+/// [`SavedTokens`]), or `None` when it must not be stored: no head, an
 /// event stream that did not end cleanly (see [`sse::completed_cleanly`]), or a body
 /// whose length differs from its `Content-Length`.
 pub(crate) fn encode(
@@ -63,11 +65,15 @@ pub(crate) fn encode(
             }
         }
     };
+    // The tokens a hit on this entry saves, read once here rather than on every hit.
+    let saved = SavedTokens::from_answer(frames, head.kind == EntryKind::Sse)
+        .and_then(|s| s.to_header_value());
     let encoder = Encoder {
         kind: head.kind,
         status: head.status,
         headers: &head.headers,
         content_length,
+        saved_tokens: saved.as_ref().map(HeaderValue::as_bytes),
         frames,
         one_frame,
         created_ms: meta.created_ms,
