@@ -14,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use mistral_tower::cache::{CacheEngine, FileEngine};
 use mistral_tower::testing::FakeMistral;
 use mistral_tower::testing::fixtures::CHAT_REQUEST;
-use support::proxy::{guard, start_proxy};
+use support::proxy::{RunningProxy, guard, start_proxy};
 
 mod support;
 
@@ -83,13 +83,20 @@ async fn wait_for_entries(dir: &Path, n: usize) {
     .await;
 }
 
-#[tokio::test]
-async fn list_filters_and_inspect_takes_its_keys() {
+/// A proxy in front of a fake Mistral API, storing in a file engine in a new
+/// directory: `(directory, engine URL, fake, proxy)`.
+async fn proxy_on_file_engine() -> (tempfile::TempDir, String, FakeMistral, RunningProxy) {
     let dir = tempfile::tempdir().unwrap();
     let engine = format!("file://{}", dir.path().display());
     let fake = FakeMistral::start().await;
     let e2 = engine.clone();
     let proxy = start_proxy(&fake.url(), move |c| c.engine = e2).await;
+    (dir, engine, fake, proxy)
+}
+
+#[tokio::test]
+async fn list_filters_and_inspect_takes_its_keys() {
+    let (dir, engine, _fake, proxy) = proxy_on_file_engine().await;
 
     let chat = guard(post(&proxy.url, "/v1/chat/completions", CHAT_REQUEST, None)).await;
     let mut stream: serde_json::Value = serde_json::from_str(CHAT_REQUEST).unwrap();
@@ -209,11 +216,7 @@ async fn list_filters_and_inspect_takes_its_keys() {
 
 #[tokio::test]
 async fn stats_values_the_stored_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = format!("file://{}", dir.path().display());
-    let fake = FakeMistral::start().await;
-    let e2 = engine.clone();
-    let proxy = start_proxy(&fake.url(), move |c| c.engine = e2).await;
+    let (dir, engine, _fake, proxy) = proxy_on_file_engine().await;
     guard(post(&proxy.url, "/v1/chat/completions", CHAT_REQUEST, None)).await;
     wait_for_entries(dir.path(), 1).await;
     proxy.shutdown().await;

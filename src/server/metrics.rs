@@ -193,46 +193,45 @@ impl Metrics {
 
     /// Appends the savings metrics: tokens and what they would have cost.
     fn render_saved(&self, out: &mut String) {
+        type Values<'a> = &'a dyn Fn(&str, &SavedCount) -> Option<[String; 2]>;
         let saved = self.saved();
-        let name = "mistral_cache_saved_tokens_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Tokens answered from the cache instead of upstream, from the stored usage, by model, kind and tenant (a digest of the API key)."
-        );
-        let _ = writeln!(out, "# TYPE {name} counter");
-        for ((model, tenant), c) in &saved {
-            let (model, tenant) = (label(model), label(tenant));
-            for (kind, n) in [
-                ("prompt", c.prompt_tokens),
-                ("completion", c.completion_tokens),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "{name}{{model=\"{model}\",kind=\"{kind}\",tenant=\"{tenant}\"}} {n}"
-                );
-            }
-        }
-        let name = "mistral_cache_saved_usd_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} What the saved tokens would have cost upstream at list prices (models with a known price only), US dollars."
-        );
-        let _ = writeln!(out, "# TYPE {name} counter");
-        for ((model, tenant), c) in &saved {
-            let Some(price) = self.prices.get(model) else {
-                continue;
-            };
-            let (p, q) = price.cost(&Usage {
+        let tokens = |_: &str, c: &SavedCount| {
+            Some([c.prompt_tokens.to_string(), c.completion_tokens.to_string()])
+        };
+        let usd = |model: &str, c: &SavedCount| {
+            let (p, q) = self.prices.get(model)?.cost(&Usage {
                 prompt_tokens: c.prompt_tokens,
                 completion_tokens: c.completion_tokens,
                 total_tokens: 0,
             });
-            let (model, tenant) = (label(model), label(tenant));
-            for (kind, usd) in [("prompt", p), ("completion", q)] {
-                let _ = writeln!(
-                    out,
-                    "{name}{{model=\"{model}\",kind=\"{kind}\",tenant=\"{tenant}\"}} {usd}"
-                );
+            Some([p.to_string(), q.to_string()])
+        };
+        let families: [(&str, &str, Values<'_>); 2] = [
+            (
+                "mistral_cache_saved_tokens_total",
+                "Tokens answered from the cache instead of upstream, from the stored usage, by model, kind and tenant (a digest of the API key).",
+                &tokens,
+            ),
+            (
+                "mistral_cache_saved_usd_total",
+                "What the saved tokens would have cost upstream at list prices (models with a known price only), US dollars.",
+                &usd,
+            ),
+        ];
+        for (name, help, values) in families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for ((model, tenant), c) in &saved {
+                let Some(values) = values(model, c) else {
+                    continue;
+                };
+                let (model, tenant) = (label(model), label(tenant));
+                for (kind, v) in ["prompt", "completion"].into_iter().zip(values) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{model=\"{model}\",kind=\"{kind}\",tenant=\"{tenant}\"}} {v}"
+                    );
+                }
             }
         }
     }
