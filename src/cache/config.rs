@@ -73,6 +73,10 @@ pub(crate) struct Config {
     pub(crate) get_timeout: Duration,
     pub(crate) set_timeout: Duration,
     pub(crate) flight_wait: Option<Duration>,
+    /// Single-flight across processes through the engine's fleet capability.
+    pub(crate) fleet: bool,
+    /// The fleet leader's lease: how soon a dead leader is noticed.
+    pub(crate) fleet_lease: Duration,
     pub(crate) clock: Arc<dyn Clock>,
     /// Sign written entries and refuse read ones without a valid signature.
     pub(crate) secrets: Option<Arc<EntrySecrets>>,
@@ -96,6 +100,8 @@ impl Config {
             get_timeout: DEFAULT_GET_TIMEOUT,
             set_timeout: DEFAULT_SET_TIMEOUT,
             flight_wait: Some(DEFAULT_FLIGHT_WAIT),
+            fleet: true,
+            fleet_lease: DEFAULT_FLEET_LEASE,
             clock: Arc::new(SystemClock),
             secrets: None,
         }
@@ -121,6 +127,8 @@ impl fmt::Debug for Config {
             .field("set_timeout", &self.set_timeout)
             .field("flight_wait", &self.flight_wait)
             .field("entry_secrets", &self.secrets)
+            .field("fleet", &self.fleet)
+            .field("fleet_lease", &self.fleet_lease)
             .finish_non_exhaustive()
     }
 }
@@ -135,6 +143,8 @@ pub const DEFAULT_GET_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_SET_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a follower waits for the leader's response head: 120 s.
 pub const DEFAULT_FLIGHT_WAIT: Duration = Duration::from_secs(120);
+/// Default lease of a fleet leader (see [`CacheLayer::fleet_lease`](super::CacheLayer::fleet_lease)): 10 s.
+pub const DEFAULT_FLEET_LEASE: Duration = Duration::from_secs(10);
 
 /// The state every service built from one layer shares: engine, flights, metrics.
 #[derive(Debug)]

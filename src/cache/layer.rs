@@ -286,6 +286,22 @@ impl<E> CacheLayer<E> {
         self.with(|c| c.flight_wait = Some(wait))
     }
 
+    /// Turns single-flight across processes on or off (on by default). With an engine
+    /// that has a fleet capability ([`CacheEngine::fleet`](super::CacheEngine::fleet): Redis, PostgreSQL), identical
+    /// concurrent misses in every process on the same store make one upstream call; see
+    /// "Single-flight across processes" in the [module docs](super). Engines without one are not
+    /// affected. Single-flight itself ([`single_flight`](Self::single_flight)) must be on.
+    pub fn fleet_flight(self, enabled: bool) -> Self {
+        self.with(|c| c.fleet = enabled)
+    }
+
+    /// The fleet leader's lease (default [`DEFAULT_FLEET_LEASE`](super::DEFAULT_FLEET_LEASE)):
+    /// renewed every third of it while the leader runs; a leader that dies is noticed by
+    /// its followers within it (they then take over, or end their body with an error).
+    pub fn fleet_lease(self, lease: Duration) -> Self {
+        self.with(|c| c.fleet_lease = lease.max(Duration::from_millis(100)))
+    }
+
     /// Turns single-flight (coalescing of identical concurrent misses) on or off.
     pub fn single_flight(self, enabled: bool) -> Self {
         self.with(|c| {

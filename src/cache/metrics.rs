@@ -49,6 +49,14 @@ pub struct MetricsSnapshot {
     /// Engine reads and writes skipped while the breaker was open (a skipped read is a
     /// miss, a skipped write a store error).
     pub engine_skips: u64,
+    /// Misses that led their flight for the whole fleet (took the engine's lease).
+    pub fleet_leaders: u64,
+    /// Misses answered by a flight another process leads (also counted as coalesced).
+    pub fleet_followers: u64,
+    /// Times a follower took over from a fleet leader that failed or died before its head.
+    pub fleet_takeovers: u64,
+    /// Misses that called upstream alone because the engine's fleet calls failed.
+    pub fleet_fail_opens: u64,
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +73,10 @@ pub(crate) struct Metrics {
     pub(crate) entries_rejected_signature: AtomicU64,
     pub(crate) bytes_served: AtomicU64,
     pub(crate) raw_key_reuses: AtomicU64,
+    pub(crate) fleet_leaders: AtomicU64,
+    pub(crate) fleet_followers: AtomicU64,
+    pub(crate) fleet_takeovers: AtomicU64,
+    pub(crate) fleet_fail_opens: AtomicU64,
 }
 
 impl Metrics {
@@ -88,6 +100,10 @@ impl Metrics {
             entries_rejected_signature: self.entries_rejected_signature.load(Relaxed),
             bytes_served: self.bytes_served.load(Relaxed),
             raw_key_reuses: self.raw_key_reuses.load(Relaxed),
+            fleet_leaders: self.fleet_leaders.load(Relaxed),
+            fleet_followers: self.fleet_followers.load(Relaxed),
+            fleet_takeovers: self.fleet_takeovers.load(Relaxed),
+            fleet_fail_opens: self.fleet_fail_opens.load(Relaxed),
             ..MetricsSnapshot::default()
         }
     }

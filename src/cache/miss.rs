@@ -14,6 +14,7 @@ use super::config::{Config, Shared};
 use super::control::{CacheMode, CacheStatus, RequestControl, X_CACHE, response_forbids_store};
 use super::engine::CacheEngine;
 use super::entry::EntryKind;
+use super::fleet::{self, FleetRole, NoStore, Publisher};
 use super::flight::{Head, LeaderGuard, Recorder, Role, TeeBody};
 use super::head::{content_length, is_sse};
 use super::lookup::{Key, bounded, lookup};
@@ -134,8 +135,19 @@ where
                         .map_or("/", |p| p.as_str())
                         .to_owned(),
                 };
+                // Only a plain miss asks the fleet (a refresh leads by itself).
+                let publisher = match status {
+                    CacheStatus::Miss => match fleet::join(&shared, &cfg, key).await {
+                        FleetRole::Alone => None,
+                        FleetRole::Leader(p) => Some(p),
+                        FleetRole::Follower(head, body) => {
+                            return Ok(follow_fleet(guard, head, body, shared.clone(), &cfg));
+                        }
+                    },
+                    _ => None,
+                };
                 let req = Request::from_parts(parts, RequestBody::full(bytes));
-                return lead(inner, req, guard, ctx, status).await;
+                return lead(inner, req, guard, ctx, status, publisher).await;
             }
             Role::Follower(joined) => {
                 let wait = cfg.flight_wait.unwrap_or_default();
@@ -187,6 +199,7 @@ async fn lead<S, E, B, ResBody>(
     guard: LeaderGuard,
     ctx: StoreCtx<E>,
     status: CacheStatus,
+    publisher: Option<Publisher>,
 ) -> Res<ResBody, S::Error>
 where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
@@ -194,7 +207,8 @@ where
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
-    let res = inner.call(req).await?; // on error the guard fails the flight
+    // On error the guard fails the flight, and the dropped publisher the fleet's.
+    let res = inner.call(req).await?;
     let (mut rparts, rbody) = res.into_parts();
     let limit = ctx.config.max_response_body;
     let declared = content_length(&rparts.headers);
@@ -213,15 +227,53 @@ where
     } else {
         EntryKind::Json
     };
-    guard.flight().set_head(Head {
+    let head = Head {
         status: rparts.status,
         headers: rparts.headers.clone(),
         kind,
-    });
+    };
+    let mut erased: TeeBody = Box::pin(http_body_util::BodyExt::map_err(rbody, Into::into));
+    if let Some(p) = publisher {
+        p.head(&head);
+        erased = p.wrap(erased, limit);
+    }
+    guard.flight().set_head(head);
     rparts.headers.insert(X_CACHE, status.header_value());
     mark_key(&mut rparts.headers, guard.key());
     let flight = guard.flight().clone();
-    let erased: TeeBody = Box::pin(http_body_util::BodyExt::map_err(rbody, Into::into));
     let rec = Recorder::new(erased, guard, Arc::new(ctx), limit);
     Ok(Response::from_parts(rparts, ResponseBody::tee(flight, rec)))
+}
+
+/// Answers from a flight another process leads: its body takes the place of the upstream
+/// body in this process's flight (so identical requests here join it), without storing.
+fn follow_fleet<E, ResBody>(
+    guard: LeaderGuard,
+    head: Head,
+    body: TeeBody,
+    shared: Arc<Shared<E>>,
+    cfg: &Config,
+) -> Response<ResponseBody<ResBody>>
+where
+    E: CacheEngine,
+{
+    Metrics::inc(&shared.metrics.coalesced);
+    tracing::debug!(
+        key = &**guard.key(),
+        "answered by a flight in another process"
+    );
+    let mut res = Response::new(());
+    *res.status_mut() = head.status;
+    *res.headers_mut() = head.headers.clone();
+    res.headers_mut()
+        .insert(X_CACHE, CacheStatus::Coalesced.header_value());
+    let flight = guard.flight().clone();
+    flight.set_head(head);
+    let rec = Recorder::new(
+        body,
+        guard,
+        Arc::new(NoStore { shared }),
+        cfg.max_response_body,
+    );
+    res.map(|()| ResponseBody::tee(flight, rec))
 }

@@ -68,6 +68,15 @@
 //! - **Single-flight**: identical concurrent misses make one upstream call; the others
 //!   join it (`x-cache: COALESCED`), streams included. If the leader fails before its
 //!   response head, a follower takes over.
+//! - **Single-flight across processes**: with an engine that can coordinate processes
+//!   ([`CacheEngine::fleet`]: Redis, Redis Cluster, PostgreSQL), identical concurrent
+//!   misses in every process on the same store make one upstream call; followers in other
+//!   processes receive the leader's head and frames through the engine as they arrive,
+//!   byte for byte. A lease with fencing bounds every wait: a leader that dies before its
+//!   head is taken over, one that dies after it ends its followers' bodies with
+//!   [`SharedResponseFailed`]; an engine that fails means calling upstream. On by default,
+//!   see [`CacheLayer::fleet_flight`] and [`CacheLayer::fleet_lease`]; an engine with only
+//!   `get` and `set` keeps per-process single-flight.
 //! - **Fail-open**: an engine error or a `get` slower than [`CacheLayer::get_timeout`]
 //!   is a miss; a failed `set` is logged and counted; writes never delay the response
 //!   (they are polled once inline and otherwise finished on a spawned tokio task). An
@@ -128,7 +137,10 @@
 //!   entry a completed flight stores);
 //! - `config` (the layer's settings and shared state), `buffer` (request body),
 //!   `lookup` (key and engine read), `respond` (answers the cache gives by itself),
-//!   `store` (writing a completed flight), `miss` (leading or joining a flight);
+//!   `store` (writing a completed flight), `fleet/` (single-flight across processes
+//!   through the engine's [`SharedFlight`](engine::SharedFlight): `head` (the head as a
+//!   published event), `leader` (lease and publishing), `follower` (reading another
+//!   process's flight)), `miss` (leading or joining a flight);
 //! - the middleware: `body` ([`RequestBody`], [`ResponseBody`]), `future`
 //!   ([`ResponseFuture`]), `service` ([`CacheService`]) and `layer` ([`CacheLayer`]).
 //!
@@ -141,6 +153,7 @@ mod config;
 mod control;
 pub mod engine;
 pub mod entry;
+mod fleet;
 mod flight;
 mod future;
 mod head;
@@ -159,7 +172,7 @@ mod usage;
 pub use body::{RequestBody, ResponseBody};
 pub use breaker::{BreakerState, DEFAULT_BREAKER_COOL_DOWN, DEFAULT_BREAKER_FAILURES};
 pub use config::{
-    Clock, DEFAULT_FLIGHT_WAIT, DEFAULT_GET_TIMEOUT, DEFAULT_MAX_REQUEST_BODY,
+    Clock, DEFAULT_FLEET_LEASE, DEFAULT_FLIGHT_WAIT, DEFAULT_GET_TIMEOUT, DEFAULT_MAX_REQUEST_BODY,
     DEFAULT_MAX_RESPONSE_BODY, DEFAULT_SET_TIMEOUT, SystemClock,
 };
 #[cfg(feature = "client")]

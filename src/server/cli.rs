@@ -102,6 +102,9 @@ pub(crate) struct ServeArgs {
     /// Also read the standard Cache-Control request header as cache directives (by default only x-cache-control is: HTTP libraries send Cache-Control on their own).
     #[arg(long, env = "MISTRAL_CACHE_HONOR_CACHE_CONTROL", value_parser = BoolishValueParser::new())]
     pub(crate) honor_cache_control: bool,
+    /// Turn off single-flight across replicas (on by default with a Redis or PostgreSQL engine: identical concurrent misses in every replica on that store make one upstream call).
+    #[arg(long, env = "MISTRAL_CACHE_NO_FLEET_FLIGHT", value_parser = BoolishValueParser::new())]
+    pub(crate) no_fleet_flight: bool,
     /// Largest request body considered for caching (bigger ones are forwarded uncached), e.g. 8MiB.
     #[arg(long, env = "MISTRAL_CACHE_MAX_REQUEST_BODY", default_value = "8MiB", value_parser = parse_size)]
     pub(crate) max_request_body: usize,
@@ -224,6 +227,7 @@ impl ServeArgs {
             cached_routes,
             mode: self.mode,
             honor_cache_control: self.honor_cache_control,
+            fleet_flight: !self.no_fleet_flight,
             max_request_body: self.max_request_body,
             max_entry_size: self.max_entry_size,
             timeout: self.timeout,
@@ -288,6 +292,7 @@ impl fmt::Debug for ServeArgs {
             .field("cache_paths", &self.cache_paths)
             .field("mode", &self.mode)
             .field("honor_cache_control", &self.honor_cache_control)
+            .field("no_fleet_flight", &self.no_fleet_flight)
             .field("max_request_body", &self.max_request_body)
             .field("max_entry_size", &self.max_entry_size)
             .field("timeout", &self.timeout)
@@ -594,6 +599,10 @@ mod tests {
             !c.honor_cache_control,
             "Cache-Control is ignored by default"
         );
+        assert!(
+            c.fleet_flight,
+            "single-flight across replicas is on by default"
+        );
     }
 
     #[test]
@@ -611,6 +620,7 @@ mod tests {
             "64KiB",
             "--share-across-keys",
             "--honor-cache-control",
+            "--no-fleet-flight",
         ])
         .unwrap();
         let Some(Command::Serve(args)) = cli.command else {
@@ -620,6 +630,7 @@ mod tests {
         assert_eq!(c.upstream, "http://127.0.0.1:7000");
         assert!(c.share_across_keys);
         assert!(c.honor_cache_control);
+        assert!(!c.fleet_flight);
         assert_eq!(c.mode, CacheMode::ReplayOnly);
         assert_eq!(c.max_request_body, 64 << 10);
         assert!(c.cached_routes.matches(&http::Method::POST, "/v1/x/y"));

@@ -165,6 +165,10 @@ pub struct Config {
     /// (default: only `x-cache-control` is; HTTP libraries send `Cache-Control` on
     /// their own).
     pub honor_cache_control: bool,
+    /// Single-flight across replicas through the engine (default on; it applies to
+    /// engines that can coordinate processes: Redis, PostgreSQL). See
+    /// [`CacheLayer::fleet_flight`](crate::cache::CacheLayer::fleet_flight).
+    pub fleet_flight: bool,
     /// Largest request body considered for caching; bigger ones are forwarded uncached.
     pub max_request_body: usize,
     /// Largest response stored in the cache.
@@ -326,6 +330,7 @@ impl Default for Config {
             cached_routes: CachedRoutes::default(),
             mode: CacheMode::ReadWrite,
             honor_cache_control: false,
+            fleet_flight: true,
             max_request_body: 8 * 1024 * 1024,
             max_entry_size: 32 * 1024 * 1024,
             timeout: Duration::from_secs(300),
@@ -363,6 +368,7 @@ impl fmt::Debug for Config {
             .field("cached_routes", &self.cached_routes)
             .field("mode", &self.mode)
             .field("honor_cache_control", &self.honor_cache_control)
+            .field("fleet_flight", &self.fleet_flight)
             .field("max_request_body", &self.max_request_body)
             .field("max_entry_size", &self.max_entry_size)
             .field("timeout", &self.timeout)

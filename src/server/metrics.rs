@@ -402,6 +402,16 @@ impl Metrics {
             &[("", cache.entries_rejected_signature)],
         );
         counter(
+            "mistral_cache_fleet_total",
+            "Single-flight across replicas through the engine: misses that led for the fleet, followed another replica, took over from a failed or dead leader, or failed open.",
+            &[
+                (r#"{role="leader"}"#, cache.fleet_leaders),
+                (r#"{role="follower"}"#, cache.fleet_followers),
+                (r#"{role="takeover"}"#, cache.fleet_takeovers),
+                (r#"{role="fail_open"}"#, cache.fleet_fail_opens),
+            ],
+        );
+        counter(
             "mistral_cache_upstream_errors_total",
             "Requests that failed to reach the upstream, by kind.",
             &[

@@ -84,6 +84,10 @@ impl CacheEngine for TrackedEngine {
         // The layer's synchronous in-memory store: nothing pending to flush.
         self.inner.resident(token)
     }
+
+    fn fleet(&self) -> Option<&dyn crate::cache::engine::SharedFlight> {
+        self.inner.fleet()
+    }
 }
 
 /// What the proxy keeps of the cache layer: its counters and pending writes.
@@ -176,7 +180,8 @@ pub(super) fn cached_service(
         .max_request_body(config.max_request_body)
         .max_response_body(config.max_entry_size)
         .cacheable(config.cached_routes.clone())
-        .honor_cache_control(config.honor_cache_control);
+        .honor_cache_control(config.honor_cache_control)
+        .fleet_flight(config.fleet_flight);
     if let Some(ns) = &config.namespace {
         layer = layer.namespace(ns.clone());
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::fleet::SharedFlight;
 use crate::BoxError;
 
 /// What went wrong in a [`CacheEngine`] call.
@@ -148,6 +149,17 @@ pub trait CacheEngine: Send + Sync + 'static {
         let _ = token;
         None
     }
+
+    /// The engine's fleet capability: a lease lock and a frame log per key shared by
+    /// every process on the same store, with which identical concurrent misses in
+    /// several processes make one upstream call (see [`SharedFlight`]).
+    ///
+    /// The default is `None`: single-flight then stays per process. The Redis and
+    /// PostgreSQL engines return themselves; [`BoxEngine`], `Arc<E>` and
+    /// [`TieredEngine`](super::TieredEngine) (its second level) forward it.
+    fn fleet(&self) -> Option<&dyn SharedFlight> {
+        None
+    }
 }
 
 /// The sealed part of the engine contract (see [`CacheEngine::resident`]).
@@ -228,6 +240,10 @@ pub trait DynCacheEngine: Send + Sync + 'static {
         let _ = token;
         None
     }
+    /// See [`CacheEngine::fleet`]. The default returns `None`.
+    fn dyn_fleet(&self) -> Option<&dyn SharedFlight> {
+        None
+    }
 }
 
 impl<E: CacheEngine> DynCacheEngine for E {
@@ -256,6 +272,9 @@ impl<E: CacheEngine> DynCacheEngine for E {
     }
     fn dyn_resident(&self, token: Token) -> Option<Resident<'_>> {
         self.resident(token)
+    }
+    fn dyn_fleet(&self) -> Option<&dyn SharedFlight> {
+        self.fleet()
     }
 }
 
@@ -321,6 +340,9 @@ impl CacheEngine for BoxEngine {
     fn resident(&self, token: Token) -> Option<Resident<'_>> {
         self.inner.dyn_resident(token)
     }
+    fn fleet(&self) -> Option<&dyn SharedFlight> {
+        self.inner.dyn_fleet()
+    }
 }
 
 impl<E: CacheEngine> CacheEngine for Arc<E> {
@@ -349,6 +371,9 @@ impl<E: CacheEngine> CacheEngine for Arc<E> {
     }
     fn resident(&self, token: Token) -> Option<Resident<'_>> {
         (**self).resident(token)
+    }
+    fn fleet(&self) -> Option<&dyn SharedFlight> {
+        (**self).fleet()
     }
 }
 
@@ -404,5 +429,8 @@ mod tests {
         assert!(format!("{e:?}").contains("Map"));
         // Engines that do not override `try_get_now` say "call get".
         assert!(e.try_get_now("a").is_none());
+        // Nor `fleet`: single-flight stays per process.
+        assert!(e.fleet().is_none());
+        assert!(Arc::new(Map::default()).fleet().is_none());
     }
 }

@@ -19,13 +19,18 @@
 
 mod contract;
 mod file;
+pub mod fleet;
 mod memory;
 #[cfg(feature = "s3")]
 mod object_store;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_fleet;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_fleet;
 mod tiered;
 mod url;
 
@@ -35,6 +40,7 @@ pub use contract::{BoxEngine, CacheEngine, CacheError, DynCacheEngine};
 #[cfg(feature = "server")]
 pub(crate) use contract::Resident;
 pub use file::{DEFAULT_FILE_CACHE_DIR, FileEngine};
+pub use fleet::{Acquired, FleetEvent, FleetLease, FleetRead, SharedFlight};
 pub use memory::MemoryEngine;
 #[cfg(feature = "s3")]
 pub use object_store::ObjectStoreEngine;

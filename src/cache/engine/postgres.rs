@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
 use super::contract::{CacheEngine, CacheError};
+use super::postgres_fleet::FleetSql;
 
 /// A [`CacheEngine`] on a PostgreSQL table.
 ///
@@ -75,6 +76,7 @@ struct Table {
     delete: String,
     keys: String,
     sweep: String,
+    fleet: FleetSql,
 }
 
 impl Table {
@@ -83,6 +85,7 @@ impl Table {
         // Validated as [A-Za-z_][A-Za-z0-9_]*, quoted anyway so case is kept.
         let t = format!("\"{name}\"");
         let idx = format!("\"{name}_expires_idx\"");
+        let fleet = FleetSql::new(name);
         Ok(Table {
             name: name.to_owned(),
             ready: OnceCell::new(),
@@ -93,7 +96,8 @@ impl Table {
                  expires_at timestamptz NULL, \
                  created_at timestamptz NOT NULL DEFAULT now()); \
                  CREATE INDEX IF NOT EXISTS {idx} ON {t} (expires_at) \
-                 WHERE expires_at IS NOT NULL"
+                 WHERE expires_at IS NOT NULL; {}",
+                fleet.create
             ),
             get: format!(
                 "SELECT value FROM {t} WHERE key = $1 \
@@ -110,6 +114,7 @@ impl Table {
                 "SELECT key FROM {t} WHERE expires_at IS NULL OR expires_at > now() ORDER BY key"
             ),
             sweep: format!("DELETE FROM {t} WHERE expires_at <= now()"),
+            fleet,
         })
     }
 }
@@ -222,16 +227,25 @@ impl PostgresEngine {
         .await
     }
 
-    /// Deletes every expired row now and returns how many were deleted.
+    /// Deletes every expired row now and returns how many were deleted (and the
+    /// expired rows of single-flight across processes, not counted).
     pub async fn sweep_expired(&self) -> Result<u64, CacheError> {
         self.timed(async {
             let client = self.ready_client().await?;
+            client
+                .batch_execute(&self.table.fleet.sweep)
+                .await
+                .map_err(CacheError::backend)?;
             client
                 .execute(self.table.sweep.as_str(), &[])
                 .await
                 .map_err(CacheError::backend)
         })
         .await
+    }
+
+    pub(super) fn fleet_sql(&self) -> &FleetSql {
+        &self.table.fleet
     }
 
     /// Starts a task that calls [`sweep_expired`](Self::sweep_expired) every
@@ -259,7 +273,7 @@ impl PostgresEngine {
         SweeperHandle { task }
     }
 
-    async fn timed<T, F>(&self, op: F) -> Result<T, CacheError>
+    pub(super) async fn timed<T, F>(&self, op: F) -> Result<T, CacheError>
     where
         F: Future<Output = Result<T, CacheError>>,
     {
@@ -296,7 +310,7 @@ impl PostgresEngine {
             .map(|_| ())
     }
 
-    async fn ready_client(&self) -> Result<deadpool_postgres::Object, CacheError> {
+    pub(super) async fn ready_client(&self) -> Result<deadpool_postgres::Object, CacheError> {
         let client = self.client().await?;
         self.ensure_table(&client).await?;
         Ok(client)
@@ -352,6 +366,11 @@ impl CacheEngine for PostgresEngine {
             }
         })
         .await
+    }
+
+    /// Single-flight across processes (see `postgres_fleet.rs`).
+    fn fleet(&self) -> Option<&dyn super::SharedFlight> {
+        Some(self)
     }
 
     async fn set(&self, key: &str, data: Bytes) -> Result<(), CacheError> {

@@ -281,7 +281,7 @@ impl RedisEngine {
     }
 
     /// Runs `op` under the operation timeout.
-    async fn timed<T, F>(&self, op: F) -> Result<T, CacheError>
+    pub(super) async fn timed<T, F>(&self, op: F) -> Result<T, CacheError>
     where
         F: Future<Output = Result<T, CacheError>>,
     {
@@ -291,7 +291,10 @@ impl RedisEngine {
         }
     }
 
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, CacheError> {
+    pub(super) async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, CacheError> {
         let c = self.conn().await?;
         let r = match c {
             Conn::Single(mut m) => cmd.query_async(&mut m).await,
@@ -443,6 +446,11 @@ impl CacheEngine for RedisEngine {
         cmd.arg(self.full_key(key));
         let v: Option<Vec<u8>> = self.timed(self.query(&cmd)).await?;
         v.map(Bytes::from).ok_or(CacheError::Miss)
+    }
+
+    /// Single-flight across processes (see `redis_fleet.rs`).
+    fn fleet(&self) -> Option<&dyn super::SharedFlight> {
+        Some(self)
     }
 
     async fn set(&self, key: &str, data: Bytes) -> Result<(), CacheError> {

@@ -131,6 +131,11 @@ impl<L1: CacheEngine, L2: CacheEngine> CacheEngine for TieredEngine<L1, L2> {
             ..r
         })
     }
+
+    /// The second level's: it is the store the processes share.
+    fn fleet(&self) -> Option<&dyn super::SharedFlight> {
+        self.l2.fleet()
+    }
 }
 
 #[cfg(test)]
