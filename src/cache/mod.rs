@@ -175,7 +175,7 @@ pub use config::{
     Clock, DEFAULT_FLEET_LEASE, DEFAULT_FLIGHT_WAIT, DEFAULT_GET_TIMEOUT, DEFAULT_MAX_REQUEST_BODY,
     DEFAULT_MAX_RESPONSE_BODY, DEFAULT_SET_TIMEOUT, SystemClock,
 };
-#[cfg(feature = "client")]
+#[cfg(feature = "server")]
 pub(crate) use control::parse_duration;
 pub use control::{
     CacheMode, CacheStatus, Cacheable, DefaultCacheable, Storage, X_CACHE, X_CACHE_CONTROL,
