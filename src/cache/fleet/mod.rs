@@ -52,6 +52,7 @@ use std::sync::Arc;
 use follower::{Follow, Stop};
 pub(crate) use leader::Publisher;
 
+use super::breaker::BreakerState;
 use super::config::{Config, Shared};
 use super::engine::{Acquired, CacheEngine};
 use super::flight::{Commit, Flight, Head, TeeBody};
@@ -82,6 +83,13 @@ pub(crate) async fn join<E: CacheEngine>(
         return FleetRole::Alone;
     }
     let m = &shared.metrics;
+    // While the circuit breaker keeps reads and writes off the engine, the fleet stays off
+    // it too: a flight published there could not be stored, and its lease would keep
+    // other requests following finished flights instead of reading entries.
+    if shared.breaker.state() != BreakerState::Closed {
+        Metrics::inc(&m.fleet_fail_opens);
+        return FleetRole::Alone;
+    }
     let key: Arc<str> = Arc::from(key);
     let lease_len = cfg.fleet_lease;
     for _attempt in 0..3 {
