@@ -408,6 +408,21 @@ async fn redis_fleet_flight_off_is_per_process() {
     assert_eq!(total(&layers, |m| m.fleet_leaders), 0);
 }
 
+/// Signing layers trust nothing unsigned from the store, and fleet events are not
+/// signed: single-flight stays in each process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_signing_keeps_single_flight_per_process() {
+    let Some(url) = redis_url().await else { return };
+    let layers: Vec<_> = replicas(&url, 3)
+        .await
+        .into_iter()
+        .map(|l| l.sign_entries("fleet-test-secret-0123456789"))
+        .collect();
+    per_process(&layers).await;
+    assert_eq!(total(&layers, |m| m.fleet_leaders), 0);
+    assert_eq!(total(&layers, |m| m.fleet_followers), 0);
+}
+
 /// 6 requests over 3 replicas whose engine is unreachable: every replica calls
 /// upstream (once: single-flight in the process still holds), every caller gets the
 /// answer, no error.

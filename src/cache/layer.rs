@@ -176,6 +176,11 @@ impl<E> CacheLayer<E> {
     /// (their checksum is checked). Rotate with
     /// [`sign_entries_with`](Self::sign_entries_with).
     ///
+    /// Signing keeps single-flight inside the process: the head and frames a fleet
+    /// leader publishes to the store ([`fleet_flight`](Self::fleet_flight)) are not
+    /// signed, and whoever can write the store could feed them to followers, so a
+    /// signing layer neither publishes nor follows them.
+    ///
     /// # Panics
     ///
     /// When `secret` is empty.
@@ -290,7 +295,8 @@ impl<E> CacheLayer<E> {
     /// that has a fleet capability ([`CacheEngine::fleet`](super::CacheEngine::fleet): Redis, PostgreSQL), identical
     /// concurrent misses in every process on the same store make one upstream call; see
     /// "Single-flight across processes" in the [module docs](super). Engines without one are not
-    /// affected. Single-flight itself ([`single_flight`](Self::single_flight)) must be on.
+    /// affected. Single-flight itself ([`single_flight`](Self::single_flight)) must be on,
+    /// and entry signing ([`sign_entries`](Self::sign_entries)) off.
     pub fn fleet_flight(self, enabled: bool) -> Self {
         self.with(|c| c.fleet = enabled)
     }

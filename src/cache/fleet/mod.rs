@@ -79,7 +79,9 @@ pub(crate) async fn join<E: CacheEngine>(
     let (Some(fleet), Some(wait)) = (shared.engine.fleet(), cfg.flight_wait) else {
         return FleetRole::Alone;
     };
-    if !cfg.fleet {
+    // A signing layer trusts nothing unsigned from the store, and the fleet's
+    // events are not signed.
+    if !cfg.fleet || cfg.secrets.is_some() {
         return FleetRole::Alone;
     }
     let m = &shared.metrics;
