@@ -41,6 +41,8 @@ enum First {
     Error,
     /// Never another frame (its process is killed meanwhile).
     Stall,
+    /// Never a response head (its process is killed meanwhile).
+    NoHead,
 }
 
 /// An upstream that counts its calls. It answers the head at once; the body of each of
@@ -105,6 +107,9 @@ impl Upstream {
                 let n = this.calls.fetch_add(1, Ordering::SeqCst) + 1;
                 let stream = req.headers().get("x-test-stream").is_some_and(|v| v == "1");
                 let first = (n <= this.gated).then_some(this.first);
+                if first == Some(First::NoHead) {
+                    std::future::pending::<()>().await;
+                }
                 let body = body(frames(stream), first, this.gate.clone());
                 let ct = if stream {
                     "text/event-stream"
@@ -137,6 +142,7 @@ fn body(frames: Vec<Bytes>, first: Option<First>, gate: watch::Receiver<bool>) -
                     return Some((Err(e), (usize::MAX, frames, None, gate)));
                 }
                 First::Stall => std::future::pending::<()>().await,
+                First::NoHead => unreachable!("no body without a head"),
             }
         }
         let f = frames.get(i)?.clone();
@@ -328,6 +334,46 @@ async fn dead_leader_does_not_strand_followers(url: &str) {
     assert_eq!(up.calls(), 2);
 }
 
+/// The leader's process dies before upstream answered its head: after its lease, one
+/// follower takes over and calls upstream; every caller gets the complete answer.
+async fn dead_leader_before_its_head_is_replaced(url: &str) {
+    let (up, _gate) = Upstream::new(First::NoHead);
+    let tag = unique("fleet-takeover");
+    let leader_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let leader_layers = {
+        let url = url.to_owned();
+        leader_rt
+            .spawn(async move { replicas(&url, 1).await })
+            .await
+            .unwrap()
+    };
+    {
+        let (l, up, tag) = (leader_layers[0].clone(), up.clone(), tag.clone());
+        leader_rt.spawn(async move { send(&l, &up, &tag, true).await });
+    }
+    until("the leader's call", || up.calls() == 1).await;
+    let layers = replicas(url, 2).await;
+    let mut followers = Vec::new();
+    for i in 0..4 {
+        let (l, up, tag) = (layers[i % 2].clone(), up.clone(), tag.clone());
+        followers.push(tokio::spawn(async move { send(&l, &up, &tag, true).await }));
+    }
+    leader_rt.shutdown_background();
+    for t in followers {
+        let (_, body) = tokio::time::timeout(GUARD, t)
+            .await
+            .expect("followers of a leader dead before its head end")
+            .unwrap();
+        assert_eq!(&body.unwrap()[..], &frames(true).concat()[..]);
+    }
+    assert_eq!(up.calls(), 2, "one new leader for the fleet");
+    assert!(total(&layers, |m| m.fleet_takeovers) >= 1);
+}
+
 async fn redis_url() -> Option<String> {
     let url = env_or_skip("REDIS_URL")?;
     let url = add_query(&url, "prefix", &format!("{}:", unique("fleet")));
@@ -368,6 +414,12 @@ async fn redis_leader_failure_ends_followers_with_an_error() {
 async fn redis_dead_leader_does_not_strand_followers() {
     let Some(url) = redis_url().await else { return };
     dead_leader_does_not_strand_followers(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_dead_leader_before_its_head_is_replaced() {
+    let Some(url) = redis_url().await else { return };
+    dead_leader_before_its_head_is_replaced(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,5 +552,11 @@ mod postgres {
     async fn postgres_dead_leader_does_not_strand_followers() {
         let Some(url) = pg_url().await else { return };
         dead_leader_does_not_strand_followers(&url).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_dead_leader_before_its_head_is_replaced() {
+        let Some(url) = pg_url().await else { return };
+        dead_leader_before_its_head_is_replaced(&url).await;
     }
 }
