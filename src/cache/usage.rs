@@ -155,9 +155,49 @@ impl SavedTokens {
 }
 
 fn from_json(body: &[u8]) -> Option<SavedTokens> {
-    serde_json::from_slice::<UsageOnly>(body.trim_ascii_start())
-        .ok()?
-        .into_saved()
+    let body = body.trim_ascii_start();
+    // `usage` usually closes the answer: look in its tail first. No `"usage"`
+    // anywhere: no `usage` member, and nothing to parse.
+    let tail = body.len().saturating_sub(TAIL);
+    let at = match memchr::memmem::rfind(&body[tail..], b"\"usage\"") {
+        Some(at) => tail + at,
+        None => memchr::memmem::rfind(&body[..tail + 6.min(body.len() - tail)], b"\"usage\"")?,
+    };
+    located(body, at).or_else(|| serde_json::from_slice::<UsageOnly>(body).ok()?.into_saved())
+}
+
+/// How much of an answer's end is searched for `usage` first.
+const TAIL: usize = 512;
+
+/// The usual shape read without walking the content (which parsing the whole answer
+/// would): the last `"usage"` member (after the choices) and the first `"model"` member
+/// (before them), each taken only where its name follows `{` or `,` (inside a string it
+/// would follow a backslash). `None` sends the caller to the full parse.
+fn located(body: &[u8], usage_at: usize) -> Option<SavedTokens> {
+    let usage = member::<RawUsage>(body, usage_at, b"\"usage\"")?;
+    let model = match memchr::memmem::find(body, b"\"model\"") {
+        Some(at) => Some(member::<serde_json::Value>(body, at, b"\"model\"")?),
+        None => None,
+    };
+    UsageOnly {
+        usage: Some(usage),
+        model,
+    }
+    .into_saved()
+}
+
+/// The value of the member whose quoted `name` starts at `at`, if the name is a
+/// member name there.
+fn member<T: serde::de::DeserializeOwned>(body: &[u8], at: usize, name: &[u8]) -> Option<T> {
+    let before = body[..at].trim_ascii_end().last()?;
+    if !matches!(before, b'{' | b',') {
+        return None;
+    }
+    let rest = body[at + name.len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?;
+    let mut de = serde_json::Deserializer::from_slice(rest);
+    serde::Deserialize::deserialize(&mut de).ok()
 }
 
 fn from_events<'a>(frames: impl IntoIterator<Item = &'a [u8]>) -> Option<SavedTokens> {
@@ -227,6 +267,33 @@ impl UsageOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_located_members_agree_with_the_full_parse() {
+        let full = |b: &[u8]| serde_json::from_slice::<UsageOnly>(b).ok()?.into_saved();
+        for body in [
+            &br#"{"id":"1","model":"m-1","choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#[..],
+            // A content quoting the member names is skipped (they follow a backslash).
+            br#"{"model":"m-2","choices":[{"message":{"content":"say \"model\": 1, \"usage\": {}"}}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            // `usage` before the content, `model` last.
+            br#"{ "usage" : {"prompt_tokens":5,"completion_tokens":6,"total_tokens":11}, "choices":[], "model":"m-3"}"#,
+            // A string ending in a quoted name: `x"usage` is content, not a member.
+            br#"{"model":"m-4","usage":{"prompt_tokens":8,"completion_tokens":1,"total_tokens":9},"note":"x\"usage\""}"#,
+            br#"{"model":7,"usage":{"prompt_tokens":"a","completion_tokens":2}}"#,
+        ] {
+            let want = full(body);
+            assert!(want.is_some());
+            assert_eq!(from_json(body), want, "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(from_json(br#"{"model":"m","choices":[]}"#), None);
+        // `usage` far from the end (outside the tail searched first).
+        let long = format!(
+            r#"{{"usage":{{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}},"model":"m-5","choices":[{{"message":{{"content":"{}"}}}}]}}"#,
+            "a".repeat(3 * TAIL)
+        );
+        assert_eq!(from_json(long.as_bytes()), full(long.as_bytes()));
+        assert_eq!(from_json(long.as_bytes()).unwrap().usage.total_tokens, 5);
+    }
 
     #[test]
     fn usage_from_json_and_sse() {
