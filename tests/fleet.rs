@@ -290,23 +290,7 @@ async fn leader_failure_reaches_followers(url: &str) {
 async fn dead_leader_does_not_strand_followers(url: &str) {
     let (up, _gate) = Upstream::new(First::Stall);
     let tag = unique("fleet-dead");
-    // The leader's "process": its own runtime, engine and connection.
-    let leader_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let leader_layers = {
-        let url = url.to_owned();
-        leader_rt
-            .spawn(async move { replicas(&url, 1).await })
-            .await
-            .unwrap()
-    };
-    {
-        let (l, up, tag) = (leader_layers[0].clone(), up.clone(), tag.clone());
-        leader_rt.spawn(async move { send(&l, &up, &tag, true).await });
-    }
+    let leader_rt = start_leader(url, &up, &tag).await;
     until("the leader's call", || up.calls() == 1).await;
     let layers = replicas(url, 2).await;
     let mut followers = Vec::new();
@@ -334,27 +318,32 @@ async fn dead_leader_does_not_strand_followers(url: &str) {
     assert_eq!(up.calls(), 2);
 }
 
-/// The leader's process dies before upstream answered its head: after its lease, one
-/// follower takes over and calls upstream; every caller gets the complete answer.
-async fn dead_leader_before_its_head_is_replaced(url: &str) {
-    let (up, _gate) = Upstream::new(First::NoHead);
-    let tag = unique("fleet-takeover");
+/// Starts the leader's "process" (its own runtime, engine and connection) sending a
+/// stream request for `tag`; shutting the runtime down kills it.
+async fn start_leader(url: &str, up: &Upstream, tag: &str) -> tokio::runtime::Runtime {
     let leader_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let leader_layers = {
+    let leader = {
         let url = url.to_owned();
         leader_rt
-            .spawn(async move { replicas(&url, 1).await })
+            .spawn(async move { replicas(&url, 1).await.remove(0) })
             .await
             .unwrap()
     };
-    {
-        let (l, up, tag) = (leader_layers[0].clone(), up.clone(), tag.clone());
-        leader_rt.spawn(async move { send(&l, &up, &tag, true).await });
-    }
+    let (up, tag) = (up.clone(), tag.to_owned());
+    leader_rt.spawn(async move { send(&leader, &up, &tag, true).await });
+    leader_rt
+}
+
+/// The leader's process dies before upstream answered its head: after its lease, one
+/// follower takes over and calls upstream; every caller gets the complete answer.
+async fn dead_leader_before_its_head_is_replaced(url: &str) {
+    let (up, _gate) = Upstream::new(First::NoHead);
+    let tag = unique("fleet-takeover");
+    let leader_rt = start_leader(url, &up, &tag).await;
     until("the leader's call", || up.calls() == 1).await;
     let layers = replicas(url, 2).await;
     let mut followers = Vec::new();
