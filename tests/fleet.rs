@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -209,7 +210,11 @@ async fn send(layer: &CacheLayer<BoxEngine>, up: &Upstream, tag: &str, stream: b
 
 /// `n` identical concurrent requests spread over the replicas, one upstream call.
 async fn one_call_for_the_fleet(url: &str, n: usize, stream: bool) {
-    let layers = replicas(url, 3).await;
+    one_call_with(&replicas(url, 3).await, n, stream).await;
+}
+
+/// [`one_call_for_the_fleet`] over the given three replicas.
+async fn one_call_with(layers: &[CacheLayer<BoxEngine>], n: usize, stream: bool) {
     let (up, gate) = Upstream::new(First::Clean);
     let tag = unique("fleet");
     let mut tasks = Vec::new();
@@ -222,7 +227,7 @@ async fn one_call_for_the_fleet(url: &str, n: usize, stream: bool) {
     // Every request but the leader has its head (joined a flight here or elsewhere)
     // before the body goes on: then none of them can come after the answer.
     until("every follower to get its head", || {
-        total(&layers, |m| m.coalesced) == n as u64 - 1
+        total(layers, |m| m.coalesced) == n as u64 - 1
     })
     .await;
     gate.send(true).unwrap();
@@ -237,10 +242,10 @@ async fn one_call_for_the_fleet(url: &str, n: usize, stream: bool) {
     for b in &bodies {
         assert_eq!(&b[..], &expected[..], "byte-identical answers");
     }
-    assert_eq!(total(&layers, |m| m.fleet_leaders), 1);
-    assert_eq!(total(&layers, |m| m.fleet_followers), 2);
+    assert_eq!(total(layers, |m| m.fleet_leaders), 1);
+    assert_eq!(total(layers, |m| m.fleet_followers), 2);
     // Later: from the stored entry (or the finished flight), never upstream again.
-    for l in &layers {
+    for l in layers {
         let (_, body) = send(l, &up, &tag, stream).await;
         assert_eq!(&body.unwrap()[..], &expected[..]);
     }
@@ -381,58 +386,35 @@ async fn cluster_url() -> Option<String> {
         .then_some(url)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_sixty_json_requests_make_one_call() {
-    let Some(url) = redis_url().await else { return };
-    one_call_for_the_fleet(&url, 60, false).await;
+/// One `#[tokio::test]` per scenario on a backend: `$url()` gives the backend's URL (or
+/// prints why it skips), and each scenario runs with it and its own arguments.
+macro_rules! scenarios {
+    ($url:ident: $($name:ident => $scenario:ident($($arg:expr),*);)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let Some(url) = $url().await else { return };
+            $scenario(&url $(, $arg)*).await;
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_thirty_streams_make_one_call_byte_identical() {
-    let Some(url) = redis_url().await else { return };
-    one_call_for_the_fleet(&url, 30, true).await;
+scenarios! {
+    redis_url:
+    redis_sixty_json_requests_make_one_call => one_call_for_the_fleet(60, false);
+    redis_thirty_streams_make_one_call_byte_identical => one_call_for_the_fleet(30, true);
+    redis_leader_failure_ends_followers_with_an_error => leader_failure_reaches_followers();
+    redis_dead_leader_does_not_strand_followers => dead_leader_does_not_strand_followers();
+    redis_dead_leader_before_its_head_is_replaced => dead_leader_before_its_head_is_replaced();
+    redis_signing_replicas_share_one_flight => signing_replicas_share_one_flight();
+    redis_forged_fleet_events_are_refused => forged_flight_is_refused();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_leader_failure_ends_followers_with_an_error() {
-    let Some(url) = redis_url().await else { return };
-    leader_failure_reaches_followers(&url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_dead_leader_does_not_strand_followers() {
-    let Some(url) = redis_url().await else { return };
-    dead_leader_does_not_strand_followers(&url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_dead_leader_before_its_head_is_replaced() {
-    let Some(url) = redis_url().await else { return };
-    dead_leader_before_its_head_is_replaced(&url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_cluster_sixty_json_requests_make_one_call() {
-    let Some(url) = cluster_url().await else {
-        return;
-    };
-    one_call_for_the_fleet(&url, 60, false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_cluster_thirty_streams_make_one_call_byte_identical() {
-    let Some(url) = cluster_url().await else {
-        return;
-    };
-    one_call_for_the_fleet(&url, 30, true).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_cluster_dead_leader_does_not_strand_followers() {
-    let Some(url) = cluster_url().await else {
-        return;
-    };
-    dead_leader_does_not_strand_followers(&url).await;
+scenarios! {
+    cluster_url:
+    redis_cluster_sixty_json_requests_make_one_call => one_call_for_the_fleet(60, false);
+    redis_cluster_thirty_streams_make_one_call_byte_identical => one_call_for_the_fleet(30, true);
+    redis_cluster_dead_leader_does_not_strand_followers => dead_leader_does_not_strand_followers();
+    redis_cluster_signing_replicas_share_one_flight => signing_replicas_share_one_flight();
 }
 
 /// Off by the layer's switch: each replica calls upstream once (per-process
@@ -449,19 +431,85 @@ async fn redis_fleet_flight_off_is_per_process() {
     assert_eq!(total(&layers, |m| m.fleet_leaders), 0);
 }
 
-/// Signing layers trust nothing unsigned from the store, and fleet events are not
-/// signed: single-flight stays in each process.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_signing_keeps_single_flight_per_process() {
-    let Some(url) = redis_url().await else { return };
-    let layers: Vec<_> = replicas(&url, 3)
+/// The fleet's entry secret.
+const SECRET: &str = "fleet-test-secret-0123456789";
+
+/// Replicas signing with one secret share flights: the leader signs every event it
+/// publishes and the followers check them, JSON and streams alike.
+async fn signing_replicas_share_one_flight(url: &str) {
+    for (n, stream) in [(60, false), (30, true)] {
+        let layers: Vec<_> = replicas(url, 3)
+            .await
+            .into_iter()
+            .map(|l| l.sign_entries(SECRET))
+            .collect();
+        one_call_with(&layers, n, stream).await;
+        assert_eq!(total(&layers, |m| m.fleet_events_rejected_signature), 0);
+    }
+}
+
+/// A forger who can write the store (and knows the event format) leads a flight with
+/// another secret and an answer of its own: the signing replicas refuse its events,
+/// call upstream themselves and never serve its bytes.
+async fn forged_flight_is_refused(url: &str) {
+    let forger = replicas(url, 1)
+        .await
+        .remove(0)
+        .sign_entries("not-the-fleet-secret-0123456789");
+    let forger_calls = Arc::new(AtomicUsize::new(0));
+    let forged = {
+        let calls = forger_calls.clone();
+        tower::service_fn(move |_req: Request<RequestBody<Full<Bytes>>>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            // One forged frame, then a stall: the forger keeps its lease meanwhile.
+            let frame = Ok(Frame::data(Bytes::from_static(b"data: {\"forged\":1}\n\n")));
+            let frames =
+                futures_util::stream::iter([frame]).chain(futures_util::stream::pending::<
+                    Result<Frame<Bytes>, std::io::Error>,
+                >());
+            let res = Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(BodyExt::boxed_unsync(StreamBody::new(frames)))
+                .unwrap();
+            std::future::ready(Ok::<_, Infallible>(res))
+        })
+    };
+    let tag = unique("fleet-forged");
+    let forger_task = {
+        let (svc, req) = (forger.layer(forged), request(&tag, true));
+        tokio::spawn(async move {
+            let res = svc.oneshot(req).await.unwrap();
+            // Its caller reads on (the frames are published as they are read).
+            let _ = res.into_body().collect().await;
+        })
+    };
+    until("the forger's flight", || {
+        forger_calls.load(Ordering::SeqCst) == 1 && forger.metrics().fleet_leaders == 1
+    })
+    .await;
+    let layers: Vec<_> = replicas(url, 2)
         .await
         .into_iter()
-        .map(|l| l.sign_entries("fleet-test-secret-0123456789"))
+        .map(|l| l.sign_entries(SECRET))
         .collect();
-    per_process(&layers).await;
-    assert_eq!(total(&layers, |m| m.fleet_leaders), 0);
+    let (up, _gate) = Upstream::gating(First::Clean, 0);
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let (l, up, tag) = (layers[i % 2].clone(), up.clone(), tag.clone());
+        tasks.push(tokio::spawn(async move { send(&l, &up, &tag, true).await }));
+    }
+    for t in tasks {
+        // MISS, or COALESCED with a request of its own process; never the forger's bytes.
+        let (_, body) = tokio::time::timeout(GUARD, t).await.unwrap().unwrap();
+        assert_eq!(&body.unwrap()[..], &frames(true).concat()[..]);
+    }
+    assert!(
+        up.calls() >= 1,
+        "the signing replicas called upstream themselves"
+    );
+    assert!(total(&layers, |m| m.fleet_events_rejected_signature) >= 1);
     assert_eq!(total(&layers, |m| m.fleet_followers), 0);
+    forger_task.abort();
 }
 
 /// 6 requests over 3 replicas whose engine is unreachable: every replica calls
@@ -519,33 +567,14 @@ mod postgres {
             .then_some(url)
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_sixty_json_requests_make_one_call() {
-        let Some(url) = pg_url().await else { return };
-        one_call_for_the_fleet(&url, 60, false).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_thirty_streams_make_one_call_byte_identical() {
-        let Some(url) = pg_url().await else { return };
-        one_call_for_the_fleet(&url, 30, true).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_leader_failure_ends_followers_with_an_error() {
-        let Some(url) = pg_url().await else { return };
-        leader_failure_reaches_followers(&url).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_dead_leader_does_not_strand_followers() {
-        let Some(url) = pg_url().await else { return };
-        dead_leader_does_not_strand_followers(&url).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_dead_leader_before_its_head_is_replaced() {
-        let Some(url) = pg_url().await else { return };
-        dead_leader_before_its_head_is_replaced(&url).await;
+    scenarios! {
+        pg_url:
+        postgres_sixty_json_requests_make_one_call => one_call_for_the_fleet(60, false);
+        postgres_thirty_streams_make_one_call_byte_identical => one_call_for_the_fleet(30, true);
+        postgres_leader_failure_ends_followers_with_an_error => leader_failure_reaches_followers();
+        postgres_dead_leader_does_not_strand_followers => dead_leader_does_not_strand_followers();
+        postgres_dead_leader_before_its_head_is_replaced => dead_leader_before_its_head_is_replaced();
+        postgres_signing_replicas_share_one_flight => signing_replicas_share_one_flight();
+        postgres_forged_fleet_events_are_refused => forged_flight_is_refused();
     }
 }

@@ -176,10 +176,14 @@ impl<E> CacheLayer<E> {
     /// (their checksum is checked). Rotate with
     /// [`sign_entries_with`](Self::sign_entries_with).
     ///
-    /// Signing keeps single-flight inside the process: the head and frames a fleet
-    /// leader publishes to the store ([`fleet_flight`](Self::fleet_flight)) are not
-    /// signed, and whoever can write the store could feed them to followers, so a
-    /// signing layer neither publishes nor follows them.
+    /// Single-flight across processes ([`fleet_flight`](Self::fleet_flight)) is signed
+    /// too: a signing leader signs every event it publishes to the store (an HMAC over
+    /// the key, its lease, the event's position and bytes), and a signing follower
+    /// refuses any other (counted in
+    /// [`MetricsSnapshot::fleet_events_rejected_signature`]): before the response head
+    /// it calls upstream itself, after it ends the body with
+    /// [`SharedResponseFailed`](super::SharedResponseFailed). Replicas share flights
+    /// when they share a secret.
     ///
     /// # Panics
     ///

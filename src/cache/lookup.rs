@@ -3,7 +3,7 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -172,7 +172,7 @@ pub(crate) fn decode_entry(
             secrets.verify(&data)
         };
         if let Err(e) = verified {
-            rejected(m, key, e);
+            refused(&m.entries_rejected_signature, "cache entry", key, e);
             return None;
         }
         trusted = true;
@@ -193,18 +193,19 @@ pub(crate) fn decode_entry(
     }
 }
 
-/// Counts a refused signature; logs at `warn` at the 1st, 2nd, 4th, 8th, ... refusal
-/// (a forger cannot flood the log), at `debug` otherwise.
-fn rejected(m: &Metrics, key: &str, e: SignatureError) {
-    let n = m.entries_rejected_signature.fetch_add(1, Relaxed) + 1;
+/// Counts a refused signature (of an entry or a fleet event) in `counter`; logs at
+/// `warn` at the 1st, 2nd, 4th, 8th, ... refusal (a forger cannot flood the log), at
+/// `debug` otherwise.
+pub(crate) fn refused(counter: &AtomicU64, what: &str, key: &str, e: SignatureError) {
+    let n = counter.fetch_add(1, Relaxed) + 1;
     if n.is_power_of_two() {
         tracing::warn!(
             key,
             error = %e,
             rejected = n,
-            "cache entry signature refused; treating as a miss (logged at the 1st, 2nd, 4th, ... refusal)"
+            "{what} signature refused; treating as a miss (logged at the 1st, 2nd, 4th, ... refusal)"
         );
     } else {
-        tracing::debug!(key, error = %e, "cache entry signature refused; treating as a miss");
+        tracing::debug!(key, error = %e, "{what} signature refused; treating as a miss");
     }
 }

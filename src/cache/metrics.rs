@@ -57,6 +57,10 @@ pub struct MetricsSnapshot {
     pub fleet_takeovers: u64,
     /// Misses that called upstream alone because the engine's fleet calls failed.
     pub fleet_fail_opens: u64,
+    /// Fleet events refused by a signing layer (unsigned, modified or forged in the
+    /// store): the follower called upstream itself, or, past the head, ended its body
+    /// with [`SharedResponseFailed`](super::SharedResponseFailed).
+    pub fleet_events_rejected_signature: u64,
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +81,7 @@ pub(crate) struct Metrics {
     pub(crate) fleet_followers: AtomicU64,
     pub(crate) fleet_takeovers: AtomicU64,
     pub(crate) fleet_fail_opens: AtomicU64,
+    pub(crate) fleet_events_rejected_signature: AtomicU64,
 }
 
 impl Metrics {
@@ -104,6 +109,7 @@ impl Metrics {
             fleet_followers: self.fleet_followers.load(Relaxed),
             fleet_takeovers: self.fleet_takeovers.load(Relaxed),
             fleet_fail_opens: self.fleet_fail_opens.load(Relaxed),
+            fleet_events_rejected_signature: self.fleet_events_rejected_signature.load(Relaxed),
             ..MetricsSnapshot::default()
         }
     }

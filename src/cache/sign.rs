@@ -115,6 +115,34 @@ impl EntrySecrets {
     }
 }
 
+impl EntrySecrets {
+    /// The current secret's tag over `parts`, each preceded by its length (so no two
+    /// lists of parts feed the same bytes): for messages other than entries, such as
+    /// fleet events.
+    pub(crate) fn tag_parts(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = self.keys[0].clone();
+        feed(&mut mac, parts);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Whether one of the accepted secrets made `tag` over `parts` (see
+    /// [`tag_parts`](Self::tag_parts)); each comparison takes constant time.
+    pub(crate) fn verify_parts(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        self.keys.iter().any(|key| {
+            let mut mac = key.clone();
+            feed(&mut mac, parts);
+            mac.verify_slice(tag).is_ok()
+        })
+    }
+}
+
+fn feed(mac: &mut HmacSha256, parts: &[&[u8]]) {
+    for part in parts {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part);
+    }
+}
+
 impl fmt::Debug for EntrySecrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EntrySecrets")
@@ -137,6 +165,23 @@ mod tests {
             ])
             .with_times(5, Some(9))
             .with_request("ns", "POST", "/v1/chat/completions")
+    }
+
+    #[test]
+    fn tags_over_parts_verify_under_any_accepted_secret_and_bind_the_split() {
+        let old = EntrySecrets::new("k1");
+        let tag = old.tag_parts(&[b"ab", b"c"]);
+        assert!(old.verify_parts(&[b"ab", b"c"], &tag));
+        assert!(
+            EntrySecrets::new("k2")
+                .accept("k1")
+                .verify_parts(&[b"ab", b"c"], &tag)
+        );
+        assert!(!EntrySecrets::new("k2").verify_parts(&[b"ab", b"c"], &tag));
+        // The same bytes split differently are another message.
+        assert!(!old.verify_parts(&[b"a", b"bc"], &tag));
+        assert!(!old.verify_parts(&[b"abc"], &tag));
+        assert!(!old.verify_parts(&[b"ab", b"c"], &tag[..31]));
     }
 
     #[test]

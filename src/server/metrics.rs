@@ -412,6 +412,11 @@ impl Metrics {
             ],
         );
         counter(
+            "mistral_cache_fleet_events_rejected_signature_total",
+            "Fleet events refused for a missing or invalid signature (--entry-secret): the replica called upstream itself, or ended a followed stream with an error.",
+            &[("", cache.fleet_events_rejected_signature)],
+        );
+        counter(
             "mistral_cache_upstream_errors_total",
             "Requests that failed to reach the upstream, by kind.",
             &[

@@ -9,10 +9,12 @@ use std::time::Duration;
 use http_body::Frame;
 
 use super::head;
+use super::seal::Seal;
 use crate::BoxError;
 use crate::cache::config::Shared;
 use crate::cache::engine::{CacheEngine, CacheError, FleetEvent, FleetLease};
 use crate::cache::flight::{Head, SharedResponseFailed, TeeBody};
+use crate::cache::lookup::refused;
 
 /// The first pause between two empty reads; it doubles up to [`MAX_POLL`].
 const MIN_POLL: Duration = Duration::from_millis(2);
@@ -28,6 +30,8 @@ pub(super) enum Stop {
     Engine(CacheError),
     /// Nothing was published for longer than the wait allowed.
     Stalled,
+    /// An event's signature was refused: the log is not the fleet's.
+    Refused,
 }
 
 /// A cursor into another process's flight.
@@ -41,6 +45,8 @@ pub(super) struct Follow<E> {
     lease_len: Duration,
     /// How long the leader may publish nothing while it holds its lease.
     max_idle: Duration,
+    /// Opens signed events (a signing layer accepts no other).
+    seal: Option<Seal>,
 }
 
 impl<E: CacheEngine> Follow<E> {
@@ -50,6 +56,7 @@ impl<E: CacheEngine> Follow<E> {
         lease: FleetLease,
         lease_len: Duration,
         max_idle: Duration,
+        seal: Option<Seal>,
     ) -> Self {
         Follow {
             shared,
@@ -59,6 +66,7 @@ impl<E: CacheEngine> Follow<E> {
             buf: VecDeque::new(),
             lease_len,
             max_idle,
+            seal,
         }
     }
 
@@ -87,8 +95,22 @@ impl<E: CacheEngine> Follow<E> {
                 }
                 Ok(read) => {
                     failing_since = None;
-                    self.after += read.events.len() as u64;
-                    self.buf.extend(read.events);
+                    for event in read.events {
+                        self.after += 1;
+                        let event = match &self.seal {
+                            None => event,
+                            Some(seal) => match seal.open(self.after, event) {
+                                Ok(event) => event,
+                                Err(e) => {
+                                    let m = &self.shared.metrics;
+                                    let c = &m.fleet_events_rejected_signature;
+                                    refused(c, "fleet event", &self.key, e);
+                                    return Err(Stop::Refused);
+                                }
+                            },
+                        };
+                        self.buf.push_back(event);
+                    }
                     pause = MIN_POLL;
                     idle_since = tokio::time::Instant::now();
                     continue;

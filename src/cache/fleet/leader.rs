@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 
 use super::head;
+use super::seal::Seal;
 use crate::BoxError;
 use crate::cache::config::Shared;
 use crate::cache::engine::{CacheEngine, FleetEvent, FleetLease};
@@ -39,10 +40,11 @@ impl Publisher {
         key: Arc<str>,
         lease: FleetLease,
         lease_len: Duration,
+        seal: Option<Seal>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(publish(shared, key, lease, lease_len, rx));
+            rt.spawn(publish(shared, key, lease, lease_len, seal, rx));
         }
         Publisher { tx }
     }
@@ -74,6 +76,7 @@ async fn publish<E: CacheEngine>(
     key: Arc<str>,
     lease: FleetLease,
     lease_len: Duration,
+    seal: Option<Seal>,
     mut rx: mpsc::UnboundedReceiver<FleetEvent>,
 ) {
     let Some(fleet) = shared.engine.fleet() else {
@@ -118,7 +121,15 @@ async fn publish<E: CacheEngine>(
             tracing::debug!(key = &*key, "fleet flight failed; releasing its lease");
             break;
         }
-        match fleet.publish(&key, &lease, seq, &batch, ttl).await {
+        let sealed: Vec<FleetEvent>;
+        let events = match &seal {
+            None => &batch[..],
+            Some(seal) => {
+                sealed = (seq..).zip(&batch).map(|(n, e)| seal.seal(n, e)).collect();
+                &sealed[..]
+            }
+        };
+        match fleet.publish(&key, &lease, seq, events, ttl).await {
             Ok(true) => seq += batch.len() as u64,
             Ok(false) => {
                 tracing::debug!(key = &*key, "fleet lease lost; no longer publishing");

@@ -39,22 +39,32 @@
 //!   within a lease; nothing is stored.
 //! - **Fail-open**: if the engine fails (down, timeout), the request leads by itself,
 //!   as without a fleet.
+//! - **Signed**: a layer that signs its entries
+//!   ([`sign_entries`](crate::cache::CacheLayer::sign_entries)) signs every event it
+//!   publishes (an HMAC over the key, the lease, the event's position and its bytes)
+//!   and refuses every event that one of its accepted secrets did not sign: before the
+//!   head it calls upstream itself, after it ends its body with
+//!   [`SharedResponseFailed`](crate::cache::SharedResponseFailed). Replicas must share
+//!   a secret (rotation as for entries) to share flights.
 //!
 //! The counters are in [`MetricsSnapshot`](crate::cache::MetricsSnapshot):
-//! `fleet_leaders`, `fleet_followers`, `fleet_takeovers`, `fleet_fail_opens`.
+//! `fleet_leaders`, `fleet_followers`, `fleet_takeovers`, `fleet_fail_opens`,
+//! `fleet_events_rejected_signature`.
 
 mod follower;
 mod head;
 mod leader;
+mod seal;
 
 use std::sync::Arc;
 
 use follower::{Follow, Stop};
 pub(crate) use leader::Publisher;
+use seal::Seal;
 
 use super::breaker::BreakerState;
 use super::config::{Config, Shared};
-use super::engine::{Acquired, CacheEngine};
+use super::engine::{Acquired, CacheEngine, FleetLease};
 use super::flight::{Commit, Flight, Head, TeeBody};
 use super::lookup::bounded;
 use super::metrics::Metrics;
@@ -79,9 +89,7 @@ pub(crate) async fn join<E: CacheEngine>(
     let (Some(fleet), Some(wait)) = (shared.engine.fleet(), cfg.flight_wait) else {
         return FleetRole::Alone;
     };
-    // A signing layer trusts nothing unsigned from the store, and the fleet's
-    // events are not signed.
-    if !cfg.fleet || cfg.secrets.is_some() {
+    if !cfg.fleet {
         return FleetRole::Alone;
     }
     let m = &shared.metrics;
@@ -94,16 +102,24 @@ pub(crate) async fn join<E: CacheEngine>(
     }
     let key: Arc<str> = Arc::from(key);
     let lease_len = cfg.fleet_lease;
+    // A signing layer signs the events it publishes and refuses unsigned ones.
+    let seal = |lease: &_| {
+        let secrets = cfg.secrets.clone()?;
+        Some(Seal::new(secrets, key.clone(), FleetLease::clone(lease)))
+    };
     for _attempt in 0..3 {
         let acquired = bounded(fleet.acquire(&key, lease_len), cfg.get_timeout).await;
         match acquired {
             Some(Ok(Acquired::Leader(lease))) => {
                 Metrics::inc(&m.fleet_leaders);
-                let p = Publisher::start(shared.clone(), key.clone(), lease, lease_len);
+                let seal = seal(&lease);
+                let p = Publisher::start(shared.clone(), key.clone(), lease, lease_len, seal);
                 return FleetRole::Leader(p);
             }
             Some(Ok(Acquired::Follower(lease))) => {
-                let mut follow = Follow::new(shared.clone(), key.clone(), lease, lease_len, wait);
+                let seal = seal(&lease);
+                let mut follow =
+                    Follow::new(shared.clone(), key.clone(), lease, lease_len, wait, seal);
                 match bounded(follow.head(), wait).await {
                     Some(Ok(head)) => {
                         Metrics::inc(&m.fleet_followers);
@@ -115,6 +131,11 @@ pub(crate) async fn join<E: CacheEngine>(
                             "fleet leader failed before its head; taking over"
                         );
                         Metrics::inc(&m.fleet_takeovers);
+                    }
+                    Some(Err(Stop::Refused)) => {
+                        // Not the fleet's flight (counted and logged by the follower):
+                        // call upstream alone rather than wait for a forger's lease.
+                        return FleetRole::Alone;
                     }
                     Some(Err(Stop::Engine(e))) => {
                         tracing::debug!(key = &*key, error = %e, "fleet engine failed; calling upstream");
