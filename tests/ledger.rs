@@ -332,3 +332,74 @@ async fn a_record_forged_under_signing_is_refused_and_not_counted() {
     assert_served(&v, 1);
     assert_eq!(v["served"]["unreadable_records"], 0, "{v:#}");
 }
+
+/// Two replicas serving at once from one shared store: each writes its own record, and
+/// `stats` counts both (no replica overwrites the other's totals).
+async fn replicas_on_a_shared_store_keep_their_own_records(engine: &str) {
+    let fake = FakeMistral::start().await;
+    let a = proxy(&fake, engine, "shared-a", |_| {}).await;
+    let b = proxy(&fake, engine, "shared-b", |_| {}).await;
+    assert_eq!(chat(&a, "sk").await, "MISS");
+    let store = mistral_tower::cache::engine_from_url(engine).await.unwrap();
+    guard(async {
+        while store.keys().await.unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    for p in [&a, &b, &b, &a, &b] {
+        assert_eq!(chat(p, "sk").await, "HIT");
+    }
+    tokio::join!(a.shutdown(), b.shutdown());
+
+    let v = stats(engine, None);
+    assert_eq!(
+        v["served"]["instances"],
+        serde_json::json!(["shared-a", "shared-b"])
+    );
+    assert_served(&v, 5);
+    assert_eq!(v["served"]["tenants"][tenant("sk")]["hits"], 5, "{v:#}");
+    assert_eq!(v["entries"], 1, "{v:#}");
+    stdout(&bin(&["purge"], engine, None));
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn replicas_on_one_redis_keep_their_own_records() {
+    use support::engine_suite::{add_query, env_or_skip, reachable_or_skip, unique};
+    let Some(url) = env_or_skip("REDIS_URL") else {
+        return;
+    };
+    let url = add_query(&url, "prefix", &format!("{}:", unique("ledger")));
+    let store = mistral_tower::cache::engine_from_url(&url).await.unwrap();
+    if !reachable_or_skip(&store, "Redis at REDIS_URL").await {
+        return;
+    }
+    replicas_on_a_shared_store_keep_their_own_records(&url).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn replicas_on_one_postgres_keep_their_own_records() {
+    use support::engine_suite::{add_query, env_or_skip, reachable_or_skip, unique};
+    let Some(base) = env_or_skip("DATABASE_URL") else {
+        return;
+    };
+    let table = unique("ledger");
+    let url = add_query(&base, "table", &table);
+    let store = mistral_tower::cache::engine_from_url(&url).await.unwrap();
+    if !reachable_or_skip(&store, "PostgreSQL at DATABASE_URL").await {
+        return;
+    }
+    replicas_on_a_shared_store_keep_their_own_records(&url).await;
+    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS \"{table}\", \"{table}_fleet_locks\", \"{table}_fleet_events\""
+        ))
+        .await
+        .unwrap();
+}
