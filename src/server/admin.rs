@@ -2,6 +2,11 @@
 //! reading entries with the cache's entry decoder ([`CacheEntry::decode`]) and, with
 //! `--entry-secret`, checking their signatures ([`EntrySecrets::verify`]); `list` is in
 //! `list.rs`.
+//!
+//! The proxies' savings ledger records (`ledger.rs`) are stored beside the entries:
+//! `stats` sums them ("served from the cache") instead of counting them as entries,
+//! `list` leaves them out, `purge` deletes them only when unfiltered, and `inspect`
+//! shows them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,11 +16,12 @@ use bytes::Bytes;
 
 use super::cli::{InspectArgs, PurgeArgs, StatsArgs};
 use super::config::redact_url;
+use super::ledger::{self, ServedTotals};
 use super::list::entry_saved;
 use super::prices::PriceTable;
 use super::{ServerError, open_engine};
 use crate::cache::{
-    BoxEngine, CacheEngine, CacheEntry, CacheError, EntryKind, EntrySecrets, SignatureError, Usage,
+    BoxEngine, CacheEngine, CacheEntry, CacheError, EntryKind, EntrySecrets, SignatureError,
 };
 
 pub(super) fn now_ms() -> u64 {
@@ -159,6 +165,7 @@ pub(crate) async fn stats(args: &StatsArgs) -> Result<(), ServerError> {
     let mut paths: BTreeMap<String, u64> = BTreeMap::new();
     let mut oldest: Option<u64> = None;
     let mut newest: Option<u64> = None;
+    let mut served = ServedTotals::default();
     for key in &keys {
         match read(&engine, url, key, secrets.as_ref()).await? {
             Read::Gone => expired += 1,
@@ -166,10 +173,22 @@ pub(crate) async fn stats(args: &StatsArgs) -> Result<(), ServerError> {
                 unreadable += 1;
                 stored_bytes += len as u64;
             }
-            Read::Refused(_, len, _) => {
+            Read::Refused(entry, len, _) => {
                 unreadable += 1;
                 refused += 1;
                 stored_bytes += len as u64;
+                if ledger::is_record(&entry) {
+                    served.unreadable += 1;
+                }
+            }
+            Read::Entry(entry, _) if ledger::is_record(&entry) => {
+                match ledger::parse(key, &entry) {
+                    Ok(record) => served.add(&record, &prices),
+                    Err(_) => {
+                        served.unreadable += 1;
+                        unreadable += 1;
+                    }
+                }
             }
             Read::Entry(entry, len) => {
                 if entry.is_expired(now) {
@@ -223,6 +242,7 @@ pub(crate) async fn stats(args: &StatsArgs) -> Result<(), ServerError> {
                     "usd": m.usd(&prices, name),
                 }))
             }).collect::<serde_json::Map<_, _>>(),
+            "served": served.json(),
         });
         println!("{v:#}");
         return Ok(());
@@ -268,6 +288,7 @@ pub(crate) async fn stats(args: &StatsArgs) -> Result<(), ServerError> {
             );
         }
     }
+    served.write_text(&mut out);
     match (oldest, newest) {
         (Some(o), Some(n)) => {
             let _ = writeln!(out, "oldest:      {} ({} ago)", format_time(o), age(now, o));
@@ -292,12 +313,7 @@ struct ModelTokens {
 impl ModelTokens {
     /// What these tokens cost at `prices`, `None` for a model without a price.
     fn usd(&self, prices: &PriceTable, model: &str) -> Option<f64> {
-        let (p, c) = prices.get(model)?.cost(&Usage {
-            prompt_tokens: self.prompt,
-            completion_tokens: self.completion,
-            total_tokens: 0,
-        });
-        Some(p + c)
+        prices.usd(model, self.prompt, self.completion)
     }
 }
 
@@ -322,10 +338,22 @@ pub(crate) async fn purge(args: &PurgeArgs) -> Result<(), ServerError> {
 
     let mut removed = 0u64;
     let mut removed_bytes = 0u64;
+    let mut removed_records = 0u64;
     let mut kept = 0u64;
     for key in &keys {
+        let mut record = false;
         let (matches, len) = match read(&engine, url, key, secrets.as_ref()).await? {
             Read::Gone => continue,
+            // A savings ledger record has no expiry, namespace or age of an entry: only
+            // an unfiltered purge deletes it (unless it is unreadable, like an entry).
+            Read::Entry(entry, len) if ledger::is_record(&entry) => {
+                if ledger::parse(key, &entry).is_ok() {
+                    record = true;
+                    (!filtered, len)
+                } else {
+                    (args.namespace.is_none() && args.older_than.is_none(), len)
+                }
+            }
             // Unreadable bytes and refused signatures can never be served: they go
             // unless a filter needs something they cannot tell (their namespace or
             // age, which a forger chose).
@@ -359,7 +387,11 @@ pub(crate) async fn purge(args: &PurgeArgs) -> Result<(), ServerError> {
                 Err(e) => return Err(engine_error(url, e)),
             }
         }
-        removed += 1;
+        if record {
+            removed_records += 1;
+        } else {
+            removed += 1;
+        }
         removed_bytes += len as u64;
     }
     let verb = if args.dry_run {
@@ -368,8 +400,13 @@ pub(crate) async fn purge(args: &PurgeArgs) -> Result<(), ServerError> {
         "purged"
     };
     let scope = if filtered { "" } else { " (all entries)" };
+    let records = if removed_records > 0 {
+        format!(" and {removed_records} savings ledger records")
+    } else {
+        String::new()
+    };
     println!(
-        "{verb} {removed} entries{scope}, {}; {kept} kept",
+        "{verb} {removed} entries{scope}{records}, {}; {kept} kept",
         human_bytes(removed_bytes)
     );
     if !args.dry_run
@@ -436,6 +473,16 @@ pub(crate) async fn inspect(args: &InspectArgs) -> Result<(), ServerError> {
     };
     let _ = writeln!(out, "expires:    {expires}");
     let _ = writeln!(out, "signature:  {signature}");
+    if ledger::is_record(&entry) {
+        let what = match ledger::parse(&key, &entry) {
+            Ok(r) => format!(
+                "savings ledger of instance {:?} (what it served from the cache; `stats` sums these)",
+                r.instance
+            ),
+            Err(why) => format!("savings ledger, unreadable: {why}"),
+        };
+        let _ = writeln!(out, "record:     {what}");
+    }
     let _ = writeln!(
         out,
         "size:       {} body, {} stored",

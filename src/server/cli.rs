@@ -44,11 +44,11 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Serve the Mistral API on a local port, answering repeated requests from the cache.
     Serve(ServeArgs),
-    /// Show the entries of an engine: count, bytes, oldest and newest, and the tokens and money a hit on each saves.
+    /// Show the entries of an engine: count, bytes, oldest and newest, the tokens and money a hit on each saves, and what the proxies served from the cache (their savings ledger).
     Stats(StatsArgs),
     /// List the entries of an engine, one per line (key prefix, age, route, model, size, tokens, expiry), filtered.
     List(ListArgs),
-    /// Delete entries of an engine (all of them unless filtered).
+    /// Delete entries of an engine (all of them, savings ledger records included, unless filtered).
     Purge(PurgeArgs),
     /// Print one stored entry: kind, status, headers and body.
     Inspect(InspectArgs),
@@ -161,8 +161,22 @@ pub(crate) struct ServeArgs {
     /// JSON or TOML file of model prices (USD per million input/output tokens) added to the built-in Mistral list prices that value the tokens hits save.
     #[arg(long, env = "MISTRAL_CACHE_PRICES")]
     pub(crate) prices: Option<PathBuf>,
+    /// The name of this replica's savings ledger record in the engine (what it served from the cache, summed by `stats`; continued after a restart). Default: host name and --listen address.
+    #[arg(long, env = "MISTRAL_CACHE_INSTANCE")]
+    pub(crate) instance: Option<String>,
+    /// How often the savings ledger record is written when it changed (and at shutdown), e.g. 10, 1m; 0 or off: no ledger.
+    #[arg(long, env = "MISTRAL_CACHE_LEDGER_INTERVAL", default_value = "10", value_parser = parse_ledger_interval)]
+    pub(crate) ledger_interval: Duration,
     #[command(flatten)]
     pub(crate) secrets: EntrySecretArgs,
+}
+
+/// `--ledger-interval`: a duration, `0` or `off`.
+fn parse_ledger_interval(input: &str) -> Result<Duration, String> {
+    match input.trim().to_ascii_lowercase().as_str() {
+        "off" | "none" | "no" => Ok(Duration::ZERO),
+        _ => parse_duration(input),
+    }
 }
 
 /// The entry signing flags, shared by `serve` and the administration commands.
@@ -246,6 +260,8 @@ impl ServeArgs {
             prices: self.prices.clone(),
             entry_secret: self.secrets.entry_secret.clone(),
             previous_entry_secrets: self.secrets.previous_entry_secrets.clone(),
+            ledger_interval: (!self.ledger_interval.is_zero()).then_some(self.ledger_interval),
+            instance: self.instance.clone(),
         };
         config.validate()?;
         Ok(config)
@@ -312,6 +328,8 @@ impl fmt::Debug for ServeArgs {
             )
             .field("access_log", &self.access_log)
             .field("prices", &self.prices)
+            .field("instance", &self.instance)
+            .field("ledger_interval", &self.ledger_interval)
             .field("secrets", &self.secrets)
             .finish()
     }
@@ -603,6 +621,27 @@ mod tests {
             c.fleet_flight,
             "single-flight across replicas is on by default"
         );
+        assert_eq!(c.ledger_interval, Some(Duration::from_secs(10)));
+        assert_eq!(c.instance, None);
+    }
+
+    #[test]
+    fn ledger_flags_parse() {
+        let config = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["mistral-cache", "serve"].iter().chain(args)).unwrap();
+            let Some(Command::Serve(args)) = cli.command else {
+                panic!("serve expected")
+            };
+            args.to_config()
+        };
+        let c = config(&["--instance", "replica-1", "--ledger-interval", "1m"]).unwrap();
+        assert_eq!(c.instance.as_deref(), Some("replica-1"));
+        assert_eq!(c.ledger_interval, Some(Duration::from_secs(60)));
+        for off in ["off", "0"] {
+            let c = config(&["--ledger-interval", off]).unwrap();
+            assert_eq!(c.ledger_interval, None, "{off}");
+        }
+        assert!(config(&["--instance", " "]).is_err());
     }
 
     #[test]

@@ -221,6 +221,16 @@ pub struct Config {
     /// Previous entry secrets still accepted on read (rotation); needs
     /// [`entry_secret`](Self::entry_secret).
     pub previous_entry_secrets: Vec<String>,
+    /// How often the proxy writes its savings ledger record (what it served from the
+    /// cache, for `mistral-cache stats`) into the engine when it changed; it is also
+    /// written at a graceful shutdown. Default
+    /// [`DEFAULT_LEDGER_INTERVAL`](super::DEFAULT_LEDGER_INTERVAL) (10 s); `None` or
+    /// zero: no ledger. Not written in the read-only and replay-only modes.
+    pub ledger_interval: Option<Duration>,
+    /// The name of this proxy's savings ledger record, which it continues after a
+    /// restart; each replica on a shared store needs its own. Default: the host name
+    /// and [`listen`](Self::listen), `host@127.0.0.1:8080`.
+    pub instance: Option<String>,
 }
 
 /// The shortest entry secret accepted.
@@ -349,6 +359,8 @@ impl Default for Config {
             prices: None,
             entry_secret: None,
             previous_entry_secrets: Vec::new(),
+            ledger_interval: Some(super::DEFAULT_LEDGER_INTERVAL),
+            instance: None,
         }
     }
 }
@@ -393,6 +405,8 @@ impl fmt::Debug for Config {
                 &self.entry_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("previous_entry_secrets", &self.previous_entry_secrets.len())
+            .field("ledger_interval", &self.ledger_interval)
+            .field("instance", &self.instance)
             .finish()
     }
 }
@@ -436,6 +450,13 @@ impl Config {
             return Err(ServerError::Config(format!(
                 "invalid upstream URL {:?}: it must not have a query",
                 self.upstream
+            )));
+        }
+        if let Some(instance) = &self.instance
+            && (instance.trim().is_empty() || instance.len() > 256)
+        {
+            return Err(ServerError::Config(format!(
+                "invalid --instance {instance:?}: a name of 1 to 256 bytes is needed"
             )));
         }
         if self.engine.trim().is_empty() {

@@ -1,6 +1,7 @@
 //! `mistral-cache list`: the entries of an engine, one per line (key prefix, age,
 //! namespace, route, model, size, tokens, expiry) or as JSON, filtered by namespace,
-//! route, model and age, so `inspect` has keys to take.
+//! route, model and age, so `inspect` has keys to take. The proxies' savings ledger
+//! records are not entries: they are left out (counted in the text listing's last line).
 
 use std::fmt::Write as _;
 
@@ -9,6 +10,7 @@ use super::admin::{
     Read, age, format_time, human_bytes, kind_label, list_keys, namespace_label, now_ms, read,
 };
 use super::cli::ListArgs;
+use super::ledger;
 use super::open_engine;
 use crate::cache::{CacheEntry, EntryKind, SavedTokens, X_CACHE_SAVED_TOKENS};
 
@@ -73,8 +75,13 @@ pub(crate) async fn list(args: &ListArgs) -> Result<(), ServerError> {
     let mut rows = Vec::new();
     let mut unreadable = 0u64;
     let mut refused = 0u64;
+    let mut records = 0u64;
     for key in keys {
         let (entry, stored) = match read(&engine, url, &key, secrets.as_ref()).await? {
+            Read::Entry(entry, _) if ledger::is_record(&entry) => {
+                records += 1;
+                continue;
+            }
             Read::Entry(entry, len) => (entry, len),
             Read::Gone => continue,
             Read::Unreadable(..) => {
@@ -152,6 +159,12 @@ pub(crate) async fn list(args: &ListArgs) -> Result<(), ServerError> {
     }
     if refused > 0 {
         let _ = write!(out, " ({refused} with a refused signature not listed)");
+    }
+    if records > 0 {
+        let _ = write!(
+            out,
+            " ({records} savings ledger records not listed: see `stats`)"
+        );
     }
     println!("{out}");
     Ok(())

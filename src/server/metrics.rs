@@ -87,7 +87,7 @@ impl CacheState {
 /// Distinct `(model, tenant)` pairs counted in the savings metrics; more are counted
 /// under `model="(other)", tenant="(other)"`, so entries written by others cannot grow
 /// the metrics without bound.
-const MAX_SAVED_SERIES: usize = 1024;
+pub(super) const MAX_SAVED_SERIES: usize = 1024;
 
 /// The label of savings whose model or tenant is not known.
 const UNKNOWN: &str = "unknown";
@@ -102,6 +102,17 @@ pub struct SavedCount {
     pub prompt_tokens: u64,
     /// Completion (output) tokens.
     pub completion_tokens: u64,
+}
+
+impl SavedCount {
+    /// Adds `other`'s counts (saturating).
+    pub(crate) fn add(&mut self, other: SavedCount) {
+        self.hits = self.hits.saturating_add(other.hits);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+    }
 }
 
 /// Counters of a running proxy; rendered by [`Metrics::render`] in the Prometheus
@@ -177,12 +188,11 @@ impl Metrics {
         } else {
             key
         };
-        let c = map.entry(key).or_default();
-        c.hits += 1;
-        c.prompt_tokens = c.prompt_tokens.saturating_add(saved.usage.prompt_tokens);
-        c.completion_tokens = c
-            .completion_tokens
-            .saturating_add(saved.usage.completion_tokens);
+        map.entry(key).or_default().add(SavedCount {
+            hits: 1,
+            prompt_tokens: saved.usage.prompt_tokens,
+            completion_tokens: saved.usage.completion_tokens,
+        });
     }
 
     /// The tokens saved so far, by `(model, tenant)`.

@@ -38,12 +38,22 @@
 //!   goes through the cache, with `x-cache` in the answer;
 //! - `GET /_mistral-cache/healthz` and `GET /_mistral-cache/metrics` (Prometheus
 //!   text), or `/healthz` and `/metrics` on [`Config::admin_listen`] when set.
+//!
+//! # Savings ledger
+//!
+//! `/metrics` counts what this process served from the cache since it started.
+//! [`Proxy::run`] also keeps a savings ledger: every [`Config::ledger_interval`] (when
+//! it changed) and at a graceful shutdown it writes the hits and the prompt and
+//! completion tokens it served, per model and tenant, into its engine as one record
+//! per [`Config::instance`], continued after a restart; `mistral-cache stats` sums
+//! the records of every replica on the store ("served from the cache").
 
 mod admin;
 mod cli;
 mod config;
 mod conn;
 mod duration;
+mod ledger;
 mod list;
 mod metrics;
 mod prices;
@@ -69,6 +79,7 @@ use tracing::Level;
 use config::parse_cache_mode;
 pub use config::{ADMIN_PREFIX, AccessLog, CacheMode, CachedRoutes, Config, DEFAULT_CACHED_PATHS};
 use duration::parse_duration;
+pub use ledger::DEFAULT_LEDGER_INTERVAL;
 
 /// The command line's parsers, for the fuzz targets in `fuzz/` only: not public API,
 /// and free to change in any release.
@@ -200,6 +211,8 @@ pub struct Proxy {
     state: Arc<ProxyState>,
     cache: Option<stack::CacheHandle>,
     connections: Arc<conn::ConnMetrics>,
+    /// Where [`Proxy::run`] keeps the savings ledger (`None`: no ledger).
+    ledger: Option<ledger::LedgerConfig>,
 }
 
 impl Proxy {
@@ -264,6 +277,24 @@ impl Proxy {
             }
             Err(source) => return Err(ServerError::Engine { url, source }),
         };
+        let writes = !matches!(config.mode, CacheMode::ReadOnly | CacheMode::ReplayOnly);
+        let ledger = match (&engine, config.ledger_interval) {
+            (Some(engine), Some(interval)) if writes && !interval.is_zero() => {
+                Some(ledger::LedgerConfig {
+                    engine: engine.clone(),
+                    instance: config
+                        .instance
+                        .clone()
+                        .unwrap_or_else(|| ledger::default_instance(config.listen)),
+                    secrets: config::entry_secrets(
+                        config.entry_secret.as_deref(),
+                        &config.previous_entry_secrets,
+                    )?,
+                    interval,
+                })
+            }
+            _ => None,
+        };
         let (cached, cache) = match engine {
             Some(engine) => {
                 let (svc, handle) = stack::cached_service(engine, &config, direct.clone());
@@ -284,6 +315,7 @@ impl Proxy {
             state,
             cache,
             connections: Arc::default(),
+            ledger,
         })
     }
 
@@ -386,8 +418,9 @@ impl Proxy {
 
     /// Serves on `listener` (and the admin routes on `admin`, if given) until
     /// `shutdown` completes; then stops accepting, lets in-flight requests and
-    /// streams finish for at most [`Config::shutdown_timeout`], and flushes
-    /// pending cache writes.
+    /// streams finish for at most [`Config::shutdown_timeout`], flushes
+    /// pending cache writes and writes the savings ledger a last time (see
+    /// [`Config::ledger_interval`]).
     pub async fn run<F>(
         self,
         listener: tokio::net::TcpListener,
@@ -420,6 +453,10 @@ impl Proxy {
                 "mistral-cache listening"
             );
         }
+        let ledger = self
+            .ledger
+            .clone()
+            .map(|l| ledger::LedgerTask::start(l, self.state.metrics.clone()));
         // The router's answers, with API paths dispatched without its matching and
         // boxing (BENCHMARKS.md, "Issue 13": the router costs ≈ 7k instructions per
         // proxy hit), under the same tower-http layers as `Proxy::router`, served by
@@ -496,6 +533,9 @@ impl Proxy {
                     "cache writes still pending after the shutdown grace period"
                 );
             }
+        }
+        if let Some(ledger) = ledger {
+            ledger.finish().await;
         }
         tracing::info!("mistral-cache stopped");
         Ok(())

@@ -173,6 +173,17 @@ impl PriceTable {
         versioned.then(|| self.models.get(family).copied())?
     }
 
+    /// What `prompt` and `completion` tokens of `model` cost, in dollars; `None` for a
+    /// model without a price.
+    pub(crate) fn usd(&self, model: &str, prompt: u64, completion: u64) -> Option<f64> {
+        let (p, c) = self.get(model)?.cost(&Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: 0,
+        });
+        Some(p + c)
+    }
+
     /// Every `(model, price)` of the table, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Price)> {
         self.models.iter().map(|(m, p)| (m.as_str(), *p))

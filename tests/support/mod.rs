@@ -124,3 +124,14 @@ pub fn x_cache(r: &impl HasHeaders) -> String {
         .unwrap_or("")
         .to_ascii_uppercase()
 }
+
+/// The standard output of a command that must have succeeded (else its standard error
+/// fails the test).
+pub fn success_stdout(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}

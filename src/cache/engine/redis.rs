@@ -325,8 +325,10 @@ impl RedisEngine {
                 .and_then(|v| redis::from_redis_value(&v))
                 .map_err(|e| redis_err(e, timeout))?;
             for k in batch {
+                // Single-flight's locks, fences and streams are not entries.
                 if let Some(rest) = k.get(prefix_len..)
                     && let Ok(s) = std::str::from_utf8(rest)
+                    && !s.starts_with(super::redis_fleet::FLEET_KEYS)
                 {
                     out.push(s.to_owned());
                 }
@@ -493,7 +495,8 @@ impl CacheEngine for RedisEngine {
         Ok(())
     }
 
-    /// Lists keys under the prefix with `SCAN` (on every master for a cluster).
+    /// Lists keys under the prefix with `SCAN` (on every master for a cluster), without
+    /// the keys of single-flight across processes (`fleet:{…}`, see `redis_fleet.rs`).
     /// This walks the whole keyspace: meant for administration, not hot paths,
     /// and bounded by ten times the operation timeout.
     async fn keys(&self) -> Result<Vec<String>, CacheError> {

@@ -90,10 +90,14 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2).max(1)
 }
 
+/// How the names of the flight keys start after the engine's prefix (no entry key holds
+/// `{`): [`CacheEngine::keys`](crate::cache::CacheEngine::keys) leaves them out.
+pub(super) const FLEET_KEYS: &str = "fleet:{";
+
 impl RedisEngine {
     /// The lock, fence and log keys of `key`'s flights, in one cluster slot.
     fn fleet_key(&self, key: &str, what: &str) -> String {
-        format!("{}fleet:{{{key}}}:{what}", self.prefix())
+        format!("{}{FLEET_KEYS}{key}}}:{what}", self.prefix())
     }
 
     fn stream_key(&self, key: &str, flight: &FleetLease) -> String {
