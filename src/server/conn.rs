@@ -162,8 +162,6 @@ struct ConnState {
     idle_since: AtomicU64,
     /// The first byte read since then ([`NONE`]: none yet).
     first_byte: AtomicU64,
-    /// Wakes the watchdog when a request starts or ends.
-    changed: tokio::sync::Notify,
 }
 
 impl ConnState {
@@ -274,7 +272,6 @@ where
             served: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             first_byte: AtomicU64::new(NONE),
-            changed: tokio::sync::Notify::new(),
         });
         let io = TokioIo::new(Watched {
             inner: stream,
@@ -313,23 +310,26 @@ where
 }
 
 /// Completes when the connection has outlived its deadline.
+///
+/// Requests starting and ending do not wake it (that would cost a wake-up and a timer
+/// per request): it sleeps until the deadline it computed, but never longer than the
+/// shorter timeout, and computes it again. That is never late: a deadline only moves
+/// earlier when a request head's first byte arrives on an idle connection, and then to
+/// that byte plus the header timeout, after the watchdog's next look.
 async fn watchdog(state: &ConnState, limits: Limits) -> Reason {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(NONE - 1);
+    let look_again = ms(limits.header_read_timeout)
+        .min(ms(limits.idle_timeout))
+        .max(1);
     loop {
-        // Registered before reading the state, so a change in between wakes it.
-        let changed = state.changed.notified();
-        match state.deadline(&limits) {
-            None => changed.await,
-            Some((at, reason)) => {
-                let now = state.now_ms();
-                if now >= at {
-                    return reason;
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(at - now)) => {}
-                    () = changed => {}
-                }
-            }
-        }
+        let now = state.now_ms();
+        let wake = match state.deadline(&limits) {
+            Some((at, reason)) if now >= at => return reason,
+            Some((at, _)) => at.min(now.saturating_add(look_again)),
+            // A request in flight has no deadline; look again later.
+            None => now.saturating_add(look_again),
+        };
+        tokio::time::sleep(Duration::from_millis(wake - now)).await;
     }
 }
 
@@ -417,7 +417,6 @@ impl InFlight {
     fn new(state: Arc<ConnState>) -> Self {
         state.served.fetch_add(1, Ordering::AcqRel);
         state.in_flight.fetch_add(1, Ordering::AcqRel);
-        state.changed.notify_one();
         InFlight(state)
     }
 }
@@ -428,7 +427,6 @@ impl Drop for InFlight {
         self.0.idle_since.store(now, Ordering::Release);
         self.0.first_byte.store(NONE, Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify_one();
     }
 }
 

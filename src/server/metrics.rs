@@ -526,8 +526,7 @@ pub fn tenant_label(authorization: Option<&http::HeaderValue>) -> String {
     let Some(v) = authorization else {
         return "default".to_owned();
     };
-    let digest = Sha256::digest(v.as_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    crate::cache::key::hex_lower(&Sha256::digest(v.as_bytes())[..6])
 }
 
 #[cfg(test)]

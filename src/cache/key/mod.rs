@@ -144,6 +144,17 @@ pub(crate) fn default_key_hex(input: &KeyInput<'_>) -> HexKey {
     HexKey(out)
 }
 
+/// `bytes` in lowercase hex.
+pub(crate) fn hex_lower(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        let [hi, lo] = HEX_PAIRS[usize::from(b)];
+        out.push(char::from(hi));
+        out.push(char::from(lo));
+    }
+    out
+}
+
 /// The two lowercase hex digits of every byte value.
 const HEX_PAIRS: [[u8; 2]; 256] = {
     const HEX: &[u8; 16] = b"0123456789abcdef";
