@@ -209,15 +209,9 @@ async fn slowloris_connections_are_closed_and_others_are_served() {
     proxy.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_keep_alive_connections_are_closed() {
-    let up = start_upstream().await;
-    let proxy = start_proxy(&up.url, |c| {
-        c.header_read_timeout = Duration::from_secs(3600);
-        c.idle_timeout = Duration::from_millis(300);
-    })
-    .await;
-    let mut s = TcpStream::connect(addr(&proxy.url)).await.unwrap();
+/// A keep-alive connection to `url` that has had one chat answer.
+async fn kept_alive_after_one_answer(url: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr(url)).await.unwrap();
     let req = String::from_utf8(chat_request("/v1/chat/completions", ""))
         .unwrap()
         .replace("connection: close", "connection: keep-alive");
@@ -230,8 +224,48 @@ async fn idle_keep_alive_connections_are_closed() {
         got.extend_from_slice(&buf[..n]);
     }
     assert!(got.starts_with(b"HTTP/1.1 200"));
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed() {
+    let up = start_upstream().await;
+    let proxy = start_proxy(&up.url, |c| {
+        c.header_read_timeout = Duration::from_secs(3600);
+        c.idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut s = kept_alive_after_one_answer(&proxy.url).await;
     // Kept alive, then closed for idleness (the head timeout is an hour).
     closed_by_server(&mut s).await;
+    proxy.shutdown().await;
+}
+
+/// A kept-alive connection whose next request head starts and stalls is closed by the
+/// head timeout, long before its idle timeout: the watchdog, which requests do not
+/// wake, looks again within the shorter timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_second_request_head_is_closed_by_the_head_timeout() {
+    let up = start_upstream().await;
+    let proxy = start_proxy(&up.url, |c| {
+        c.header_read_timeout = Duration::from_millis(300);
+        c.idle_timeout = Duration::from_secs(3600);
+    })
+    .await;
+    let mut s = kept_alive_after_one_answer(&proxy.url).await;
+    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .await
+        .unwrap();
+    closed_by_server(&mut s).await;
+    let metrics = raw_exchange(
+        &proxy.url,
+        b"GET /_mistral-cache/metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        metrics.contains("mistral_cache_client_connection_timeouts_total{reason=\"header\"} 1\n"),
+        "{metrics}"
+    );
     proxy.shutdown().await;
 }
 
