@@ -119,8 +119,9 @@ impl SavedCount {
 /// text exposition format.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Tokens saved by hits, by `(model, tenant)`.
-    saved: Mutex<BTreeMap<(String, String), SavedCount>>,
+    /// Tokens saved by hits, by model and tenant (nested, so a hit on a known
+    /// series allocates nothing), and the number of series.
+    saved: Mutex<(BTreeMap<String, BTreeMap<String, SavedCount>>, usize)>,
     /// The prices the saved tokens are valued at.
     prices: PriceTable,
     requests: AtomicU64,
@@ -180,25 +181,40 @@ impl Metrics {
     /// Counts the tokens a hit saved: the answer's `model` (`unknown` when it has
     /// none) and the tenant (a digest of the caller's API key, see [`tenant_label`]).
     pub fn record_saved(&self, saved: &SavedTokens, tenant: &str) {
-        let model = saved.model.as_deref().unwrap_or(UNKNOWN);
-        let mut map = self.saved.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (model.to_owned(), tenant.to_owned());
-        let key = if map.len() >= MAX_SAVED_SERIES && !map.contains_key(&key) {
-            ("(other)".to_owned(), "(other)".to_owned())
-        } else {
-            key
-        };
-        map.entry(key).or_default().add(SavedCount {
+        let count = SavedCount {
             hits: 1,
             prompt_tokens: saved.usage.prompt_tokens,
             completion_tokens: saved.usage.completion_tokens,
-        });
+        };
+        let model = saved.model.as_deref().unwrap_or(UNKNOWN);
+        let mut guard = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, series) = &mut *guard;
+        if let Some(c) = map.get_mut(model).and_then(|t| t.get_mut(tenant)) {
+            c.add(count);
+            return;
+        }
+        let (model, tenant) = if *series >= MAX_SAVED_SERIES {
+            ("(other)", "(other)")
+        } else {
+            (model, tenant)
+        };
+        let tenants = map.entry(model.to_owned()).or_default();
+        if !tenants.contains_key(tenant) {
+            *series += 1;
+        }
+        tenants.entry(tenant.to_owned()).or_default().add(count);
     }
 
     /// The tokens saved so far, by `(model, tenant)`.
     pub fn saved(&self) -> Vec<((String, String), SavedCount)> {
-        let map = self.saved.lock().unwrap_or_else(|e| e.into_inner());
-        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        let guard = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::with_capacity(guard.1);
+        for (model, tenants) in &guard.0 {
+            for (tenant, c) in tenants {
+                out.push(((model.clone(), tenant.clone()), *c));
+            }
+        }
+        out
     }
 
     /// Appends the savings metrics: tokens and what they would have cost.
