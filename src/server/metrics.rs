@@ -115,13 +115,16 @@ impl SavedCount {
     }
 }
 
+/// Saved tokens by model, then by tenant.
+type SavedByModel = BTreeMap<String, BTreeMap<String, SavedCount>>;
+
 /// Counters of a running proxy; rendered by [`Metrics::render`] in the Prometheus
 /// text exposition format.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Tokens saved by hits, by model and tenant (nested, so a hit on a known
     /// series allocates nothing), and the number of series.
-    saved: Mutex<(BTreeMap<String, BTreeMap<String, SavedCount>>, usize)>,
+    saved: Mutex<(SavedByModel, usize)>,
     /// The prices the saved tokens are valued at.
     prices: PriceTable,
     requests: AtomicU64,
