@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::response::Response;
 use bytes::Bytes;
 use http_body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -204,7 +203,7 @@ enum Reason {
 /// Serves `service` on `listener` with `limits` until `shutdown` completes, then
 /// stops accepting and waits for the open connections to finish (the caller bounds
 /// that wait).
-pub(crate) async fn serve<S, F>(
+pub(crate) async fn serve<S, B, F>(
     listener: TcpListener,
     service: S,
     limits: Limits,
@@ -212,8 +211,13 @@ pub(crate) async fn serve<S, F>(
     shutdown: F,
 ) -> io::Result<()>
 where
-    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S: tower::Service<Request, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     F: Future<Output = ()> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -438,14 +442,13 @@ struct Tracked<S> {
     state: Arc<ConnState>,
 }
 
-impl<S> tower::Service<http::Request<hyper::body::Incoming>> for Tracked<S>
+impl<S, B> tower::Service<http::Request<hyper::body::Incoming>> for Tracked<S>
 where
-    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone,
-    S::Future: Send + 'static,
+    S: tower::Service<Request, Response = http::Response<B>, Error = Infallible>,
 {
-    type Response = Response;
+    type Response = http::Response<GuardedBody<B>>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = TrackedFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -453,36 +456,57 @@ where
 
     fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
         let guard = InFlight::new(self.state.clone());
-        let fut = self.inner.call(req.map(Body::new));
-        Box::pin(async move {
-            let res = fut.await?;
-            Ok(res.map(|body| {
-                Body::new(GuardedBody {
-                    inner: body,
-                    _guard: guard,
-                })
-            }))
-        })
+        TrackedFuture {
+            inner: self.inner.call(req.map(Body::new)),
+            guard: Some(guard),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Tracked`]: the inner one's response, its body holding
+    /// the request's [`InFlight`] guard (no boxing: this runs for every request).
+    struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<InFlight>,
+    }
+}
+
+impl<F, B> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, Infallible>>,
+{
+    type Output = Result<http::Response<GuardedBody<B>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = std::task::ready!(this.inner.poll(cx))?;
+        let guard = this.guard.take().expect("TrackedFuture polled after completion");
+        Poll::Ready(Ok(res.map(|inner| GuardedBody {
+            inner,
+            _guard: guard,
+        })))
     }
 }
 
 pin_project_lite::pin_project! {
     /// A response body holding its request's [`InFlight`] guard.
-    struct GuardedBody {
+    struct GuardedBody<B> {
         #[pin]
-        inner: Body,
+        inner: B,
         _guard: InFlight,
     }
 }
 
-impl http_body::Body for GuardedBody {
+impl<B: http_body::Body<Data = Bytes>> http_body::Body for GuardedBody<B> {
     type Data = Bytes;
-    type Error = axum::Error;
+    type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         self.project().inner.poll_frame(cx)
     }
     fn is_end_stream(&self) -> bool {
@@ -492,3 +516,4 @@ impl http_body::Body for GuardedBody {
         self.inner.size_hint()
     }
 }
+

@@ -461,8 +461,8 @@ impl Proxy {
         // boxing (BENCHMARKS.md, "Issue 13": the router costs ≈ 7k instructions per
         // proxy hit), under the same tower-http layers as `Proxy::router`, served by
         // the proxy's own accept loop (header-read and idle timeouts, a connection cap).
+        // Served with the body type the layers give (not re-boxed into axum's).
         let api = ServiceBuilder::new()
-            .map_response(IntoResponse::into_response)
             .layer(catch_panic_layer())
             .layer(sensitive_headers_layer())
             .layer(trace_layer())
