@@ -324,11 +324,55 @@ async fn a_record_forged_under_signing_is_refused_and_not_counted() {
     let out = stdout(&bin(&["inspect", key], &engine, Some(SECRET)));
     assert!(out.contains("signature invalid"), "{out}");
 
-    // The proxy does not continue from a refused record: it starts again from zero.
+    // The proxy neither continues from a refused record nor overwrites it (it may be
+    // the only copy of what the instance served, signed with a secret not given)...
+    let before = files.get(key).await.unwrap();
+    let p = proxy(&fake, &engine, "signed", signed).await;
+    assert_eq!(chat(&p, "sk").await, "HIT");
+    p.shutdown().await;
+    assert_eq!(files.get(key).await.unwrap(), before, "left as it is");
+    // ... nor does `purge --expired` delete it; once it is deleted, the proxy records
+    // again.
+    stdout(&bin(&["purge", "--expired"], &engine, Some(SECRET)));
+    assert_eq!(
+        files.get(key).await.unwrap(),
+        before,
+        "kept by purge --expired"
+    );
+    files.delete(key).await.unwrap();
     let p = proxy(&fake, &engine, "signed", signed).await;
     assert_eq!(chat(&p, "sk").await, "HIT");
     p.shutdown().await;
     let v = stats(&engine, Some(SECRET));
+    assert_served(&v, 1);
+    assert_eq!(v["served"]["unreadable_records"], 0, "{v:#}");
+}
+
+/// A record signed with a secret being rotated out is continued from (the old secret
+/// given as a previous one) and written again signed with the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_signed_with_a_previous_secret_is_continued_and_re_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = format!("file://{}", dir.path().display());
+    let fake = FakeMistral::start().await;
+    let p = proxy(&fake, &engine, "rotating", |c| {
+        c.entry_secret = Some(SECRET.to_owned());
+    })
+    .await;
+    assert_eq!(chat(&p, "sk").await, "MISS");
+    wait_for_keys(dir.path(), 1).await;
+    assert_eq!(chat(&p, "sk").await, "HIT");
+    p.shutdown().await;
+
+    const NEW: &str = "the-rotated-in-secret-0123456789";
+    let p = proxy(&fake, &engine, "rotating", |c| {
+        c.entry_secret = Some(NEW.to_owned());
+        c.previous_entry_secrets = vec![SECRET.to_owned()];
+    })
+    .await;
+    // No request: the record is written again only to sign it with the new secret.
+    p.shutdown().await;
+    let v = stats(&engine, Some(NEW));
     assert_served(&v, 1);
     assert_eq!(v["served"]["unreadable_records"], 0, "{v:#}");
 }

@@ -345,14 +345,13 @@ pub(crate) async fn purge(args: &PurgeArgs) -> Result<(), ServerError> {
         let (matches, len) = match read(&engine, url, key, secrets.as_ref()).await? {
             Read::Gone => continue,
             // A savings ledger record has no expiry, namespace or age of an entry: only
-            // an unfiltered purge deletes it (unless it is unreadable, like an entry).
-            Read::Entry(entry, len) if ledger::is_record(&entry) => {
-                if ledger::parse(key, &entry).is_ok() {
-                    record = true;
-                    (!filtered, len)
-                } else {
-                    (args.namespace.is_none() && args.older_than.is_none(), len)
-                }
+            // an unfiltered purge deletes it.
+            // One that does not parse (a newer version) or whose signature is refused
+            // (a rotated secret) is kept too: a proxy never overwrites it, and it is the
+            // only copy of what that instance served.
+            Read::Entry(entry, len) | Read::Refused(entry, len, _) if ledger::is_record(&entry) => {
+                record = ledger::parse(key, &entry).is_ok();
+                (!filtered, len)
             }
             // Unreadable bytes and refused signatures can never be served: they go
             // unless a filter needs something they cannot tell (their namespace or

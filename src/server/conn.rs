@@ -482,7 +482,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let res = std::task::ready!(this.inner.poll(cx))?;
-        let guard = this.guard.take().expect("TrackedFuture polled after completion");
+        let guard = this
+            .guard
+            .take()
+            .expect("TrackedFuture polled after completion");
         Poll::Ready(Ok(res.map(|inner| GuardedBody {
             inner,
             _guard: guard,
@@ -516,4 +519,3 @@ impl<B: http_body::Body<Data = Bytes>> http_body::Body for GuardedBody<B> {
         self.inner.size_hint()
     }
 }
-

@@ -18,10 +18,21 @@
 //! ```
 //!
 //! The proxy reads its own record at start-up and continues from it; it writes it
-//! every [`DEFAULT_LEDGER_INTERVAL`] when its counters changed, and once more at a
-//! graceful shutdown. Each instance writes only its own record, so replicas sharing a
-//! store never overwrite each other's totals. A write that fails is logged and tried
+//! every [`DEFAULT_LEDGER_INTERVAL`] when its counters changed, as soon as a shutdown
+//! is signalled, and once more when the proxy has drained (bounded in time). Each
+//! instance writes only its own record, so replicas sharing a store never overwrite
+//! each other's totals; two processes given the same instance name would, and the
+//! record carries a random writer id per process, so a proxy that finds another writer's
+//! record where its own should be logs a warning and counts it
+//! (`mistral_cache_ledger_conflicts_total`). A write that fails is logged and tried
 //! again at the next interval; serving never waits for it.
+//!
+//! A record that is there but cannot be used (it does not decode, has a newer version,
+//! or its signature is refused, e.g. after a secret rotation without
+//! `--previous-entry-secret`) is never overwritten: the proxy logs an error and keeps
+//! looking at every interval, and continues once it can read it (the secret restored)
+//! or it is gone (deleted by hand, or by an unfiltered `purge`). What the proxy served
+//! meanwhile is not lost: it is written then.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -33,7 +44,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::metrics::{MAX_SAVED_SERIES, Metrics, SavedCount};
 use super::prices::PriceTable;
@@ -88,6 +99,9 @@ pub(crate) struct Record {
     pub(crate) instance: String,
     /// When it was written, unix milliseconds.
     pub(crate) updated_ms: u64,
+    /// A random id of the process that wrote it (empty in records from before it).
+    #[serde(default)]
+    pub(crate) writer: String,
     /// What the instance served, by model and tenant.
     pub(crate) served: Vec<Served>,
 }
@@ -184,6 +198,26 @@ fn merge(base: &Totals, current: &[((String, String), SavedCount)]) -> Vec<Serve
         .collect()
 }
 
+/// What `current` counted since `start` (the same counters, earlier).
+fn since(
+    current: &[((String, String), SavedCount)],
+    start: &[((String, String), SavedCount)],
+) -> Vec<((String, String), SavedCount)> {
+    let start: BTreeMap<_, _> = start.iter().map(|(k, c)| (k, c)).collect();
+    current
+        .iter()
+        .map(|(k, c)| {
+            let s = start.get(k).copied().copied().unwrap_or_default();
+            let d = SavedCount {
+                hits: c.hits.saturating_sub(s.hits),
+                prompt_tokens: c.prompt_tokens.saturating_sub(s.prompt_tokens),
+                completion_tokens: c.completion_tokens.saturating_sub(s.completion_tokens),
+            };
+            (k.clone(), d)
+        })
+        .collect()
+}
+
 fn totals(record: Record) -> Totals {
     let mut t = Totals::new();
     for s in record.served {
@@ -212,48 +246,87 @@ struct Ledger {
     metrics: Arc<Metrics>,
     /// The record as this process found it (`None` until it could be read).
     base: Option<Totals>,
-    /// The process's own counters at the last successful write.
-    written: Vec<((String, String), SavedCount)>,
+    /// The savings counters when the ledger started: the record gets what was counted
+    /// since (the counters may be shared with an earlier run of the same proxy).
+    start: Vec<((String, String), SavedCount)>,
+    /// The counters at the last successful write; `None` after reading a stored
+    /// record, so it is written again at once (signed with the current secret).
+    written: Option<Vec<((String, String), SavedCount)>>,
+    /// Whether this process wrote the record yet (from then on, another writer id in
+    /// it is another process with this instance's name).
+    wrote: bool,
+    /// This process's writer id.
+    writer: String,
+    /// Whether the unusable record was reported already.
+    reported: bool,
 }
 
 /// The running ledger of a proxy: [`finish`](Self::finish) writes the record one last
 /// time and stops.
 pub(crate) struct LedgerTask {
     done: oneshot::Sender<()>,
+    now: mpsc::UnboundedSender<()>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// The longest [`LedgerTask::finish`] waits for the last write.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl LedgerTask {
     /// Reads the record, then writes it every interval when `metrics`' savings changed.
     pub(crate) fn start(config: LedgerConfig, metrics: Arc<Metrics>) -> LedgerTask {
         let (done, stop) = oneshot::channel();
+        let (now, sync_now) = mpsc::unbounded_channel();
         let ledger = Ledger {
             key: ledger_key(&config.instance),
             config,
+            start: metrics.saved(),
+            written: Some(metrics.saved()),
             metrics,
             base: None,
-            written: Vec::new(),
+            wrote: false,
+            writer: format!("{:016x}", fastrand::u64(..)),
+            reported: false,
         };
         LedgerTask {
             done,
-            task: tokio::spawn(ledger.run(stop)),
+            now,
+            task: tokio::spawn(ledger.run(stop, sync_now)),
         }
     }
 
-    /// Writes the record a last time (if the counters changed) and stops.
+    /// Writes the record now (if the counters changed), without waiting for it: at
+    /// the shutdown signal, before the drain, which may outlast the process's grace.
+    pub(crate) fn sync_now(&self) {
+        let _ = self.now.send(());
+    }
+
+    /// Writes the record a last time (if the counters changed) and stops, waiting at
+    /// most [`FINISH_TIMEOUT`].
     pub(crate) async fn finish(self) {
         let _ = self.done.send(());
-        let _ = self.task.await;
+        let mut task = self.task;
+        if tokio::time::timeout(FINISH_TIMEOUT, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+            tracing::warn!(
+                timeout_secs = FINISH_TIMEOUT.as_secs(),
+                "the last write of the savings ledger did not finish in time"
+            );
+        }
     }
 }
 
 impl Ledger {
-    async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+    async fn run(mut self, mut stop: oneshot::Receiver<()>, mut now: mpsc::UnboundedReceiver<()>) {
         let mut tick = tokio::time::interval(self.config.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = &mut stop => break,
+                Some(()) = now.recv() => self.sync().await,
                 _ = tick.tick() => self.sync().await,
             }
         }
@@ -263,51 +336,77 @@ impl Ledger {
     /// Reads the record if not done yet, then writes it if the counters changed since
     /// the last write. Failures are logged; the next call tries again.
     async fn sync(&mut self) {
-        let instance = self.config.instance.as_str();
         if self.base.is_none() {
             match self.load().await {
-                Ok(base) => self.base = Some(base),
+                Ok(Some(base)) => self.base = Some(base),
+                Ok(None) => return,
                 Err(e) => {
+                    let instance = self.config.instance.as_str();
                     tracing::warn!(instance, error = %e, "cannot read the savings ledger; trying again at the next interval");
                     return;
                 }
             }
+        } else if self.wrote {
+            self.check_writer().await;
         }
+        let instance = self.config.instance.as_str();
         let Some(base) = &self.base else { return };
         let current = self.metrics.saved();
-        if current == self.written {
+        if self.written.as_ref() == Some(&current) {
             return;
         }
         let record = Record {
             version: LEDGER_VERSION,
             instance: instance.to_owned(),
             updated_ms: super::admin::now_ms(),
-            served: merge(base, &current),
+            writer: self.writer.clone(),
+            served: merge(base, &since(&current, &self.start)),
         };
         let bytes = encode(&record, self.config.secrets.as_ref());
-        let write = self.config.engine.set(&self.key, bytes);
-        match tokio::time::timeout(ENGINE_TIMEOUT, write).await {
-            Ok(Ok(())) => self.written = current,
-            Ok(Err(e)) => {
+        // No timeout of its own: a write abandoned while still running (a file
+        // engine's blocking write) could land after a newer one. The engine bounds its
+        // operations; the last write at shutdown is bounded by `finish`.
+        match self.config.engine.set(&self.key, bytes).await {
+            Ok(()) => {
+                self.written = Some(current);
+                self.wrote = true;
+            }
+            Err(e) => {
                 tracing::warn!(instance, error = %e, "cannot write the savings ledger; trying again at the next interval");
             }
-            Err(_) => {
+        }
+    }
+
+    /// Warns when another process wrote this instance's record since this one did
+    /// (two processes with one instance name: the last writer's totals win).
+    async fn check_writer(&self) {
+        let read = self.config.engine.get(&self.key);
+        let Ok(Ok(bytes)) = tokio::time::timeout(ENGINE_TIMEOUT, read).await else {
+            return;
+        };
+        let Ok(record) = decode(&self.key, &bytes, self.config.secrets.as_ref()) else {
+            return;
+        };
+        if record.writer != self.writer {
+            let n = self.metrics.record_ledger_conflict();
+            if n.is_power_of_two() {
                 tracing::warn!(
-                    instance,
-                    timeout_secs = ENGINE_TIMEOUT.as_secs(),
-                    "writing the savings ledger timed out; trying again at the next interval"
+                    instance = %self.config.instance,
+                    conflicts = n,
+                    "another process writes this instance's savings ledger: give every replica its own --instance, or their totals overwrite each other"
                 );
             }
         }
     }
 
     /// The totals of this instance's record: none yet (a new instance), or what it
-    /// holds; an unreadable or refused record is logged and replaced.
-    async fn load(&self) -> Result<Totals, CacheError> {
+    /// holds; `Ok(None)` for a record that is there but cannot be used (logged once;
+    /// it is never overwritten).
+    async fn load(&mut self) -> Result<Option<Totals>, CacheError> {
         let read = self.config.engine.get(&self.key);
         let bytes = match tokio::time::timeout(ENGINE_TIMEOUT, read).await {
             Err(_) => return Err(CacheError::Timeout(ENGINE_TIMEOUT)),
-            Ok(Err(CacheError::Miss)) => return Ok(Totals::new()),
+            Ok(Err(CacheError::Miss)) => return Ok(Some(Totals::new())),
             Ok(Err(e)) => return Err(e),
             Ok(Ok(bytes)) => bytes,
         };
@@ -317,15 +416,20 @@ impl Ledger {
                     instance = %self.config.instance,
                     "continuing the savings ledger from its stored record"
                 );
-                Ok(totals(record))
+                self.written = None;
+                Ok(Some(totals(record)))
             }
             Err(why) => {
-                tracing::warn!(
-                    instance = %self.config.instance,
-                    error = %why,
-                    "the stored savings ledger of this instance is unreadable; starting from zero and replacing it"
-                );
-                Ok(Totals::new())
+                if !self.reported {
+                    self.reported = true;
+                    tracing::error!(
+                        instance = %self.config.instance,
+                        key = %self.key,
+                        error = %why,
+                        "the stored savings ledger of this instance cannot be used (newer version, or signed with a secret not given: add it with --previous-entry-secret); it is left as it is and no savings are recorded until it can be read or is deleted"
+                    );
+                }
+                Ok(None)
             }
         }
     }
@@ -466,6 +570,7 @@ mod tests {
             version: LEDGER_VERSION,
             instance: instance.to_owned(),
             updated_ms: 1_764_600_000_000,
+            writer: "w".to_owned(),
             served,
         }
     }
@@ -580,9 +685,13 @@ mod tests {
                 interval: DEFAULT_LEDGER_INTERVAL,
             },
             key: ledger_key("i"),
+            start: metrics.saved(),
+            written: Some(metrics.saved()),
             metrics: metrics.clone(),
             base: None,
-            written: Vec::new(),
+            wrote: false,
+            writer: format!("{:016x}", fastrand::u64(..)),
+            reported: false,
         }
     }
 
@@ -620,7 +729,7 @@ mod tests {
         fresh.sync().await;
         assert!(fresh.base.is_none());
         l.sync().await;
-        assert!(l.written.is_empty());
+        assert_eq!(l.written, Some(Vec::new()));
         engine
             .down
             .store(false, std::sync::atomic::Ordering::Relaxed);
@@ -644,6 +753,70 @@ mod tests {
         engine.map.lock().unwrap().clear();
         restarted.sync().await;
         assert_eq!(stored(&engine), None);
+    }
+
+    #[tokio::test]
+    async fn a_second_run_on_the_same_counters_does_not_count_them_twice() {
+        let engine = Arc::new(Flaky::default());
+        let metrics = Arc::new(Metrics::new());
+        let mut first = ledger(&engine, &metrics);
+        hit(&metrics);
+        first.sync().await;
+        assert_eq!(stored(&engine).unwrap().served[0].hits, 1);
+        // A second ledger over the same (not reset) counters, as a second
+        // `Proxy::run` of one proxy has: it adds only what it counted since.
+        let mut second = ledger(&engine, &metrics);
+        hit(&metrics);
+        second.sync().await;
+        assert_eq!(stored(&engine).unwrap().served[0].hits, 2);
+    }
+
+    #[tokio::test]
+    async fn another_writer_of_the_same_instance_is_reported() {
+        let engine = Arc::new(Flaky::default());
+        let (ma, mb) = (Arc::new(Metrics::new()), Arc::new(Metrics::new()));
+        let (mut a, mut b) = (ledger(&engine, &ma), ledger(&engine, &mb));
+        hit(&ma);
+        a.sync().await;
+        hit(&mb);
+        b.sync().await; // reads a's record (not a conflict: b has not written yet)
+        hit(&ma);
+        a.sync().await; // finds b's writer id where its own should be
+        assert!(
+            ma.render(None)
+                .contains("mistral_cache_ledger_conflicts_total 1\n")
+        );
+        assert!(
+            mb.render(None)
+                .contains("mistral_cache_ledger_conflicts_total 0\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unusable_record_is_never_overwritten() {
+        let engine = Arc::new(Flaky::default());
+        let mut v2 = record("i", vec![row("m", "t", 9, 9, 9)]);
+        v2.version = LEDGER_VERSION + 1;
+        let bytes = encode(&v2, None);
+        engine
+            .map
+            .lock()
+            .unwrap()
+            .insert(ledger_key("i"), bytes.clone());
+        let metrics = Arc::new(Metrics::new());
+        let mut l = ledger(&engine, &metrics);
+        hit(&metrics);
+        l.sync().await;
+        l.sync().await;
+        assert!(l.base.is_none());
+        assert_eq!(engine.map.lock().unwrap()[&ledger_key("i")], bytes);
+        // Deleted by hand: the next sync writes what was served meanwhile.
+        engine.map.lock().unwrap().clear();
+        l.sync().await;
+        assert_eq!(
+            stored(&engine).unwrap().served,
+            vec![row("m", "t", 1, 3, 4)]
+        );
     }
 
     #[test]

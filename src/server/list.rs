@@ -78,8 +78,13 @@ pub(crate) async fn list(args: &ListArgs) -> Result<(), ServerError> {
     let mut records = 0u64;
     for key in keys {
         let (entry, stored) = match read(&engine, url, &key, secrets.as_ref()).await? {
+            // Ledger records are not entries (`stats` sums them); one that does not
+            // parse is counted as unreadable, as `stats` does.
             Read::Entry(entry, _) if ledger::is_record(&entry) => {
-                records += 1;
+                match ledger::parse(&key, &entry) {
+                    Ok(_) => records += 1,
+                    Err(_) => unreadable += 1,
+                }
                 continue;
             }
             Read::Entry(entry, len) => (entry, len),

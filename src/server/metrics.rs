@@ -149,6 +149,7 @@ pub struct Metrics {
     completion_tokens_from_cache: AtomicU64,
     total_tokens_from_cache: AtomicU64,
     in_flight: AtomicU64,
+    ledger_conflicts: AtomicU64,
 }
 
 /// The kind of upstream failure, for [`Metrics::record_upstream_error`].
@@ -206,6 +207,12 @@ impl Metrics {
             *series += 1;
         }
         tenants.entry(tenant.to_owned()).or_default().add(count);
+    }
+
+    /// Counts a savings-ledger record found written by another process with this
+    /// instance's name; returns how many so far.
+    pub(crate) fn record_ledger_conflict(&self) -> u64 {
+        self.ledger_conflicts.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// The tokens saved so far, by `(model, tenant)`.
@@ -384,6 +391,11 @@ impl Metrics {
                 (r#"{cache="error"}"#, load(&self.errors)),
                 (r#"{cache="other"}"#, load(&self.other)),
             ],
+        );
+        counter(
+            "mistral_cache_ledger_conflicts_total",
+            "Times this proxy found its savings ledger record written by another process with the same instance name (give each replica its own --instance).",
+            &[("", load(&self.ledger_conflicts))],
         );
         counter(
             "mistral_cache_hits_total",

@@ -512,11 +512,28 @@ impl Proxy {
             signalled(rx.clone()).await;
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
-            res = servers => res?,
+        // The ledger is written as soon as the shutdown is signalled: the drain and
+        // the cache flush below may outlast the time the process is given to stop.
+        let early_ledger = async {
+            signalled(rx.clone()).await;
+            if let Some(ledger) = &ledger {
+                ledger.sync_now();
+            }
+            std::future::pending::<()>().await
+        };
+        let served = tokio::select! {
+            res = servers => res,
             () = deadline => {
                 tracing::warn!("in-flight requests still running after the shutdown grace period; closing them");
+                Ok(())
             }
+            () = early_ledger => unreachable!("never completes"),
+        };
+        if let Err(e) = served {
+            if let Some(ledger) = ledger {
+                ledger.finish().await;
+            }
+            return Err(e.into());
         }
         if let Some(cache) = &self.cache {
             let started = Instant::now();
