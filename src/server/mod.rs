@@ -461,16 +461,31 @@ impl Proxy {
         // boxing (BENCHMARKS.md, "Issue 13": the router costs ≈ 7k instructions per
         // proxy hit), under the same tower-http layers as `Proxy::router`, served by
         // the proxy's own accept loop (header-read and idle timeouts, a connection cap).
-        // Served with the body type the layers give (not re-boxed into axum's).
-        let api = ServiceBuilder::new()
-            .layer(catch_panic_layer())
-            .layer(sensitive_headers_layer())
-            .layer(trace_layer())
-            .service(ApiService {
-                state: self.state.clone(),
-                router: self.routes(),
-                admin_routes: self.config.admin_listen.is_none(),
-            });
+        // Served with the body type the layers give (not re-boxed into axum's). The
+        // trace layer's spans and events are all at DEBUG: when that level is off for
+        // tower-http as the proxy starts (the default), the layer is left out rather
+        // than run for nothing (it reads the clock on every request and body frame).
+        let api = ApiService {
+            state: self.state.clone(),
+            router: self.routes(),
+            admin_routes: self.config.admin_listen.is_none(),
+        };
+        let api = if tracing::enabled!(target: "tower_http::trace", Level::DEBUG) {
+            tower::util::Either::Left(
+                ServiceBuilder::new()
+                    .layer(catch_panic_layer())
+                    .layer(sensitive_headers_layer())
+                    .layer(trace_layer())
+                    .service(api),
+            )
+        } else {
+            tower::util::Either::Right(
+                ServiceBuilder::new()
+                    .layer(catch_panic_layer())
+                    .layer(sensitive_headers_layer())
+                    .service(api),
+            )
+        };
         let limits = conn::Limits {
             header_read_timeout: self.config.header_read_timeout,
             idle_timeout: self.config.idle_timeout,
