@@ -407,6 +407,7 @@ scenarios! {
     redis_dead_leader_before_its_head_is_replaced => dead_leader_before_its_head_is_replaced();
     redis_signing_replicas_share_one_flight => signing_replicas_share_one_flight();
     redis_forged_fleet_events_are_refused => forged_flight_is_refused();
+    redis_unsigned_replicas_do_not_follow_a_signed_flight => signed_flight_is_not_followed_unsigned();
 }
 
 scenarios! {
@@ -452,6 +453,18 @@ async fn signing_replicas_share_one_flight(url: &str) {
 /// another secret and an answer of its own: the signing replicas refuse its events,
 /// call upstream themselves and never serve its bytes.
 async fn forged_flight_is_refused(url: &str) {
+    flight_not_followed(url, Some(SECRET)).await;
+}
+
+/// Replicas that do not sign cannot read a signing leader's events: they call
+/// upstream themselves, without counting a takeover of a flight that is not failing.
+async fn signed_flight_is_not_followed_unsigned(url: &str) {
+    flight_not_followed(url, None).await;
+}
+
+/// A leader signing with another secret than the replicas' (`None`: replicas that do
+/// not sign) and an answer of its own: no replica follows it or serves its bytes.
+async fn flight_not_followed(url: &str, replica_secret: Option<&str>) {
     let forger = replicas(url, 1)
         .await
         .remove(0)
@@ -490,7 +503,10 @@ async fn forged_flight_is_refused(url: &str) {
     let layers: Vec<_> = replicas(url, 2)
         .await
         .into_iter()
-        .map(|l| l.sign_entries(SECRET))
+        .map(|l| match replica_secret {
+            Some(secret) => l.sign_entries(secret),
+            None => l,
+        })
         .collect();
     let (up, _gate) = Upstream::gating(First::Clean, 0);
     let mut tasks = Vec::new();
@@ -503,12 +519,15 @@ async fn forged_flight_is_refused(url: &str) {
         let (_, body) = tokio::time::timeout(GUARD, t).await.unwrap().unwrap();
         assert_eq!(&body.unwrap()[..], &frames(true).concat()[..]);
     }
-    assert!(
-        up.calls() >= 1,
-        "the signing replicas called upstream themselves"
-    );
-    assert!(total(&layers, |m| m.fleet_events_rejected_signature) >= 1);
+    assert!(up.calls() >= 1, "the replicas called upstream themselves");
+    let refused = total(&layers, |m| m.fleet_events_rejected_signature);
+    if replica_secret.is_some() {
+        assert!(refused >= 1);
+    } else {
+        assert_eq!(refused, 0, "nothing to verify without a secret");
+    }
     assert_eq!(total(&layers, |m| m.fleet_followers), 0);
+    assert_eq!(total(&layers, |m| m.fleet_takeovers), 0);
     forger_task.abort();
 }
 
@@ -576,5 +595,6 @@ mod postgres {
         postgres_dead_leader_before_its_head_is_replaced => dead_leader_before_its_head_is_replaced();
         postgres_signing_replicas_share_one_flight => signing_replicas_share_one_flight();
         postgres_forged_fleet_events_are_refused => forged_flight_is_refused();
+        postgres_unsigned_replicas_do_not_follow_a_signed_flight => signed_flight_is_not_followed_unsigned();
     }
 }

@@ -53,6 +53,10 @@ pub enum SignatureError {
     /// The signature matches none of the accepted secrets (modified or forged).
     #[error("entry signature matches no accepted secret")]
     Invalid,
+    /// Signed, but at a time too far from now to be live (a fleet flight's head
+    /// replayed from an earlier flight).
+    #[error("signed too long ago (or in the future) to be live")]
+    Stale,
 }
 
 fn keyed(secret: &[u8]) -> HmacSha256 {

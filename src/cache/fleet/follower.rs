@@ -133,8 +133,10 @@ impl<E: CacheEngine> Follow<E> {
             FleetEvent::Head(h) => head::decode(&h).ok_or_else(|| {
                 Stop::Engine(CacheError::backend("a fleet head that does not decode"))
             }),
-            // A log that does not start with a head: the flight is of no use.
-            _ => Err(Stop::Failed),
+            // A log that does not start with a head is not one this layer can follow
+            // (a signing leader's, followed without signing): call upstream alone
+            // rather than take over a flight that is not failing.
+            _ => Err(Stop::Refused),
         }
     }
 

@@ -105,7 +105,8 @@ pub(crate) async fn join<E: CacheEngine>(
     // A signing layer signs the events it publishes and refuses unsigned ones.
     let seal = |lease: &_| {
         let secrets = cfg.secrets.clone()?;
-        Some(Seal::new(secrets, key.clone(), FleetLease::clone(lease)))
+        let lease = FleetLease::clone(lease);
+        Some(Seal::new(secrets, key.clone(), lease, cfg.clock.clone()))
     };
     for _attempt in 0..3 {
         let acquired = bounded(fleet.acquire(&key, lease_len), cfg.get_timeout).await;
@@ -133,8 +134,9 @@ pub(crate) async fn join<E: CacheEngine>(
                         Metrics::inc(&m.fleet_takeovers);
                     }
                     Some(Err(Stop::Refused)) => {
-                        // Not the fleet's flight (counted and logged by the follower):
-                        // call upstream alone rather than wait for a forger's lease.
+                        // Not a flight this layer can follow (a refused signature is
+                        // counted and logged by the follower): call upstream alone
+                        // rather than wait for a forger's lease.
                         return FleetRole::Alone;
                     }
                     Some(Err(Stop::Engine(e))) => {

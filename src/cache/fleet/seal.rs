@@ -11,14 +11,22 @@
 //! accepted secrets made the HMAC: an event forged, modified, moved to another key,
 //! flight or position, or an end appended to a cut log, is refused. Engines see opaque
 //! data events and need nothing new. Deleting events from the store can only make
-//! followers wait and then fail, as a dead leader does.
+//! followers wait and then fail, as a dead leader does. The head also signs the time it
+//! was published: a follower refuses a head older than [`MAX_FLIGHT_AGE`] (or from
+//! further in the future than that), so a whole earlier flight written back into the
+//! store (its lock and its log) cannot be replayed for long after it ran.
 
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::cache::config::Clock;
 use crate::cache::engine::{FleetEvent, FleetLease};
 use crate::cache::sign::{EntrySecrets, SignatureError};
+
+/// How old a signed head may be when a follower reads it: longer than any flight
+/// (streams included) lasts, short next to an entry's life.
+pub(super) const MAX_FLIGHT_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Separates these tags from every other use of the entry secrets.
 const DOMAIN: &[u8] = b"mistral-tower/fleet-event/v1";
@@ -31,14 +39,21 @@ pub(super) struct Seal {
     secrets: Arc<EntrySecrets>,
     key: Arc<str>,
     lease: FleetLease,
+    clock: Arc<dyn Clock>,
 }
 
 impl Seal {
-    pub(super) fn new(secrets: Arc<EntrySecrets>, key: Arc<str>, lease: FleetLease) -> Self {
+    pub(super) fn new(
+        secrets: Arc<EntrySecrets>,
+        key: Arc<str>,
+        lease: FleetLease,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Seal {
             secrets,
             key,
             lease,
+            clock,
         }
     }
 
@@ -62,7 +77,14 @@ impl Seal {
 
     /// `event`, number `seq` of the flight, as the signed data event to publish.
     pub(super) fn seal(&self, seq: u64, event: &FleetEvent) -> FleetEvent {
-        let (tag, payload) = event.to_parts();
+        let (tag, mut payload) = event.to_parts();
+        if let FleetEvent::Head(head) = event {
+            // The head carries the time it was published, signed with it.
+            let mut b = BytesMut::with_capacity(8 + head.len());
+            b.put_u64(self.clock.now_ms());
+            b.put_slice(head);
+            payload = b.freeze();
+        }
         let (seq, fence) = (seq.to_be_bytes(), self.lease.fence.to_be_bytes());
         let mac = self
             .secrets
@@ -93,6 +115,17 @@ impl Seal {
         // Signed, so written by a holder of the secret: an unknown tag is a newer
         // writer's, refused all the same.
         let tag = std::str::from_utf8(tag).map_err(|_| SignatureError::Invalid)?;
+        let payload = if tag == "h" {
+            let at = payload.get(..8).ok_or(SignatureError::Invalid)?;
+            let at = u64::from_be_bytes(at.try_into().expect("8 bytes"));
+            let max = u64::try_from(MAX_FLIGHT_AGE.as_millis()).unwrap_or(u64::MAX);
+            if self.clock.now_ms().abs_diff(at) > max {
+                return Err(SignatureError::Stale);
+            }
+            payload.slice(8..)
+        } else {
+            payload
+        };
         FleetEvent::from_parts(tag, payload).ok_or(SignatureError::Invalid)
     }
 }
@@ -106,7 +139,7 @@ mod tests {
             fence,
             token: token.to_owned(),
         };
-        Seal::new(Arc::new(secrets), Arc::from(key), lease)
+        Seal::new(Arc::new(secrets), Arc::from(key), lease, Arc::new(|| NOW))
     }
 
     fn events() -> Vec<FleetEvent> {
@@ -157,6 +190,32 @@ mod tests {
             }
             // The plain event, as an unsigned leader publishes it: refused.
             assert!(s.open(seq, e).is_err());
+        }
+    }
+
+    const NOW: u64 = 1_764_600_000_000;
+
+    #[test]
+    fn a_head_replayed_long_after_its_flight_is_stale() {
+        let s = seal_with(EntrySecrets::new("k1"), "key", 3, "abc");
+        let head = FleetEvent::Head(Bytes::from_static(b"head"));
+        let sealed = s.seal(1, &head);
+        let max = MAX_FLIGHT_AGE.as_millis() as u64;
+        for (now, ok) in [
+            (NOW + max, true),
+            (NOW + max + 1, false),
+            (NOW - max - 1, false),
+        ] {
+            let later = Seal {
+                clock: Arc::new(move || now),
+                ..s.clone()
+            };
+            let got = later.open(1, sealed.clone());
+            if ok {
+                assert_eq!(got, Ok(head.clone()));
+            } else {
+                assert_eq!(got, Err(SignatureError::Stale), "{now}");
+            }
         }
     }
 
