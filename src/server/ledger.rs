@@ -68,12 +68,7 @@ pub(crate) fn ledger_key(instance: &str) -> String {
     let mut h = Sha256::new();
     h.update(b"mistral-cache ledger v1\0");
     h.update(instance.as_bytes());
-    h.finalize()
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    crate::cache::key::hex_lower(&h.finalize())
 }
 
 /// The instance name of a proxy listening on `listen` when none is given: the host

@@ -145,6 +145,7 @@ pub(crate) fn default_key_hex(input: &KeyInput<'_>) -> HexKey {
 }
 
 /// `bytes` in lowercase hex.
+#[cfg(feature = "server")]
 pub(crate) fn hex_lower(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for &b in bytes {
