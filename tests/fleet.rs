@@ -208,6 +208,22 @@ async fn send(layer: &CacheLayer<BoxEngine>, up: &Upstream, tag: &str, stream: b
     (xc, body)
 }
 
+/// `n` identical requests for `tag`, spread in turn over `layers`, each on its own task.
+fn spawn_requests(
+    layers: &[CacheLayer<BoxEngine>],
+    up: &Upstream,
+    tag: &str,
+    n: usize,
+    stream: bool,
+) -> Vec<tokio::task::JoinHandle<Got>> {
+    (0..n)
+        .map(|i| {
+            let (l, up, tag) = (layers[i % layers.len()].clone(), up.clone(), tag.to_owned());
+            tokio::spawn(async move { send(&l, &up, &tag, stream).await })
+        })
+        .collect()
+}
+
 /// `n` identical concurrent requests spread over the replicas, one upstream call.
 async fn one_call_for_the_fleet(url: &str, n: usize, stream: bool) {
     one_call_with(&replicas(url, 3).await, n, stream).await;
@@ -217,13 +233,7 @@ async fn one_call_for_the_fleet(url: &str, n: usize, stream: bool) {
 async fn one_call_with(layers: &[CacheLayer<BoxEngine>], n: usize, stream: bool) {
     let (up, gate) = Upstream::new(First::Clean);
     let tag = unique("fleet");
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        let (l, up, tag) = (layers[i % 3].clone(), up.clone(), tag.clone());
-        tasks.push(tokio::spawn(
-            async move { send(&l, &up, &tag, stream).await },
-        ));
-    }
+    let tasks = spawn_requests(layers, &up, &tag, n, stream);
     // Every request but the leader has its head (joined a flight here or elsewhere)
     // before the body goes on: then none of them can come after the answer.
     until("every follower to get its head", || {
@@ -263,11 +273,7 @@ async fn leader_failure_reaches_followers(url: &str) {
         tokio::spawn(async move { send(&l, &up, &tag, true).await })
     };
     until("the leader's call", || up.calls() == 1).await;
-    let mut followers = Vec::new();
-    for i in 0..6 {
-        let (l, up, tag) = (layers[1 + i % 2].clone(), up.clone(), tag.clone());
-        followers.push(tokio::spawn(async move { send(&l, &up, &tag, true).await }));
-    }
+    let followers = spawn_requests(&layers[1..], &up, &tag, 6, true);
     until("the followers' heads", || {
         total(&layers, |m| m.coalesced) == 6
     })
@@ -298,11 +304,7 @@ async fn dead_leader_does_not_strand_followers(url: &str) {
     let leader_rt = start_leader(url, &up, &tag).await;
     until("the leader's call", || up.calls() == 1).await;
     let layers = replicas(url, 2).await;
-    let mut followers = Vec::new();
-    for i in 0..4 {
-        let (l, up, tag) = (layers[i % 2].clone(), up.clone(), tag.clone());
-        followers.push(tokio::spawn(async move { send(&l, &up, &tag, true).await }));
-    }
+    let followers = spawn_requests(&layers, &up, &tag, 4, true);
     until("the followers' heads", || {
         total(&layers, |m| m.coalesced) == 4
     })
@@ -351,11 +353,7 @@ async fn dead_leader_before_its_head_is_replaced(url: &str) {
     let leader_rt = start_leader(url, &up, &tag).await;
     until("the leader's call", || up.calls() == 1).await;
     let layers = replicas(url, 2).await;
-    let mut followers = Vec::new();
-    for i in 0..4 {
-        let (l, up, tag) = (layers[i % 2].clone(), up.clone(), tag.clone());
-        followers.push(tokio::spawn(async move { send(&l, &up, &tag, true).await }));
-    }
+    let followers = spawn_requests(&layers, &up, &tag, 4, true);
     leader_rt.shutdown_background();
     for t in followers {
         let (_, body) = tokio::time::timeout(GUARD, t)
@@ -509,11 +507,7 @@ async fn flight_not_followed(url: &str, replica_secret: Option<&str>) {
         })
         .collect();
     let (up, _gate) = Upstream::gating(First::Clean, 0);
-    let mut tasks = Vec::new();
-    for i in 0..4 {
-        let (l, up, tag) = (layers[i % 2].clone(), up.clone(), tag.clone());
-        tasks.push(tokio::spawn(async move { send(&l, &up, &tag, true).await }));
-    }
+    let tasks = spawn_requests(&layers, &up, &tag, 4, true);
     for t in tasks {
         // MISS, or COALESCED with a request of its own process; never the forger's bytes.
         let (_, body) = tokio::time::timeout(GUARD, t).await.unwrap().unwrap();
@@ -553,13 +547,7 @@ async fn unreachable_engine_fails_open_per_replica() {
 async fn per_process(layers: &[CacheLayer<BoxEngine>]) {
     let (up, gate) = Upstream::gating(First::Clean, 3);
     let tag = unique("fleet-local");
-    let mut tasks = Vec::new();
-    for i in 0..6 {
-        let (l, up, tag) = (layers[i % 3].clone(), up.clone(), tag.clone());
-        tasks.push(tokio::spawn(
-            async move { send(&l, &up, &tag, false).await },
-        ));
-    }
+    let tasks = spawn_requests(layers, &up, &tag, 6, false);
     until("one local follower per replica", || {
         total(layers, |m| m.coalesced) == 3
     })

@@ -470,21 +470,13 @@ impl Proxy {
             router: self.routes(),
             admin_routes: self.config.admin_listen.is_none(),
         };
+        let layers = ServiceBuilder::new()
+            .layer(catch_panic_layer())
+            .layer(sensitive_headers_layer());
         let api = if tracing::enabled!(target: "tower_http::trace", Level::DEBUG) {
-            tower::util::Either::Left(
-                ServiceBuilder::new()
-                    .layer(catch_panic_layer())
-                    .layer(sensitive_headers_layer())
-                    .layer(trace_layer())
-                    .service(api),
-            )
+            tower::util::Either::Left(layers.layer(trace_layer()).service(api))
         } else {
-            tower::util::Either::Right(
-                ServiceBuilder::new()
-                    .layer(catch_panic_layer())
-                    .layer(sensitive_headers_layer())
-                    .service(api),
-            )
+            tower::util::Either::Right(layers.service(api))
         };
         let limits = conn::Limits {
             header_read_timeout: self.config.header_read_timeout,
