@@ -1445,6 +1445,109 @@ async fn a_bit_flip_written_through_set_is_rejected_by_the_memory_fast_path() {
     }
 }
 
+// ------------------------------------------------ hits on one stored buffer
+
+/// Every header of a response, in order, but `age`.
+fn headers_but_age(res: &Response<impl Body>) -> Vec<(String, Vec<u8>)> {
+    res.headers()
+        .iter()
+        .filter(|(n, _)| *n != "age")
+        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+#[tokio::test]
+async fn repeated_hits_on_one_stored_buffer_each_report_their_own_age() {
+    // The memory engine answers every hit with the same buffer, whose decoded entry
+    // is remembered between hits: each hit still gets its own age, one of each
+    // header the cache adds, and the same body.
+    let (now, clock) = test_clock();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = CacheLayer::new(MemoryEngine::new(1 << 20))
+        .clock(clock)
+        .layer(counting(calls.clone(), StatusCode::OK));
+    drain(svc.clone().oneshot(post("/age", "{}")).await.unwrap()).await;
+    let mut first = None;
+    for (advance_ms, age) in [(2_000, "2"), (5_500, "7"), (0, "7"), (100_000, "107")] {
+        now.fetch_add(advance_ms, SeqCst);
+        let res = svc.clone().oneshot(post("/age", "{}")).await.unwrap();
+        assert_eq!(x_cache(&res), "HIT");
+        assert_eq!(res.headers()["age"], age);
+        for name in ["age", "x-cache", "x-cache-key", "content-length"] {
+            assert_eq!(res.headers().get_all(name).iter().count(), 1, "{name}");
+        }
+        let headers = headers_but_age(&res);
+        assert_eq!(body_string(res.into_body()).await, r#"{"call":1}"#);
+        match &first {
+            None => first = Some(headers),
+            Some(first) => assert_eq!(&headers, first),
+        }
+    }
+    assert_eq!(calls.load(SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_entry_replaced_under_its_key_is_served_as_replaced() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    for engine in [
+        BoxEngine::new(MemoryEngine::new(1 << 20)),
+        BoxEngine::new(PlainMap::default()),
+    ] {
+        calls.store(0, SeqCst);
+        let svc = CacheLayer::new(engine).layer(counting(calls.clone(), StatusCode::OK));
+        let ask = |req| {
+            let svc = svc.clone();
+            async move {
+                let res = svc.oneshot(req).await.unwrap();
+                (x_cache(&res), body_string(res.into_body()).await)
+            }
+        };
+        assert_eq!(ask(post("/r", "{}")).await.0, "MISS");
+        for _ in 0..2 {
+            assert_eq!(
+                ask(post("/r", "{}")).await,
+                ("HIT".into(), r#"{"call":1}"#.into())
+            );
+        }
+        let refresh = with_header(post("/r", "{}"), "x-cache-control", "no-cache");
+        assert_eq!(ask(refresh).await.0, "REFRESH");
+        for _ in 0..2 {
+            assert_eq!(
+                ask(post("/r", "{}")).await,
+                ("HIT".into(), r#"{"call":2}"#.into())
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_stored_buffer_under_two_keys_is_marked_with_each_key() {
+    // An engine may hand out one buffer for two keys (here, copied by hand): a hit
+    // is marked with the key it was read under, never the other's.
+    let plain = PlainMap::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = CacheLayer::new(plain.clone()).layer(counting(calls.clone(), StatusCode::OK));
+    let key_of = |res: &Response<_>| res.headers()["x-cache-key"].to_str().unwrap().to_owned();
+    let a = svc.clone().oneshot(post("/a", "{}")).await.unwrap();
+    let key_a = key_of(&a);
+    drain(a).await;
+    let b = svc.clone().oneshot(post("/b", "{}")).await.unwrap();
+    let key_b = key_of(&b);
+    drain(b).await;
+    assert_ne!(key_a, key_b);
+    let res = svc.clone().oneshot(post("/a", "{}")).await.unwrap();
+    assert_eq!((x_cache(&res), key_of(&res)), ("HIT".into(), key_a.clone()));
+    drain(res).await;
+    let stored_a = plain.0.lock().unwrap()[&key_a].clone();
+    plain.0.lock().unwrap().insert(key_b.clone(), stored_a);
+    for _ in 0..2 {
+        let res = svc.clone().oneshot(post("/b", "{}")).await.unwrap();
+        assert_eq!((x_cache(&res), key_of(&res)), ("HIT".into(), key_b.clone()));
+        assert_eq!(res.headers().get_all("x-cache-key").iter().count(), 1);
+        assert_eq!(body_string(res.into_body()).await, r#"{"call":1}"#);
+    }
+}
+
 // ------------------------------------------------ own directives vs. Cache-Control
 
 #[tokio::test]

@@ -198,6 +198,9 @@ impl CacheEntry {
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
+    pub(crate) fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.headers
+    }
     /// The body frames as received.
     pub fn frames(&self) -> &[Bytes] {
         self.frames.as_slice()

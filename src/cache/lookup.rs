@@ -1,6 +1,7 @@
 //! Finding a request's entry: its key, and the engine read (without waiting when the
 //! engine keeps it in memory), decoded; every failure is a miss (fail-open).
 
+use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -15,7 +16,9 @@ use super::config::{Config, Shared, Tenant};
 use super::engine::{CacheEngine, CacheError, Token};
 use super::entry::{CacheEntry, split_signed};
 use super::key::{HexKey, KeyInput, Probe, default_key_hex};
+use super::memo::Memo;
 use super::metrics::Metrics;
+use super::respond::hit_headers;
 use super::sign::SignatureError;
 
 /// The key of a request: on the stack for the default key function.
@@ -139,6 +142,16 @@ pub(crate) async fn lookup<E: CacheEngine>(
     decode_entry(&shared.metrics, cfg, key, res, false)
 }
 
+/// Entries up to this size are remembered by [`HIT_MEMO`].
+const HIT_MEMO_MAX_ENTRY: usize = 256 * 1024;
+
+thread_local! {
+    /// The entries decoded last on this thread, by the identity of the stored buffer
+    /// (see [`memo`](super::memo)), with the key they were read under.
+    static HIT_MEMO: RefCell<Memo<Bytes, (Box<str>, CacheEntry), 8>> =
+        const { RefCell::new(Memo::new()) };
+}
+
 /// Decodes what the engine answered; every failure is a miss (fail-open). `trusted`:
 /// the bytes were encoded by this layer and kept in memory since (see
 /// [`MemoryEngine`](super::MemoryEngine)), so their checksum (and signature) is not
@@ -177,6 +190,18 @@ pub(crate) fn decode_entry(
         }
         trusted = true;
     }
+    // The same stored buffer as a recent hit on this thread (an engine keeping its
+    // entries in memory): its entry as decoded then, with the hit's headers in place.
+    let memo = data.len() <= HIT_MEMO_MAX_ENTRY;
+    if memo
+        && let Some(entry) = HIT_MEMO.with_borrow(|memo| {
+            memo.get(&data)
+                .filter(|(k, _)| **k == *key)
+                .map(|(_, e)| e.clone())
+        })
+    {
+        return Some(entry);
+    }
     // Room for the `x-cache`, `age` and `x-cache-key` headers of a hit.
     let decoded = if trusted {
         CacheEntry::decode_trusted(&data, 3)
@@ -184,7 +209,15 @@ pub(crate) fn decode_entry(
         CacheEntry::decode_with_spare(&data, 3)
     };
     match decoded {
-        Ok(e) => Some(e),
+        Ok(mut e) => {
+            if memo {
+                // With the hit's headers already there, a hit on a copy replaces
+                // their values instead of growing the copied map.
+                hit_headers(e.headers_mut(), key);
+                HIT_MEMO.with_borrow_mut(|memo| memo.put(data, (key.into(), e.clone())));
+            }
+            Some(e)
+        }
         Err(e) => {
             Metrics::inc(&m.corrupt_entries);
             tracing::warn!(key, error = %e, "undecodable cache entry; treating as a miss");

@@ -48,7 +48,13 @@
 //!   inner service is not called. An answer with an OpenAI-style `usage` object (a JSON
 //!   body, or the last event of a stream that carries one) is stored with
 //!   [`X_CACHE_SAVED_TOKENS`] (`98; prompt=27; completion=71; model="…"`, read once
-//!   when the entry is stored), so every hit tells the tokens it saved.
+//!   when the entry is stored), so every hit tells the tokens it saved. An engine that
+//!   keeps entries in memory ([`MemoryEngine`], [`FileEngine`]'s hot tier) hands out the
+//!   same stored buffer on every hit; each runtime thread remembers the entries it
+//!   decoded from its last 8 such buffers (up to 256 KiB each), so a repeated hit is
+//!   neither decoded nor checksummed again. Nothing is served from that memo that the
+//!   engine did not just return (an entry purged or replaced is another buffer), and a
+//!   signing layer checks the signature first.
 //! - **`x-cache-key`**: hits, misses, refreshes and coalesced answers carry
 //!   [`X_CACHE_KEY`], the key the entry is stored under (the hex SHA-256 digest of the
 //!   default key; never the key material, never a credential), for
@@ -160,6 +166,7 @@ mod head;
 pub mod key;
 mod layer;
 mod lookup;
+pub(crate) mod memo;
 mod metrics;
 mod miss;
 pub mod multipart;

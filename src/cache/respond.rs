@@ -27,6 +27,14 @@ pub(crate) fn mark_key(headers: &mut HeaderMap, key: &str) {
     }
 }
 
+/// Puts the headers of a hit on `key` in `headers`: `x-cache: HIT`, the key (see
+/// [`mark_key`]) and `age`, here `0` (a hit sets its own).
+pub(crate) fn hit_headers(headers: &mut HeaderMap, key: &str) {
+    headers.insert(X_CACHE, CacheStatus::Hit.header_value());
+    mark_key(headers, key);
+    headers.insert(header::AGE, HeaderValue::from_static("0"));
+}
+
 pub(crate) fn hit_response<ResBody>(
     entry: CacheEntry,
     key: &str,
@@ -36,7 +44,10 @@ pub(crate) fn hit_response<ResBody>(
     let age = now_ms.saturating_sub(entry.created_ms()) / 1000;
     let (status, mut headers, frames) = entry.into_hit_parts();
     headers.insert(X_CACHE, CacheStatus::Hit.header_value());
-    mark_key(&mut headers, key);
+    // An entry remembered with its hit headers (see `lookup::decode_entry`) has the key.
+    if headers.get(X_CACHE_KEY).map(HeaderValue::as_bytes) != Some(key.as_bytes()) {
+        mark_key(&mut headers, key);
+    }
     const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
     let age = match SMALL.get(age as usize) {
         Some(s) => HeaderValue::from_static(s),

@@ -1,6 +1,7 @@
 //! The forwarding handler: every request not meant for the proxy itself goes
 //! upstream through the client stack, through the cache on cached routes.
 
+use std::cell::RefCell;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,6 +19,7 @@ use tower::ServiceExt as _;
 use super::config::CachedRoutes;
 use super::metrics::{CacheState, Metrics, UpstreamErrorKind, tenant_label};
 use super::stack::CachedService;
+use crate::cache::memo::{Frozen, Memo};
 use crate::cache::{SavedTokens, X_CACHE_SAVED_TOKENS};
 use crate::client::HttpService;
 use crate::{Body, BoxError};
@@ -65,10 +67,26 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
+/// Whether `name` is one of [`HOP_BY_HOP`] (a match on the lowercase name: no
+/// comparison of `HeaderName`s, whose custom names compare byte by byte).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Usually there is none: one pass over the names instead of a lookup per name.
     // Headers named by `Connection` only count when `Connection` is there.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     // Headers named by `Connection` are hop-by-hop too.
@@ -182,7 +200,7 @@ pub(crate) async fn forward_request(state: Arc<ProxyState>, req: Request) -> Res
                 // A hit tells what it saved; anything else shared from the cache is
                 // scanned for its `usage`.
                 match parts.headers.get(X_CACHE_SAVED_TOKENS) {
-                    Some(v) => log.saved = SavedTokens::from_header(v),
+                    Some(v) => log.saved = saved_of_header(v),
                     None => log.capture = Some(Capture::Empty),
                 }
             }
@@ -431,7 +449,7 @@ struct RequestLog {
     /// count the tokens of its `usage`.
     capture: Option<Capture>,
     /// What a hit saved, from its `x-cache-saved-tokens`.
-    saved: Option<SavedTokens>,
+    saved: Option<Arc<SavedTokens>>,
     /// The request's `Authorization`, for the tenant label of the savings.
     authorization: Option<HeaderValue>,
     access_log: super::AccessLog,
@@ -468,61 +486,63 @@ impl Capture {
     }
 
     /// The `usage` (and model) of the captured body.
-    fn saved(&self) -> Option<SavedTokens> {
+    fn saved(&self) -> Option<Arc<SavedTokens>> {
         match self {
             Capture::Empty => None,
             Capture::One(b) => saved_of_shared(b),
-            Capture::Many(v) => SavedTokens::from_body(v),
+            Capture::Many(v) => SavedTokens::from_body(v).map(Arc::new),
         }
     }
 }
 
 /// Bodies up to this size have their `usage` remembered by [`saved_of_shared`].
 const USAGE_MEMO_MAX_BODY: usize = 256 * 1024;
-/// Bodies remembered per thread by [`saved_of_shared`].
+/// Bodies (and headers) remembered per thread by [`saved_of_shared`] (and
+/// [`saved_of_header`]).
 const USAGE_MEMO_SLOTS: usize = 8;
 
-/// The bodies whose `usage` was read last on this thread, with what was read.
-struct UsageMemo {
-    slots: [Option<(Bytes, Option<SavedTokens>)>; USAGE_MEMO_SLOTS],
-    next: usize,
-}
+/// What was read from the last few buffers of type `O` on a thread.
+type UsageMemo<O> = RefCell<Memo<O, Option<Arc<SavedTokens>>, USAGE_MEMO_SLOTS>>;
 
 thread_local! {
-    static USAGE_MEMO: std::cell::RefCell<UsageMemo> = const {
-        std::cell::RefCell::new(UsageMemo { slots: [const { None }; USAGE_MEMO_SLOTS], next: 0 })
-    };
+    /// The bodies whose `usage` was read last on this thread, with what was read.
+    static USAGE_MEMO: UsageMemo<Bytes> = const { RefCell::new(Memo::new()) };
+    /// The `x-cache-saved-tokens` values read last on this thread, with what was read.
+    static SAVED_HEADER_MEMO: UsageMemo<HeaderValue> = const { RefCell::new(Memo::new()) };
 }
 
-/// [`SavedTokens::from_body`] of one frame, remembered by the frame's identity.
+/// [`SavedTokens::from_body`] of one frame, remembered by the frame's identity (see
+/// [`Memo`]).
 ///
 /// An entry stored without `x-cache-saved-tokens` (by an older version), served
 /// from an in-memory engine, is the same stored buffer again and again,
-/// so its `usage` is parsed once instead of on every hit. The memo keeps a reference
-/// to every buffer it remembers, so a buffer with the same address and length is
-/// the same memory, whose content `Bytes` never changes: the answer is the one
-/// parsing would give. Small (a few bodies per thread, of bounded size).
-fn saved_of_shared(body: &Bytes) -> Option<SavedTokens> {
+/// so its `usage` is parsed once instead of on every hit.
+fn saved_of_shared(body: &Bytes) -> Option<Arc<SavedTokens>> {
     if body.len() > USAGE_MEMO_MAX_BODY {
-        return SavedTokens::from_body(body);
+        return SavedTokens::from_body(body).map(Arc::new);
     }
-    let same = |b: &Bytes| b.as_ptr() == body.as_ptr() && b.len() == body.len();
-    let found = USAGE_MEMO.with_borrow(|memo| {
-        memo.slots
-            .iter()
-            .flatten()
-            .find(|(b, _)| same(b))
-            .map(|(_, saved)| saved.clone())
-    });
-    if let Some(saved) = found {
+    remembered(&USAGE_MEMO, body, |b| SavedTokens::from_body(b))
+}
+
+/// [`SavedTokens::from_header`], remembered by the value's identity: a hit's headers
+/// share the stored entry's memory, so an in-memory engine hands out the same value
+/// on every hit of an entry (see [`Memo`]).
+fn saved_of_header(value: &HeaderValue) -> Option<Arc<SavedTokens>> {
+    remembered(&SAVED_HEADER_MEMO, value, SavedTokens::from_header)
+}
+
+/// `derive(owner)` from `memo` when it holds this very buffer, otherwise derived and
+/// remembered.
+fn remembered<O: Frozen + Clone>(
+    memo: &'static std::thread::LocalKey<UsageMemo<O>>,
+    owner: &O,
+    derive: impl FnOnce(&O) -> Option<SavedTokens>,
+) -> Option<Arc<SavedTokens>> {
+    if let Some(saved) = memo.with_borrow(|m| m.get(owner.frozen_bytes()).cloned()) {
         return saved;
     }
-    let saved = SavedTokens::from_body(body);
-    USAGE_MEMO.with_borrow_mut(|memo| {
-        let i = memo.next;
-        memo.slots[i] = Some((body.clone(), saved.clone()));
-        memo.next = (i + 1) % USAGE_MEMO_SLOTS;
-    });
+    let saved = derive(owner).map(Arc::new);
+    memo.with_borrow_mut(|m| m.put(owner.clone(), saved.clone()));
     saved
 }
 
@@ -652,6 +672,22 @@ mod tests {
     }
 
     #[test]
+    fn the_hop_by_hop_test_names_exactly_the_list() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in [
+            "authorization",
+            "content-type",
+            "x-cache",
+            "te-x",
+            "keep-alive2",
+        ] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
+    }
+
+    #[test]
     fn headers_without_hop_by_hop_are_left_alone() {
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer k"));
@@ -671,8 +707,12 @@ mod tests {
         let body = Bytes::from_static(br#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#);
         let parsed = SavedTokens::from_body(&body);
         assert_eq!(parsed.as_ref().map(|s| s.usage.total_tokens), Some(3));
-        assert_eq!(saved_of_shared(&body), parsed);
-        assert_eq!(saved_of_shared(&body), parsed, "remembered");
+        assert_eq!(saved_of_shared(&body).as_deref(), parsed.as_ref());
+        assert_eq!(
+            saved_of_shared(&body).as_deref(),
+            parsed.as_ref(),
+            "remembered"
+        );
         // Same length, other bytes, other buffer: parsed on its own.
         let other = Bytes::from_static(br#"{"usage":{"prompt_tokens":4,"completion_tokens":5}}"#);
         assert_eq!(
@@ -699,7 +739,34 @@ mod tests {
         capture.push(&body.slice(..20));
         capture.push(&body.slice(20..));
         assert_eq!(capture.len(), body.len());
-        assert_eq!(capture.saved(), parsed, "frames are joined");
+        assert_eq!(
+            capture.saved().as_deref(),
+            parsed.as_ref(),
+            "frames are joined"
+        );
+    }
+
+    #[test]
+    fn saved_header_memo_answers_like_a_parse() {
+        let stored = Bytes::from_static(b"98; prompt=27; completion=71; model=\"m\"");
+        let value = HeaderValue::from_maybe_shared(stored.clone()).unwrap();
+        let parsed = SavedTokens::from_header(&value);
+        assert_eq!(parsed.as_ref().map(|s| s.usage.total_tokens), Some(98));
+        assert_eq!(saved_of_header(&value).as_deref(), parsed.as_ref());
+        // A copy of the value shares its memory (a hit's headers cloned from one entry).
+        let hit = value.clone();
+        assert_eq!(
+            saved_of_header(&hit).as_deref(),
+            parsed.as_ref(),
+            "remembered"
+        );
+        // Same length, other tokens, other memory: parsed on its own.
+        let other = HeaderValue::from_static("99; prompt=28; completion=71; model=\"m\"");
+        assert_eq!(
+            saved_of_header(&other).map(|s| (s.usage.total_tokens, s.usage.prompt_tokens)),
+            Some((99, 28))
+        );
+        assert_eq!(saved_of_header(&HeaderValue::from_static("nonsense")), None);
     }
 
     #[test]
