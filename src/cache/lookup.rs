@@ -152,7 +152,9 @@ thread_local! {
         const { RefCell::new(Memo::new()) };
 }
 
-/// Decodes what the engine answered; every failure is a miss (fail-open). `trusted`:
+/// Decodes what the engine answered, as a hit on `key` (with the headers of
+/// [`hit_headers`]; [`hit_response`](super::respond::hit_response) sets its `age`);
+/// every failure is a miss (fail-open). `trusted`:
 /// the bytes were encoded by this layer and kept in memory since (see
 /// [`MemoryEngine`](super::MemoryEngine)), so their checksum (and signature) is not
 /// recomputed. With signing on, untrusted bytes must carry a valid signature (which
@@ -210,10 +212,10 @@ pub(crate) fn decode_entry(
     };
     match decoded {
         Ok(mut e) => {
+            // Decoded for a hit: its headers go in once here (a copy from the memo
+            // then only has its `age` replaced, without growing the copied map).
+            hit_headers(e.headers_mut(), key);
             if memo {
-                // With the hit's headers already there, a hit on a copy replaces
-                // their values instead of growing the copied map.
-                hit_headers(e.headers_mut(), key);
                 HIT_MEMO.with_borrow_mut(|memo| memo.put(data, (key.into(), e.clone())));
             }
             Some(e)

@@ -28,7 +28,8 @@ pub(crate) fn mark_key(headers: &mut HeaderMap, key: &str) {
 }
 
 /// Puts the headers of a hit on `key` in `headers`: `x-cache: HIT`, the key (see
-/// [`mark_key`]) and `age`, here `0` (a hit sets its own).
+/// [`mark_key`]) and `age`, here `0` ([`hit_response`] sets each hit's own). Every entry
+/// [`decode_entry`](super::lookup::decode_entry) hands out has them.
 pub(crate) fn hit_headers(headers: &mut HeaderMap, key: &str) {
     headers.insert(X_CACHE, CacheStatus::Hit.header_value());
     mark_key(headers, key);
@@ -37,17 +38,12 @@ pub(crate) fn hit_headers(headers: &mut HeaderMap, key: &str) {
 
 pub(crate) fn hit_response<ResBody>(
     entry: CacheEntry,
-    key: &str,
     now_ms: u64,
     m: &Metrics,
 ) -> Response<ResponseBody<ResBody>> {
     let age = now_ms.saturating_sub(entry.created_ms()) / 1000;
+    // `x-cache` and the key are in place already (see `hit_headers`).
     let (status, mut headers, frames) = entry.into_hit_parts();
-    headers.insert(X_CACHE, CacheStatus::Hit.header_value());
-    // An entry remembered with its hit headers (see `lookup::decode_entry`) has the key.
-    if headers.get(X_CACHE_KEY).map(HeaderValue::as_bytes) != Some(key.as_bytes()) {
-        mark_key(&mut headers, key);
-    }
     const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
     let age = match SMALL.get(age as usize) {
         Some(s) => HeaderValue::from_static(s),
@@ -101,7 +97,7 @@ pub(crate) fn fresh_hit<ResBody>(
         return None;
     }
     tracing::debug!(key, "cache hit");
-    Some(hit_response(entry, key, now, m))
+    Some(hit_response(entry, now, m))
 }
 
 /// The `504` of `only-if-cached` (or replay-only mode) when nothing usable was found.
