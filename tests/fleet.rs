@@ -4,6 +4,7 @@
 //!
 //! Needs `REDIS_URL`, `REDIS_CLUSTER_URL` and `DATABASE_URL` (each test prints
 //! `skipped: VAR not set` without its variable); the fail-open test needs nothing.
+//! With `RUST_LOG=mistral_tower=debug`, a failing scenario prints the layers' logs.
 
 mod support;
 
@@ -390,6 +391,10 @@ macro_rules! scenarios {
     ($url:ident: $($name:ident => $scenario:ident($($arg:expr),*);)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
             let Some(url) = $url().await else { return };
             $scenario(&url $(, $arg)*).await;
         }

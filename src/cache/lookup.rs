@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::header;
 use http::request::Parts;
 
+use super::Chain;
 use super::config::{Config, Shared, Tenant};
 use super::engine::{CacheEngine, CacheError, Token};
 use super::entry::{CacheEntry, split_signed};
@@ -171,7 +172,7 @@ pub(crate) fn decode_entry(
         Err(CacheError::Miss) => return None,
         Err(e) => {
             Metrics::inc(&m.engine_errors);
-            tracing::warn!(key, error = %e, "cache engine get failed; treating as a miss");
+            tracing::warn!(key, error = %Chain(&e), "cache engine get failed; treating as a miss");
             return None;
         }
     };

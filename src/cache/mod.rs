@@ -170,11 +170,14 @@ pub(crate) mod memo;
 mod metrics;
 mod miss;
 pub mod multipart;
+mod report;
 mod respond;
 mod service;
 mod sign;
 mod store;
 mod usage;
+
+pub(crate) use report::Chain;
 
 pub use body::{RequestBody, ResponseBody};
 pub use breaker::{BreakerState, DEFAULT_BREAKER_COOL_DOWN, DEFAULT_BREAKER_FAILURES};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 
+use super::Chain;
 use super::config::{Config, Shared};
 use super::engine::{CacheEngine, CacheError, Token};
 use super::flight::{Commit, EntryMeta, Flight, encode};
@@ -59,7 +60,7 @@ fn record_store<E>(shared: &Shared<E>, key: &str, res: Result<(), CacheError>) {
         }
         Err(e) => {
             Metrics::inc(&shared.metrics.store_errors);
-            tracing::warn!(key, error = %e, "cache engine set failed; entry not stored");
+            tracing::warn!(key, error = %Chain(&e), "cache engine set failed; entry not stored");
         }
     }
 }

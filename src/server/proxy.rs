@@ -20,7 +20,7 @@ use super::config::CachedRoutes;
 use super::metrics::{CacheState, Metrics, UpstreamErrorKind, tenant_label};
 use super::stack::CachedService;
 use crate::cache::memo::{Frozen, Memo};
-use crate::cache::{SavedTokens, X_CACHE_SAVED_TOKENS};
+use crate::cache::{Chain, SavedTokens, X_CACHE_SAVED_TOKENS};
 use crate::client::HttpService;
 use crate::{Body, BoxError};
 
@@ -210,7 +210,7 @@ pub(crate) async fn forward_request(state: Arc<ProxyState>, req: Request) -> Res
             Response::from_parts(parts, axum::body::Body::new(body))
         }
         Err(err) if is_client_body_timeout(&*err) => {
-            let message = error_chain(&*err);
+            let message = Chain(&*err).to_string();
             tracing::warn!(error = %message, "client request body stalled");
             log.headers_after = start.elapsed();
             log.status = StatusCode::REQUEST_TIMEOUT;
@@ -220,7 +220,7 @@ pub(crate) async fn forward_request(state: Arc<ProxyState>, req: Request) -> Res
             error_response(StatusCode::REQUEST_TIMEOUT, "request_timeout", &message)
         }
         Err(err) if chain_has::<ClientBodyError>(&*err) => {
-            let message = error_chain(&*err);
+            let message = Chain(&*err).to_string();
             tracing::warn!(error = %message, "unreadable client request body");
             log.headers_after = start.elapsed();
             log.status = StatusCode::BAD_REQUEST;
@@ -296,7 +296,7 @@ pub(crate) fn classify_error(err: BoxError) -> (StatusCode, UpstreamErrorKind, S
         }
         current = e.source();
     }
-    let detail = error_chain(&err);
+    let detail = Chain(&err).to_string();
     if timeout {
         (
             StatusCode::GATEWAY_TIMEOUT,
@@ -316,21 +316,6 @@ pub(crate) fn classify_error(err: BoxError) -> (StatusCode, UpstreamErrorKind, S
             format!("upstream request failed: {detail}"),
         )
     }
-}
-
-/// `outer: inner: innermost`, skipping repeated messages.
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut current = err.source();
-    while let Some(e) = current {
-        let msg = e.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        current = e.source();
-    }
-    out
 }
 
 /// A client's request body went silent for longer than the allowed idle time.
@@ -629,7 +614,7 @@ where
             }
             Poll::Ready(Some(Err(e))) => {
                 let e: BoxError = e.into();
-                tracing::warn!(error = %error_chain(&*e), path = %this.log.uri.path(), "response body failed");
+                tracing::warn!(error = %Chain(&*e), path = %this.log.uri.path(), "response body failed");
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {

@@ -32,6 +32,7 @@ use tokio_postgres::NoTls;
 
 use super::contract::{CacheEngine, CacheError};
 use super::postgres_fleet::FleetSql;
+use crate::cache::Chain;
 
 /// A [`CacheEngine`] on a PostgreSQL table.
 ///
@@ -265,7 +266,7 @@ impl PostgresEngine {
                         tracing::debug!(deleted = n, table = %engine.table.name, "swept expired cache rows")
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, table = %engine.table.name, "cache sweep failed")
+                        tracing::warn!(error = %Chain(&e), table = %engine.table.name, "cache sweep failed")
                     }
                 }
             }

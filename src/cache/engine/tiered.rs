@@ -22,6 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::contract::{CacheEngine, CacheError, Resident, Token};
+use crate::cache::Chain;
 
 /// An L1 engine in front of an L2 engine.
 ///
@@ -79,11 +80,11 @@ impl<L1: CacheEngine, L2: CacheEngine> CacheEngine for TieredEngine<L1, L2> {
         match self.l1.get(key).await {
             Ok(v) => return Ok(v),
             Err(CacheError::Miss) => {}
-            Err(e) => tracing::debug!(error = %e, "tiered cache: L1 get failed, trying L2"),
+            Err(e) => tracing::debug!(error = %Chain(&e), "tiered cache: L1 get failed, trying L2"),
         }
         let value = self.l2.get(key).await?;
         if let Err(e) = self.l1.set_with_ttl(key, value.clone(), self.l1_ttl).await {
-            tracing::debug!(error = %e, "tiered cache: L1 fill failed");
+            tracing::debug!(error = %Chain(&e), "tiered cache: L1 fill failed");
         }
         Ok(value)
     }
@@ -105,7 +106,7 @@ impl<L1: CacheEngine, L2: CacheEngine> CacheEngine for TieredEngine<L1, L2> {
             return Err(e);
         }
         if let Err(e) = self.l1.set_with_ttl(key, data, self.l1_ttl_for(ttl)).await {
-            tracing::debug!(error = %e, "tiered cache: L1 set failed");
+            tracing::debug!(error = %Chain(&e), "tiered cache: L1 set failed");
         }
         Ok(())
     }

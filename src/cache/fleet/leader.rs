@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use super::head;
 use super::seal::Seal;
 use crate::BoxError;
+use crate::cache::Chain;
 use crate::cache::config::Shared;
 use crate::cache::engine::{CacheEngine, FleetEvent, FleetLease};
 use crate::cache::flight::{Head, TeeBody};
@@ -99,7 +100,7 @@ async fn publish<E: CacheEngine>(
                         break;
                     }
                     Err(e) => {
-                        tracing::debug!(key = &*key, error = %e, "fleet lease renewal failed");
+                        tracing::debug!(key = &*key, error = %Chain(&e), "fleet lease renewal failed");
                         continue;
                     }
                 }
@@ -136,7 +137,7 @@ async fn publish<E: CacheEngine>(
                 break;
             }
             Err(e) => {
-                tracing::debug!(key = &*key, error = %e, "fleet publish failed; giving up the lease");
+                tracing::debug!(key = &*key, error = %Chain(&e), "fleet publish failed; giving up the lease");
                 break;
             }
         }
@@ -147,7 +148,7 @@ async fn publish<E: CacheEngine>(
     }
     let linger = ended.then(|| LINGER.min(lease_len));
     if let Err(e) = fleet.release(&key, &lease, linger).await {
-        tracing::debug!(key = &*key, error = %e, "fleet lease release failed; it will expire");
+        tracing::debug!(key = &*key, error = %Chain(&e), "fleet lease release failed; it will expire");
     }
 }
 

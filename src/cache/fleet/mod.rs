@@ -62,6 +62,7 @@ use follower::{Follow, Stop};
 pub(crate) use leader::Publisher;
 use seal::Seal;
 
+use super::Chain;
 use super::breaker::BreakerState;
 use super::config::{Config, Shared};
 use super::engine::{Acquired, CacheEngine, FleetLease};
@@ -140,7 +141,7 @@ pub(crate) async fn join<E: CacheEngine>(
                         return FleetRole::Alone;
                     }
                     Some(Err(Stop::Engine(e))) => {
-                        tracing::debug!(key = &*key, error = %e, "fleet engine failed; calling upstream");
+                        tracing::debug!(key = &*key, error = %Chain(&e), "fleet engine failed; calling upstream");
                         Metrics::inc(&m.fleet_fail_opens);
                         return FleetRole::Alone;
                     }
@@ -151,7 +152,7 @@ pub(crate) async fn join<E: CacheEngine>(
                 }
             }
             Some(Err(e)) => {
-                tracing::debug!(key = &*key, error = %e, "fleet engine failed; calling upstream");
+                tracing::debug!(key = &*key, error = %Chain(&e), "fleet engine failed; calling upstream");
                 Metrics::inc(&m.fleet_fail_opens);
                 return FleetRole::Alone;
             }

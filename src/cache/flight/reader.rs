@@ -167,8 +167,17 @@ impl Reader {
                     }
                     return Poll::Pending;
                 }
-                Poll::Ready(None) => return self.ended(),
+                // The flight ended or failed under this reader's hold on the recorder:
+                // a reader woken by that, that found the recorder still held, waits for
+                // it (the leader's reader outlives a failed flight), so wake it again.
+                Poll::Ready(None) => {
+                    drop(slot);
+                    flight.shared.notify();
+                    return self.ended();
+                }
                 Poll::Ready(Some(Err(e))) => {
+                    drop(slot);
+                    flight.shared.notify();
                     self.done = true;
                     return Poll::Ready(Some(Err(e)));
                 }
@@ -313,5 +322,101 @@ impl Drop for Reader {
                 let _ = tokio::time::timeout(sse::DRAIN_AFTER_DONE, drain).await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    use http_body::Body;
+
+    use super::*;
+    use crate::cache::flight::{Commit, Flights, Role};
+
+    struct NoCommit;
+    impl Commit for NoCommit {
+        fn commit(&self, _: Arc<str>, _: Arc<Flight>) {}
+    }
+
+    /// Pending on its first poll, an error on the next.
+    struct FailsSecond(usize);
+    impl Body for FailsSecond {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            self.0 += 1;
+            if self.0 == 1 {
+                Poll::Pending
+            } else {
+                Poll::Ready(Some(Err("upstream failed".into())))
+            }
+        }
+    }
+
+    /// A reader polled by its own waker, at once, inside whatever wakes it: the
+    /// tightest interleaving a multi-threaded runtime can produce.
+    struct PolledOnWake {
+        reader: Mutex<Reader>,
+        wakes: AtomicUsize,
+        failed: Mutex<Option<bool>>,
+    }
+    impl Wake for PolledOnWake {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.wakes.fetch_add(1, Ordering::SeqCst);
+            let waker = Waker::from(self.clone());
+            let mut cx = Context::from_waker(&waker);
+            let Ok(mut reader) = self.reader.try_lock() else {
+                return;
+            };
+            if let Poll::Ready(r) = reader.poll_frame(&mut cx) {
+                *self.failed.lock().unwrap() = Some(matches!(r, Some(Err(_))));
+            }
+        }
+    }
+
+    /// The follower's reader reads the upstream body's error, which fails the flight and
+    /// wakes the leader's reader while the follower still holds the recorder: the
+    /// leader's reader finds it held and waits. It must be woken again, or its caller
+    /// hangs (seen as followers of a dead fleet leader that never ended).
+    #[test]
+    fn a_leader_woken_while_a_follower_reads_the_failure_is_woken_again() {
+        let flights = Arc::new(Flights::default());
+        let Role::Leader(guard) = flights.join_or_lead("k", true) else {
+            panic!("first is the leader")
+        };
+        let Role::Follower(joined) = flights.join_or_lead("k", true) else {
+            panic!("second follows")
+        };
+        let flight = guard.flight().clone();
+        let rec = Recorder::new(Box::pin(FailsSecond(0)), guard, Arc::new(NoCommit), 1 << 20);
+        let leader = Arc::new(PolledOnWake {
+            reader: Mutex::new(Reader::leader(flight, rec)),
+            wakes: AtomicUsize::new(0),
+            failed: Mutex::new(None),
+        });
+        // The leader's reader polls the upstream first: pending.
+        leader.wake_by_ref();
+        assert_eq!(*leader.failed.lock().unwrap(), None);
+        // The follower's reader polls it next and gets the error.
+        let mut follower = Reader::follower(joined);
+        let noop = Waker::noop();
+        let polled = follower.poll_frame(&mut Context::from_waker(noop));
+        assert!(matches!(polled, Poll::Ready(Some(Err(_)))));
+        assert_eq!(
+            *leader.failed.lock().unwrap(),
+            Some(true),
+            "the leader's reader ends with the failure ({} wakes)",
+            leader.wakes.load(Ordering::SeqCst)
+        );
     }
 }
