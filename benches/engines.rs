@@ -2,9 +2,11 @@
 //! each next to the raw client call to the same server (a plain Redis `GET`, a plain
 //! Postgres `SELECT`, a plain object-store `GET`), so the engine's own overhead shows.
 //!
-//! The memory and file engines always run. The server-backed engines run when their
-//! server is configured and reachable, and otherwise print one `skipped: ...` line:
-//! `REDIS_URL` (e.g. `redis://127.0.0.1:6379`), `DATABASE_URL`
+//! The memory and file engines always run, and so does `file_check` (Linux): what the file
+//! engine's hot tier can check per hit that a file is unchanged.
+//!
+//! The server-backed engines run when their server is configured and reachable, and
+//! otherwise print one `skipped: ...` line: `REDIS_URL` (e.g. `redis://127.0.0.1:6379`), `DATABASE_URL`
 //! (e.g. `postgres://postgres@127.0.0.1:5432/test`) and `MISTRAL_TOWER_S3_URL`
 //! (e.g. `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1&allow_http=true`,
 //! credentials from `AWS_*`).
@@ -296,5 +298,42 @@ fn s3(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, local, redis, postgres, s3);
+/// What the file engine's hot tier could check per hit that the file is still the version
+/// it holds (it does the first): a `stat` of the entry's path, a `stat` of its name in an
+/// open shard directory, an `fstat` of an open descriptor of the file (which sees a purge
+/// or replacement only as a link count of 0), and a system call that does nothing.
+#[cfg(target_os = "linux")]
+fn file_check(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = FileEngine::new(dir.path()).unwrap();
+    let key = format!("{:064x}", 0xfeed_u64);
+    rt().block_on(engine.set(&key, chat_response(4096)))
+        .unwrap();
+    let path = engine.path_for(&key).unwrap();
+    let shard = std::fs::File::open(path.parent().unwrap()).unwrap();
+    let name = path.file_name().unwrap().to_owned();
+    let file = std::fs::File::open(&path).unwrap();
+
+    let mut group = c.benchmark_group("file_check");
+    group.bench_function("stat_path", |b| {
+        b.iter(|| std::fs::metadata(&path).unwrap().len())
+    });
+    group.bench_function("fstatat_shard_dir", |b| {
+        b.iter(|| {
+            rustix::fs::statat(&shard, name.as_os_str(), rustix::fs::AtFlags::empty())
+                .unwrap()
+                .st_size
+        })
+    });
+    group.bench_function("fstat_open_file", |b| {
+        b.iter(|| file.metadata().unwrap().len())
+    });
+    group.bench_function("syscall_getppid", |b| b.iter(rustix::process::getppid));
+    group.finish();
+}
+
+#[cfg(not(target_os = "linux"))]
+fn file_check(_: &mut Criterion) {}
+
+criterion_group!(benches, local, file_check, redis, postgres, s3);
 criterion_main!(benches);
