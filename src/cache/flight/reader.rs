@@ -167,14 +167,12 @@ impl Reader {
                     }
                     return Poll::Pending;
                 }
-                // The flight ended or failed under this reader's hold on the recorder:
-                // a reader woken by that, that found the recorder still held, waits for
-                // it (the leader's reader outlives a failed flight), so wake it again.
-                Poll::Ready(None) => {
-                    drop(slot);
-                    flight.shared.notify();
-                    return self.ended();
-                }
+                Poll::Ready(None) => return self.ended(),
+                // The flight failed under this reader's hold on the recorder. The
+                // leader's reader outlives a failed flight: woken by the failure, it may
+                // have found the recorder still held and gone back to waiting for it, so
+                // wake it again. (A completed flight needs no second wake: every reader
+                // sees `Complete` before it looks at the recorder.)
                 Poll::Ready(Some(Err(e))) => {
                     drop(slot);
                     flight.shared.notify();
