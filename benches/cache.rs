@@ -332,8 +332,7 @@ where
                 .await;
             }
             n += 256;
-            engine.run_pending_tasks();
-            // Full once within 64 KiB of the budget (moka evicts past it).
+            // Full once within 64 KiB of the budget.
             if engine.weighted_size() + 64 * 1024 >= engine.max_bytes() || n > 1 << 20 {
                 break;
             }

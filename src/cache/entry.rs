@@ -458,7 +458,8 @@ impl Encoder<'_> {
             + 4 * self.frames.len()
             + self.saved_tokens.map_or(0, |s| 26 + s.len())
             + body;
-        let mut b = BytesMut::with_capacity(est);
+        // A buffer of an entry the memory engine evicted, when one fits.
+        let mut b = crate::cache::recycle::take(est);
         b.put_slice(MAGIC);
         b.put_u8(if signed {
             SIGNED_FORMAT_VERSION

@@ -115,9 +115,9 @@
 //! keys. **`get` must return [`CacheError::Miss`] when no entry exists**: any other
 //! error is counted as an engine failure (and still treated as a miss). The layer stores
 //! its own expiry time in every entry, so an engine without TTL support stays correct.
-//! [`MemoryEngine`] (moka, bounded by bytes) and [`FileEngine`] (a directory, the
-//! default at `.mistral/cache`) are built in; an engine chosen at run time goes in a
-//! [`BoxEngine`]. Stored bytes follow the [`entry`] format and can be decoded with
+//! [`MemoryEngine`] (bounded by bytes, least recently used evicted first) and
+//! [`FileEngine`] (a directory, the default at `.mistral/cache`) are built in; an
+//! engine chosen at run time goes in a [`BoxEngine`]. Stored bytes follow the [`entry`] format and can be decoded with
 //! [`CacheEntry::decode`]. The engines and their trait live in [`engine`].
 //!
 //! # Errors
@@ -153,6 +153,7 @@
 //! Everything here builds without the crate's `client` feature.
 
 mod body;
+mod bounded;
 pub(crate) mod breaker;
 mod buffer;
 mod config;
@@ -170,6 +171,7 @@ pub(crate) mod memo;
 mod metrics;
 mod miss;
 pub mod multipart;
+mod recycle;
 mod report;
 mod respond;
 mod service;

@@ -29,12 +29,11 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use moka::Expiry;
-use moka::sync::Cache;
 
+use super::super::bounded::Bounded;
 use super::contract::{CacheEngine, CacheError, InProcess, Resident, Token};
 
 const MAGIC: &[u8; 8] = b"MTFE\0\0\0\x01";
@@ -123,47 +122,19 @@ struct HotValue {
     path: PathBuf,
 }
 
-struct HotExpiry;
-
-impl HotExpiry {
-    fn left(v: &HotValue) -> Option<Duration> {
-        (v.expires != 0).then(|| Duration::from_millis(v.expires.saturating_sub(now_ms())))
-    }
-}
-
-impl Expiry<Arc<str>, Arc<HotValue>> for HotExpiry {
-    fn expire_after_create(&self, _: &Arc<str>, v: &Arc<HotValue>, _: Instant) -> Option<Duration> {
-        Self::left(v)
-    }
-    fn expire_after_update(
-        &self,
-        _: &Arc<str>,
-        v: &Arc<HotValue>,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Self::left(v)
-    }
-}
-
 /// The in-memory copies of a [`FileEngine`] (see "Hot tier" there).
 #[derive(Clone)]
 struct HotTier {
-    cache: Cache<Arc<str>, Arc<HotValue>, ahash::RandomState>,
+    cache: Arc<Bounded<Box<str>, Arc<HotValue>>>,
     max_bytes: u64,
 }
 
 impl HotTier {
     fn new(max_bytes: u64) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|k: &Arc<str>, v: &Arc<HotValue>| {
-                let n = k.len() + v.data.len() + v.path.as_os_str().len() + 128;
-                u32::try_from(n).unwrap_or(u32::MAX)
-            })
-            .expire_after(HotExpiry)
-            .build_with_hasher(ahash::RandomState::new());
-        HotTier { cache, max_bytes }
+        HotTier {
+            cache: Arc::new(Bounded::new(max_bytes)),
+            max_bytes,
+        }
     }
 
     /// The value under `key` if its file is still the version it was read from.
@@ -175,7 +146,7 @@ impl HotTier {
             Some(v.data.clone())
         } else {
             // Deleted, replaced or expired: the file decides from now on.
-            self.cache.invalidate(key);
+            self.cache.remove(key);
             None
         }
     }
@@ -183,16 +154,19 @@ impl HotTier {
     fn insert(&self, key: &str, data: Bytes, expires: u64, stamp: Stamp, path: PathBuf) {
         // One value never takes more than a quarter of the budget.
         if data.len() as u64 > self.max_bytes / 4 {
-            self.cache.invalidate(key);
+            self.cache.remove(key);
             return;
         }
+        let weight = (key.len() + data.len() + path.as_os_str().len() + 128) as u64;
+        // The deadline lets eviction take expired copies first (`get` checks it too).
+        let ttl = (expires != 0).then(|| Duration::from_millis(expires.saturating_sub(now_ms())));
         let v = HotValue {
             data,
             expires,
             stamp,
             path,
         };
-        self.cache.insert(Arc::from(key), Arc::new(v));
+        self.cache.insert(Box::from(key), Arc::new(v), weight, ttl);
     }
 }
 
@@ -206,7 +180,7 @@ impl InProcess for HotTier {
     /// Not used for a partial store (the layer writes through `set_with_ttl`); dropping
     /// the copy keeps the rule that memory never holds what the file does not.
     fn set_trusted(&self, key: &str, _data: Bytes, _ttl: Option<Duration>) {
-        self.cache.invalidate(key);
+        self.cache.remove(key);
     }
 }
 
@@ -419,7 +393,7 @@ impl CacheEngine for FileEngine {
                 Ok(())
             }
             Err(e) => {
-                hot.cache.invalidate(key);
+                hot.cache.remove(key);
                 Err(e)
             }
         }
@@ -428,7 +402,7 @@ impl CacheEngine for FileEngine {
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
         let path = self.path_for(key)?;
         if let Some(hot) = &self.hot {
-            hot.cache.invalidate(key);
+            hot.cache.remove(key);
         }
         blocking(move || match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(e)),

@@ -1,4 +1,5 @@
-//! [`MemoryEngine`]: an in-process engine on `moka`, bounded by bytes and TTL-aware.
+//! [`MemoryEngine`]: an in-process engine bounded by bytes, TTL-aware (on the crate's
+//! sharded map, see `src/cache/bounded.rs`).
 //!
 //! # Example
 //!
@@ -17,21 +18,20 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use moka::Expiry;
-use moka::sync::Cache;
 
+use super::super::bounded::Bounded;
+use super::super::recycle;
 use super::contract::{CacheEngine, CacheError, InProcess, Resident, Token};
 
 /// Keys up to this many bytes are kept inline (the default key is 64 hex digits).
 const INLINE_KEY: usize = 64;
 
 /// A key of the map: inline up to [`INLINE_KEY`] bytes, so the map reaches it without a
-/// second pointer (moka rehashes its table in place as evictions leave tombstones, hashing
-/// every key again; each hit and store hashes one) and an entry costs one allocation
-/// less; on the heap beyond. Hashed, compared and borrowed as the bytes of the `str` it
+/// second pointer (each hit and store compares one) and an entry costs no allocation
+/// besides its value; on the heap beyond. Hashed, compared and borrowed as the bytes of the `str` it
 /// holds, so lookups by `key.as_bytes()` build nothing.
 enum MemKey {
     Inline { len: u8, bytes: [u8; INLINE_KEY] },
@@ -89,89 +89,68 @@ impl Eq for MemKey {}
 #[derive(Clone)]
 struct Value {
     data: Bytes,
-    ttl: Option<Duration>,
     /// Encoded by the cache layer of this process and handed over directly (never
     /// through the public `set`): its checksum was computed over these very bytes, so
     /// a hit need not recompute it. Bytes stored by anybody else are verified on read.
     trusted: bool,
 }
 
-struct PerEntryTtl;
-
-impl Expiry<MemKey, Value> for PerEntryTtl {
-    fn expire_after_create(&self, _: &MemKey, v: &Value, _: Instant) -> Option<Duration> {
-        v.ttl
-    }
-    fn expire_after_update(
-        &self,
-        _: &MemKey,
-        v: &Value,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        v.ttl
-    }
-}
-
-/// An in-memory engine holding at most a byte budget of entries (least recently and
-/// least frequently used entries are evicted first), each with its own TTL.
+/// An in-memory engine holding at most a byte budget of entries, each with its own TTL.
+///
+/// When a store exceeds the budget, entries are evicted least recently used first, as
+/// Redis approximates it: the victim is the least recently read or written of 5
+/// entries sampled at random (an expired one first), never the entry being stored.
+/// Every operation does its own bookkeeping under the lock of one of up to 64 shards:
+/// nothing is deferred to a background task or a later read.
 ///
 /// Cloning is cheap and clones share the same storage.
 #[derive(Clone)]
 pub struct MemoryEngine {
-    cache: Cache<MemKey, Value, ahash::RandomState>,
-    max_bytes: u64,
+    map: Arc<Bounded<MemKey, Value>>,
 }
 
 impl MemoryEngine {
     /// The bytes each entry is charged against the budget besides its key and value:
     /// what an entry costs in resident memory beyond them (the map's bookkeeping, the
     /// key's and value's allocations), measured with `examples/memory_overhead.rs`
-    /// (see `BENCHMARKS.md`: 401 bytes with 64-byte keys kept inline, 449 when keys had
-    /// their own allocation; the charge keeps a margin for allocator slack).
-    pub const ENTRY_OVERHEAD: u64 = 480;
+    /// (see `BENCHMARKS.md`: 123 bytes with 64-byte keys kept inline, from 100,000 to
+    /// 1,048,600 entries; 401 on the moka map used before). The charge is about twice
+    /// that: a margin for allocator slack and for a shard's entries growing into a new
+    /// vector while the old one is still held.
+    pub const ENTRY_OVERHEAD: u64 = 256;
 
     /// An engine holding at most `max_bytes` of entries: each is charged its key, its
     /// value and [`ENTRY_OVERHEAD`](Self::ENTRY_OVERHEAD), so the process's resident
     /// memory for the entries stays within the budget.
     pub fn new(max_bytes: u64) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|k: &MemKey, v: &Value| {
-                let w = k.as_bytes().len() as u64 + v.data.len() as u64 + Self::ENTRY_OVERHEAD;
-                u32::try_from(w).unwrap_or(u32::MAX)
-            })
-            .expire_after(PerEntryTtl)
-            // Keys may come from a custom key function, so the hasher stays seeded per
-            // engine (no fixed hash an attacker could aim collisions at), but it is
-            // several times cheaper than SipHash on 64-byte keys.
-            .build_with_hasher(ahash::RandomState::new());
-        MemoryEngine { cache, max_bytes }
+        MemoryEngine {
+            map: Arc::new(Bounded::new(max_bytes)),
+        }
     }
 
     /// The byte budget.
     pub fn max_bytes(&self) -> u64 {
-        self.max_bytes
+        self.map.max_weight()
     }
 
-    /// The number of entries (approximate: pending evictions may still be counted).
+    /// The number of entries (expired ones included until read or evicted).
     pub fn entry_count(&self) -> u64 {
-        self.cache.entry_count()
+        self.map.len()
     }
 
-    /// The weighted size in bytes (approximate).
+    /// The bytes charged against the budget: each entry's key, value and
+    /// [`ENTRY_OVERHEAD`](Self::ENTRY_OVERHEAD).
     pub fn weighted_size(&self) -> u64 {
-        self.cache.weighted_size()
+        self.map.weight()
     }
 
-    /// Applies pending evictions and expirations now (useful in tests).
-    pub fn run_pending_tasks(&self) {
-        self.cache.run_pending_tasks();
-    }
+    /// Kept for compatibility: every operation now applies its evictions itself, so
+    /// there is nothing pending (this does nothing).
+    pub fn run_pending_tasks(&self) {}
 
     /// Reads an entry synchronously.
     pub fn get_sync(&self, key: &str) -> Option<Bytes> {
-        self.cache.get(key.as_bytes()).map(|v| v.data)
+        self.map.get(key.as_bytes()).map(|v| v.data)
     }
 
     /// Stores an entry synchronously.
@@ -180,8 +159,15 @@ impl MemoryEngine {
     }
 
     fn insert(&self, key: &str, data: Bytes, ttl: Option<Duration>, trusted: bool) {
-        self.cache
-            .insert(MemKey::new(key), Value { data, ttl, trusted });
+        let weight = key.len() as u64 + data.len() as u64 + Self::ENTRY_OVERHEAD;
+        // An evicted entry's buffer goes to the next entry this thread encodes.
+        self.map.insert_with(
+            MemKey::new(key),
+            Value { data, trusted },
+            weight,
+            ttl,
+            |old| recycle::give(old.data),
+        );
     }
 }
 
@@ -189,7 +175,7 @@ impl MemoryEngine {
 impl InProcess for MemoryEngine {
     /// Reads an entry with whether it was stored by `set_trusted`.
     fn get_with_trust(&self, key: &str) -> Option<(Bytes, bool)> {
-        self.cache.get(key.as_bytes()).map(|v| (v.data, v.trusted))
+        self.map.get(key.as_bytes()).map(|v| (v.data, v.trusted))
     }
 
     /// Stores an entry the cache layer has just encoded (see `Value::trusted`).
@@ -201,8 +187,8 @@ impl InProcess for MemoryEngine {
 impl fmt::Debug for MemoryEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryEngine")
-            .field("max_bytes", &self.max_bytes)
-            .field("entries", &self.cache.entry_count())
+            .field("max_bytes", &self.max_bytes())
+            .field("entries", &self.entry_count())
             .finish()
     }
 }
@@ -225,15 +211,11 @@ impl CacheEngine for MemoryEngine {
         Ok(())
     }
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
-        self.cache.invalidate(key.as_bytes());
+        self.map.remove(key.as_bytes());
         Ok(())
     }
     async fn keys(&self) -> Result<Vec<String>, CacheError> {
-        Ok(self
-            .cache
-            .iter()
-            .map(|(k, _)| k.to_string_lossy())
-            .collect())
+        Ok(self.map.keys(MemKey::to_string_lossy))
     }
     fn try_get_now(&self, key: &str) -> Option<Result<Bytes, CacheError>> {
         Some(self.get_sync(key).ok_or(CacheError::Miss))
@@ -289,7 +271,6 @@ mod tests {
                 .await
                 .unwrap();
         }
-        e.run_pending_tasks();
         assert!(e.weighted_size() <= 100_000, "{}", e.weighted_size());
         assert!(e.entry_count() < 100);
     }
@@ -305,7 +286,6 @@ mod tests {
         for i in 0..10_000 {
             e.set_sync(&format!("{i:064x}"), Bytes::from_static(b"v"), None);
         }
-        e.run_pending_tasks();
         let charged = 64 + 1 + MemoryEngine::ENTRY_OVERHEAD;
         assert!(e.weighted_size() <= budget, "{}", e.weighted_size());
         assert_eq!(e.weighted_size() % charged, 0, "{}", e.weighted_size());
@@ -328,6 +308,38 @@ mod tests {
         assert_eq!(e.get("b").await.unwrap(), "2");
         e.delete("b").await.unwrap();
         assert!(e.get("b").await.unwrap_err().is_miss());
+    }
+
+    #[test]
+    fn an_evicted_entry_nobody_holds_goes_to_the_next_encoding_and_a_held_one_does_not() {
+        // On its own thread: the recycled buffers are per thread.
+        std::thread::spawn(|| {
+            let entry = |fill: u8| Bytes::from(vec![fill; 4096]);
+            // Room for two entries (one shard: the oldest of two is the victim).
+            let e = MemoryEngine::new(2 * (1 + 4096 + MemoryEngine::ENTRY_OVERHEAD));
+            let a = entry(b'a');
+            let a_ptr = a.as_ptr();
+            e.set_sync("a", a, None);
+            e.set_sync("b", entry(b'b'), None);
+            e.set_sync("c", entry(b'c'), None);
+            assert!(e.get_sync("a").is_none(), "a was evicted");
+            let reused = recycle::take(4096);
+            assert_eq!(reused.as_ptr(), a_ptr, "a's buffer is the next one encoded");
+            assert!(reused.is_empty());
+
+            // c is read and held (a hit still sending it), then b is read: storing d
+            // evicts c, whose buffer must not be reused.
+            let held = e.get_sync("c").unwrap();
+            assert_eq!(e.get_sync("b").unwrap()[0], b'b');
+            e.set_sync("d", entry(b'd'), None);
+            assert!(e.get_sync("c").is_none(), "c was evicted");
+            let fresh = recycle::take(4096);
+            assert_ne!(fresh.as_ptr(), held.as_ptr());
+            drop(fresh);
+            assert!(held.iter().all(|&x| x == b'c'), "the held bytes are intact");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

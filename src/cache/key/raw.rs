@@ -6,15 +6,16 @@
 //! the path and query, the namespace, the tenant scope, the `Content-Type` header (it
 //! picks the body's canonical form) and the body. An index slot keeps a copy of the
 //! body, a SHA-256 digest of the other fields (so the tenant scope, often an API key,
-//! is never stored) and the key derived from them. A lookup hashes the same fields with
-//! a seeded `ahash` (several times cheaper than SHA-256 over a large body) and accepts
-//! a slot only when the head digest and the body bytes are equal; anything else (a
+//! is never stored) and the key derived from them. A lookup hashes the head fields with
+//! a seeded `ahash` and the body with XXH3 seeded by that hash (several times cheaper
+//! than SHA-256 over a large body) and accepts a slot only when the head digest and
+//! the body bytes are equal; anything else (a
 //! changed byte, another tenant or namespace, a hash collision) falls back to the
 //! canonical key. A slot can go stale only in being useless: the key it names may have
 //! been evicted or purged from the engine, which the engine read then tells.
 //!
 //! Slots are weighed by their bytes (body, digests and [`SLOT_OVERHEAD`]) against the
-//! index's budget; least recently and least frequently used slots are evicted first.
+//! index's budget; the least recently used of a few sampled slots is evicted first.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -23,11 +24,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use super::super::bounded::Bounded;
 use super::{HexKey, KeyInput};
 
-/// The bytes a slot costs besides its body: the map's own bookkeeping per entry (as
-/// measured for the memory engine's moka map, see `BENCHMARKS.md`), the slot (head
-/// digest, key, the body's `Bytes` handle) and the body's allocation header.
+/// The bytes a slot costs besides its body: the map's own bookkeeping per entry (see
+/// `src/cache/bounded.rs`), the slot (head digest, key, the body's `Bytes` handle, the
+/// `Arc`) and the body's allocation header, with margin.
 pub(crate) const SLOT_OVERHEAD: usize = 320;
 
 /// The default budget of the index: 8 MiB.
@@ -42,9 +44,8 @@ struct Slot {
 
 /// The bounded map of byte-identical repeats (see the [module docs](self)).
 pub(crate) struct RawIndex {
-    map: moka::sync::Cache<u64, Arc<Slot>, ahash::RandomState>,
+    map: Bounded<u64, Arc<Slot>>,
     hasher: ahash::RandomState,
-    max_bytes: u64,
     /// Bodies larger than this are not indexed (one would evict many others).
     max_body: usize,
 }
@@ -52,8 +53,8 @@ pub(crate) struct RawIndex {
 impl fmt::Debug for RawIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawIndex")
-            .field("max_bytes", &self.max_bytes)
-            .field("slots", &self.map.entry_count())
+            .field("max_bytes", &self.map.max_weight())
+            .field("slots", &self.map.len())
             .finish()
     }
 }
@@ -65,16 +66,9 @@ pub(crate) struct Probe(u64);
 impl RawIndex {
     /// An index holding at most `max_bytes` of slots.
     pub(crate) fn new(max_bytes: u64) -> Self {
-        let map = moka::sync::Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|_: &u64, s: &Arc<Slot>| {
-                u32::try_from(s.body.len() + SLOT_OVERHEAD).unwrap_or(u32::MAX)
-            })
-            .build_with_hasher(ahash::RandomState::new());
         RawIndex {
-            map,
+            map: Bounded::new(max_bytes),
             hasher: ahash::RandomState::new(),
-            max_bytes,
             max_body: usize::try_from(max_bytes / 16).unwrap_or(usize::MAX),
         }
     }
@@ -104,21 +98,20 @@ impl RawIndex {
             body: Bytes::copy_from_slice(input.body),
             key,
         };
-        self.map.insert(probe.0, Arc::new(slot));
+        let weight = (slot.body.len() + SLOT_OVERHEAD) as u64;
+        self.map.insert(probe.0, Arc::new(slot), weight, None);
     }
 
     /// The number of slots (approximate, like the map's).
     #[cfg(test)]
     fn len(&self) -> u64 {
-        self.map.run_pending_tasks();
-        self.map.entry_count()
+        self.map.len()
     }
 
     /// The weighed bytes of the slots (approximate, like the map's).
     #[cfg(test)]
     fn weighted_size(&self) -> u64 {
-        self.map.run_pending_tasks();
-        self.map.weighted_size()
+        self.map.weight()
     }
 
     fn fast_hash(&self, input: &KeyInput<'_>) -> u64 {
@@ -127,8 +120,8 @@ impl RawIndex {
             h.write_usize(field.len());
             h.write(field);
         });
-        h.write(input.body);
-        h.finish()
+        // The body, often KiBs, through XXH3 seeded with the head's hash.
+        xxhash_rust::xxh3::xxh3_64_with_seed(input.body, h.finish())
     }
 }
 
