@@ -11,11 +11,15 @@
 //! kept here, and the encoder takes a kept buffer whose capacity fits the entry it
 //! writes. A buffer is therefore never written while anything can still read it.
 //!
-//! Bounds: at most [`MAX_BUFFERS`] buffers and [`MAX_BYTES`] per thread, each from
-//! [`MIN_LEN`] to [`MAX_LEN`] bytes; a buffer is reused only for an entry it fits with at
-//! most an eighth of its capacity unused, so what an entry keeps resident stays close to
-//! what the engine charges it. Buffers are cleared before reuse; the encoder overwrites
-//! every byte it hands out, and nothing reads past the length it writes.
+//! Bounds: at most [`MAX_BUFFERS`] buffers and [`MAX_BYTES`] per thread (the oldest kept
+//! buffer makes room for a new one), each of [`MIN_LEN`] to [`MAX_LEN`] bytes of
+//! capacity. These kept buffers are outside every engine's budget: at most
+//! [`MAX_BYTES`] per runtime thread. A buffer is reused only for an entry whose size
+//! estimate leaves at most [`MAX_SLACK`] of it unused, so what an entry keeps resident
+//! stays within what the memory engine charges it (its length and
+//! `MemoryEngine::ENTRY_OVERHEAD`, which is about twice the measured overhead). Buffers
+//! are cleared before reuse; the encoder overwrites every byte it hands out, and
+//! nothing reads past the length it writes.
 
 use std::cell::RefCell;
 
@@ -29,13 +33,15 @@ pub(crate) const MAX_BYTES: usize = 512 * 1024;
 pub(crate) const MIN_LEN: usize = 1024;
 /// Larger buffers are not kept (one would take much of [`MAX_BYTES`]).
 pub(crate) const MAX_LEN: usize = 128 * 1024;
+/// The most capacity a reused buffer may leave unused beyond the size asked for.
+pub(crate) const MAX_SLACK: usize = 64;
 
 thread_local! {
     static KEPT: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Keeps `data`'s buffer for reuse if nobody else holds it and the bounds allow;
-/// otherwise drops it.
+/// Keeps `data`'s buffer for reuse if nobody else holds it and its capacity is within
+/// the bounds (the oldest kept buffer goes if need be); otherwise drops it.
 pub(crate) fn give(data: Bytes) {
     if !(MIN_LEN..=MAX_LEN).contains(&data.len()) {
         return;
@@ -43,29 +49,34 @@ pub(crate) fn give(data: Bytes) {
     let Ok(mut buf) = data.try_into_mut() else {
         return;
     };
+    // The last handle to a slice of a larger buffer holds all of it.
+    if !(MIN_LEN..=MAX_LEN).contains(&buf.capacity()) {
+        return;
+    }
     buf.clear();
     // A thread being torn down has no pool: the buffer is then simply freed.
     let _ = KEPT.try_with(|kept| {
         let Ok(mut kept) = kept.try_borrow_mut() else {
             return;
         };
-        let held: usize = kept.iter().map(BytesMut::capacity).sum();
-        if kept.len() < MAX_BUFFERS && held + buf.capacity() <= MAX_BYTES {
-            kept.push(std::mem::take(&mut buf));
+        let mut held: usize = kept.iter().map(BytesMut::capacity).sum();
+        while !kept.is_empty() && (kept.len() >= MAX_BUFFERS || held + buf.capacity() > MAX_BYTES) {
+            held -= kept.remove(0).capacity();
         }
+        kept.push(std::mem::take(&mut buf));
     });
 }
 
 /// An empty buffer of at least `len` bytes of capacity: a kept one if one fits (at most
-/// an eighth of it left unused), a new one otherwise.
+/// [`MAX_SLACK`] bytes more), a new one otherwise.
 pub(crate) fn take(len: usize) -> BytesMut {
     if (MIN_LEN..=MAX_LEN).contains(&len) {
         let reused = KEPT.try_with(|kept| {
             let mut kept = kept.try_borrow_mut().ok()?;
             let i = kept
                 .iter()
-                .position(|b| b.capacity() >= len && b.capacity() - len <= b.capacity() / 8)?;
-            Some(kept.swap_remove(i))
+                .position(|b| b.capacity() >= len && b.capacity() - len <= MAX_SLACK)?;
+            Some(kept.remove(i))
         });
         if let Ok(Some(buf)) = reused {
             return buf;
@@ -96,17 +107,17 @@ mod tests {
             let ptr = e.as_ptr();
             give(e);
             assert_eq!(kept(), [4096]);
-            // Too big a buffer for a small entry, and too small for a big one: new ones.
-            assert_ne!(take(3000).as_ptr(), ptr);
+            // Too big a buffer for a smaller entry, and too small for a bigger one.
+            assert_ne!(take(4096 - MAX_SLACK - 1).as_ptr(), ptr);
             assert_ne!(take(4097).as_ptr(), ptr);
             assert_eq!(kept(), [4096]);
-            let b = take(4000);
+            let b = take(4096 - MAX_SLACK);
             assert_eq!(b.as_ptr(), ptr, "the kept buffer");
             assert!(
                 b.is_empty(),
                 "cleared: nothing of the old entry is readable"
             );
-            assert!(b.capacity() >= 4000);
+            assert!(b.capacity() >= 4096 - MAX_SLACK);
             assert!(kept().is_empty());
         })
         .join()
@@ -126,15 +137,25 @@ mod tests {
             give(entry(MIN_LEN - 1, 0));
             give(entry(MAX_LEN + 1, 0));
             assert!(kept().is_empty());
-            // At most MAX_BUFFERS, and MAX_BYTES.
-            for _ in 0..MAX_BUFFERS + 3 {
-                give(entry(2048, 0));
+            // At most MAX_BUFFERS: the oldest make room.
+            for i in 0..MAX_BUFFERS + 3 {
+                give(entry(2048 + i, 0));
             }
-            assert_eq!(kept().len(), MAX_BUFFERS);
-            let big = MAX_LEN;
-            give(entry(big, 0));
-            assert!(kept().iter().sum::<usize>() <= MAX_BYTES);
-            assert_eq!(kept().len(), MAX_BUFFERS, "full: the new one is freed");
+            let caps: Vec<usize> = (3..MAX_BUFFERS + 3).map(|i| 2048 + i).collect();
+            assert_eq!(kept(), caps);
+            // At most MAX_BYTES: a big buffer pushes out as many of the oldest as needed.
+            while !kept().is_empty() {
+                take(kept()[0]);
+            }
+            for _ in 0..4 {
+                give(entry(120 * 1024, 0));
+            }
+            assert_eq!(kept().len(), 4);
+            give(entry(MAX_LEN, 0));
+            let held: usize = kept().iter().sum();
+            assert!(held <= MAX_BYTES, "{held}");
+            assert_eq!(kept().len(), 4, "one 120 KiB buffer made room for 128 KiB");
+            assert_eq!(*kept().last().unwrap(), MAX_LEN);
         })
         .join()
         .unwrap();
@@ -150,6 +171,13 @@ mod tests {
             give(part);
             assert!(kept().is_empty(), "the rest of its buffer is still held");
             assert!(whole.iter().all(|&b| b == 1));
+            // The last handle to a small slice of a large buffer holds all of it: not
+            // kept (no entry would fit it, and it would pin the whole buffer).
+            let big = entry(400 * 1024, 2);
+            let head = big.slice(0..2048);
+            drop(big);
+            give(head);
+            assert!(kept().is_empty());
         })
         .join()
         .unwrap();

@@ -99,7 +99,8 @@ struct Value {
 ///
 /// When a store exceeds the budget, entries are evicted least recently used first, as
 /// Redis approximates it: the victim is the least recently read or written of 5
-/// entries sampled at random (an expired one first), never the entry being stored.
+/// entries sampled at random (an expired one first); a store never evicts the entry it
+/// writes.
 /// Every operation does its own bookkeeping under the lock of one of up to 64 shards:
 /// nothing is deferred to a background task or a later read.
 ///
@@ -144,9 +145,13 @@ impl MemoryEngine {
         self.map.weight()
     }
 
-    /// Kept for compatibility: every operation now applies its evictions itself, so
-    /// there is nothing pending (this does nothing).
-    pub fn run_pending_tasks(&self) {}
+    /// Removes every entry past its TTL now (evictions need no call: every store applies
+    /// its own). Expired entries are otherwise removed when read or sampled for eviction,
+    /// and count in [`entry_count`](Self::entry_count) and
+    /// [`weighted_size`](Self::weighted_size) until then.
+    pub fn run_pending_tasks(&self) {
+        self.map.purge_expired();
+    }
 
     /// Reads an entry synchronously.
     pub fn get_sync(&self, key: &str) -> Option<Bytes> {
@@ -303,8 +308,20 @@ mod tests {
         .await
         .unwrap();
         e.set("b", Bytes::from_static(b"2")).await.unwrap();
+        e.set_with_ttl(
+            "c",
+            Bytes::from_static(b"3"),
+            Some(Duration::from_millis(1)),
+        )
+        .await
+        .unwrap();
         std::thread::sleep(Duration::from_millis(20));
+        // Nothing read yet: a read past its TTL removes "a", run_pending_tasks "c".
+        assert_eq!(e.entry_count(), 3);
         assert!(e.get("a").await.unwrap_err().is_miss());
+        assert_eq!(e.entry_count(), 2);
+        e.run_pending_tasks();
+        assert_eq!(e.entry_count(), 1);
         assert_eq!(e.get("b").await.unwrap(), "2");
         e.delete("b").await.unwrap();
         assert!(e.get("b").await.unwrap_err().is_miss());

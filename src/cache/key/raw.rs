@@ -102,13 +102,13 @@ impl RawIndex {
         self.map.insert(probe.0, Arc::new(slot), weight, None);
     }
 
-    /// The number of slots (approximate, like the map's).
+    /// The number of slots.
     #[cfg(test)]
     fn len(&self) -> u64 {
         self.map.len()
     }
 
-    /// The weighed bytes of the slots (approximate, like the map's).
+    /// The weighed bytes of the slots.
     #[cfg(test)]
     fn weighted_size(&self) -> u64 {
         self.map.weight()
