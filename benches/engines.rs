@@ -6,8 +6,8 @@
 //! engine's hot tier can check per hit that a file is unchanged.
 //!
 //! The server-backed engines run when their server is configured and reachable, and
-//! otherwise print one `skipped: ...` line: `REDIS_URL` (e.g. `redis://127.0.0.1:6379`), `DATABASE_URL`
-//! (e.g. `postgres://postgres@127.0.0.1:5432/test`) and `MISTRAL_TOWER_S3_URL`
+//! otherwise print one `skipped: ...` line: `REDIS_URL` (e.g. `redis://127.0.0.1:6379`),
+//! `DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`) and `MISTRAL_TOWER_S3_URL`
 //! (e.g. `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1&allow_http=true`,
 //! credentials from `AWS_*`).
 //!

@@ -151,12 +151,8 @@ impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
     /// A map holding at most `max_weight` of entries.
     pub(crate) fn new(max_weight: u64) -> Self {
         let wanted = (max_weight / BYTES_PER_SHARD).clamp(1, MAX_SHARDS as u64) as usize;
-        // A power of two, so a shard is picked with a mask.
-        let n = if wanted.is_power_of_two() {
-            wanted
-        } else {
-            wanted.next_power_of_two() / 2
-        };
+        // A power of two (the one at or below), so a shard is picked with a mask.
+        let n = 1 << wanted.ilog2();
         let hasher = ahash::RandomState::new();
         let shards = (0..n)
             .map(|i| {
@@ -190,6 +186,11 @@ impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
         (0..self.shards.len())
             .map(|i| self.lock(i).map.len() as u64)
             .sum()
+    }
+
+    /// Takes `weight` off the total (of an entry just removed); the new total.
+    fn release(&self, weight: u64) -> u64 {
+        self.weight.fetch_sub(weight, Ordering::Relaxed) - weight
     }
 
     fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
@@ -227,7 +228,7 @@ impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
         if slot.expired(&mut None) {
             let weight = slot.weight;
             shard.map.swap_remove_index(i);
-            self.weight.fetch_sub(weight, Ordering::Relaxed);
+            self.release(weight);
             return None;
         }
         slot.used = tick;
@@ -285,7 +286,7 @@ impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
         match shard.map.raw_entry_mut_v1().from_hash(hash, |k| *k == key) {
             RawEntryMut::Occupied(mut o) => {
                 let old = std::mem::replace(o.get_mut(), slot);
-                self.weight.fetch_sub(old.weight, Ordering::Relaxed);
+                self.release(old.weight);
             }
             RawEntryMut::Vacant(v) => {
                 v.insert_hashed_nocheck(hash, key, slot);
@@ -294,13 +295,11 @@ impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
         let mut total = self.weight.fetch_add(weight, Ordering::Relaxed) + weight;
         // Evict from this shard first, sparing the entry just written...
         while total > self.max_weight {
-            match shard.evict_one(Some(tick)) {
-                Some(slot) => {
-                    total = self.weight.fetch_sub(slot.weight, Ordering::Relaxed) - slot.weight;
-                    evicted(slot.value);
-                }
-                None => break,
-            }
+            let Some(slot) = shard.evict_one(Some(tick)) else {
+                break;
+            };
+            total = self.release(slot.weight);
+            evicted(slot.value);
         }
         drop(shard);
         // ...then from the others in turn (a shard holding only that entry, or a budget
@@ -318,7 +317,7 @@ impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
             let slot = self.lock(i).evict_one(None);
             match slot {
                 Some(slot) => {
-                    total = self.weight.fetch_sub(slot.weight, Ordering::Relaxed) - slot.weight;
+                    total = self.release(slot.weight);
                     evicted(slot.value);
                     idle = 0;
                 }
@@ -351,7 +350,7 @@ impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
             return None;
         };
         let slot = o.swap_remove();
-        self.weight.fetch_sub(slot.weight, Ordering::Relaxed);
+        self.release(slot.weight);
         (!slot.expired(&mut None)).then_some(slot.value)
     }
 
@@ -368,7 +367,7 @@ impl<K: Hash + Eq, V: Clone> Bounded<K, V> {
                 }
                 keep
             });
-            self.weight.fetch_sub(freed, Ordering::Relaxed);
+            self.release(freed);
         }
     }
 

@@ -31,8 +31,8 @@ const INLINE_KEY: usize = 64;
 
 /// A key of the map: inline up to [`INLINE_KEY`] bytes, so the map reaches it without a
 /// second pointer (each hit and store compares one) and an entry costs no allocation
-/// besides its value; on the heap beyond. Hashed, compared and borrowed as the bytes of the `str` it
-/// holds, so lookups by `key.as_bytes()` build nothing.
+/// besides its value; on the heap beyond. Hashed, compared and borrowed as the bytes of
+/// the `str` it holds, so lookups by `key.as_bytes()` build nothing.
 enum MemKey {
     Inline { len: u8, bytes: [u8; INLINE_KEY] },
     Heap(Arc<str>),
@@ -101,6 +101,7 @@ struct Value {
 /// Redis approximates it: the victim is the least recently read or written of 5
 /// entries sampled at random (an expired one first); a store never evicts the entry it
 /// writes.
+///
 /// Every operation does its own bookkeeping under the lock of one of up to 64 shards:
 /// nothing is deferred to a background task or a later read.
 ///
