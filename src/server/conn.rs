@@ -288,19 +288,25 @@ where
         let conn = graceful.watch(builder.serve_connection(io, svc).into_owned());
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                res = conn => {
-                    if let Err(e) = res {
-                        tracing::debug!(error = %e, "client connection ended with an error");
+            {
+                // Borrowed by the select, so the connection is closed (dropped) at the end
+                // of this block: after a timeout is counted, so a client that sees the
+                // close and then reads the metrics finds it.
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    res = conn.as_mut() => {
+                        if let Err(e) = res {
+                            tracing::debug!(error = %e, "client connection ended with an error");
+                        }
                     }
-                }
-                reason = watchdog(&state, limits) => {
-                    let counter = match reason {
-                        Reason::Header => &metrics.header_timeouts,
-                        Reason::Idle => &metrics.idle_timeouts,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(?reason, "closing a client connection");
+                    reason = watchdog(&state, limits) => {
+                        let counter = match reason {
+                            Reason::Header => &metrics.header_timeouts,
+                            Reason::Idle => &metrics.idle_timeouts,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(?reason, "closing a client connection");
+                    }
                 }
             }
             metrics.open.fetch_sub(1, Ordering::Relaxed);
